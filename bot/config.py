@@ -1,0 +1,168 @@
+"""Settings, read once from the environment (and a `.env` file in the working directory) at the edge."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from moa.errors import ConfigError
+from moa.policy import UserRate
+from moa.store import HistoryBudget
+
+
+@dataclass(frozen=True)
+class Settings:
+    together_api_key: str | None = None
+    together_base_url: str | None = None
+    preset: str = "default"
+    config_path: Path | None = None
+    db_path: Path = Path("data/moa.sqlite3")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    log_level: str = "INFO"
+    log_format: str = "text"
+    max_question_chars: int = 16_000
+    knowledge_channels: frozenset[str] = frozenset()
+    allowed_channels: frozenset[str] = frozenset()
+    allowed_users: frozenset[str] = frozenset()
+    user_rate: UserRate = field(default_factory=UserRate)
+    retention_days: float = 90.0
+    history: HistoryBudget = field(default_factory=HistoryBudget)
+    max_concurrent: int = 8
+    recover_max_age_s: float = 600.0
+    shutdown_grace_s: float = 30.0
+    slack_bot_token: str | None = None
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    discord_bot_token: str | None = None
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_api_base_set: bool = False
+    discord_gateway_url: str | None = None
+    discord_guild_ids: tuple[int, ...] = ()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never reach a log line or an error message."""
+        values = (
+            self.together_api_key,
+            self.slack_bot_token,
+            self.slack_app_token,
+            self.slack_signing_secret,
+            self.discord_bot_token,
+        )
+        return tuple(v for v in values if v)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Settings:
+    """Settings from `environ` (default: the process environment, after reading `dotenv` if it exists)."""
+    if environ is None:
+        if dotenv is not None and dotenv.is_file():
+            from dotenv import load_dotenv
+
+            load_dotenv(dotenv, override=False)  # the real environment wins over the file
+        environ = os.environ
+    env = {k: v.strip() for k, v in environ.items() if v.strip()}
+    reader = _Reader(env)
+    settings = Settings(
+        together_api_key=env.get("TOGETHER_API_KEY"),
+        together_base_url=reader.url("TOGETHER_BASE_URL"),
+        preset=env.get("MOA_PRESET", "default"),
+        config_path=Path(env["MOA_CONFIG"]) if "MOA_CONFIG" in env else None,
+        db_path=Path(env.get("MOA_DB", "data/moa.sqlite3")),
+        http_host=env.get("MOA_HTTP_HOST", "127.0.0.1"),
+        http_port=reader.integer("MOA_HTTP_PORT", 8080, low=0, high=65535),
+        log_level=reader.choice("MOA_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
+        log_format=reader.choice("MOA_LOG_FORMAT", "text", ("text", "json")),
+        max_question_chars=reader.integer("MOA_MAX_QUESTION_CHARS", 16_000, low=1),
+        knowledge_channels=reader.ids("MOA_KNOWLEDGE_CHANNELS"),
+        allowed_channels=reader.ids("MOA_ALLOWED_CHANNELS"),
+        allowed_users=reader.ids("MOA_ALLOWED_USERS"),
+        user_rate=reader.parsed("MOA_USER_RATE", "20/hour", UserRate.parse),
+        retention_days=reader.number("MOA_RETENTION_DAYS", 90.0, low=0.0),
+        history=reader.parsed("MOA_HISTORY_BUDGET", "24000 chars", HistoryBudget.parse),
+        max_concurrent=reader.integer("MOA_MAX_CONCURRENT", 8, low=1),
+        recover_max_age_s=reader.number("MOA_RECOVER_MAX_AGE_S", 600.0, low=0.0),
+        shutdown_grace_s=reader.number("MOA_SHUTDOWN_GRACE_S", 30.0, low=0.0),
+        slack_bot_token=env.get("SLACK_BOT_TOKEN"),
+        slack_app_token=env.get("SLACK_APP_TOKEN"),
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET"),
+        slack_api_url=reader.url("SLACK_API_URL") or "https://slack.com/api/",
+        discord_bot_token=env.get("DISCORD_BOT_TOKEN"),
+        discord_api_base=(reader.url("DISCORD_API_BASE") or "https://discord.com/api/v10").rstrip("/"),
+        discord_api_base_set="DISCORD_API_BASE" in env,
+        discord_gateway_url=reader.url("DISCORD_GATEWAY_URL", schemes=("ws://", "wss://")),
+        discord_guild_ids=reader.guild_ids("DISCORD_GUILD_IDS"),
+    )
+    if settings.slack_bot_token and not settings.slack_app_token and not settings.slack_signing_secret:
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET: required in HTTP mode (SLACK_BOT_TOKEN set without SLACK_APP_TOKEN); set it to "
+            "the app's signing secret, or set SLACK_APP_TOKEN (xapp-...) to use Socket Mode"
+        )
+    if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN: an app-level token starts with 'xapp-'; create one with connections:write")
+    return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def integer(self, name: str, default: int, *, low: int | None = None, high: int | None = None) -> int:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: {raw!r} is not a whole number; set it like {name}={default}") from None
+        self._bounds(name, value, low, high)
+        return value
+
+    def number(self, name: str, default: float, *, low: float | None = None) -> float:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: {raw!r} is not a number; set it like {name}={default:g}") from None
+        self._bounds(name, value, low, None)
+        return value
+
+    @staticmethod
+    def _bounds(name: str, value: float, low: float | None, high: float | None) -> None:
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"between {low:g} and {high:g}" if high is not None else f"{low:g} or more"
+            raise ConfigError(f"{name}: {value:g} is out of range; it must be {span}")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False) -> str:
+        raw = self.env.get(name, default)
+        value = raw.upper() if upper else raw.lower()
+        if value not in allowed:
+            raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def ids(self, name: str) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.env.get(name, "").split(",") if part.strip())
+
+    def guild_ids(self, name: str) -> tuple[int, ...]:
+        ids = self.ids(name)
+        if not all(i.isdigit() for i in ids):
+            raise ConfigError(f"{name}: guild ids are numbers, comma-separated, like 123456789012345678")
+        return tuple(sorted(int(i) for i in ids))
+
+    def url(self, name: str, *, schemes: tuple[str, ...] = ("http://", "https://")) -> str | None:
+        raw = self.env.get(name)
+        if raw is not None and not raw.startswith(schemes):
+            raise ConfigError(f"{name}: {raw!r} is not a URL; it must start with {' or '.join(schemes)}")
+        return raw
+
+    def parsed(self, name: str, default: str, parse):  # type: ignore[no-untyped-def]
+        raw = self.env.get(name, default)
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None

@@ -1,0 +1,64 @@
+"""Builds the core (catalog, storage, providers, orchestrator, answerer) from settings, and closes it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.config import Settings
+from moa.answering import Answerer, RunSummary
+from moa.events import Event
+from moa.orchestrator import Orchestrator
+from moa.policy import AccessPolicy, ConcurrencyGate
+from moa.presets import Catalog, load_catalog
+from moa.providers.registry import ProviderRegistry
+from storage import Store
+
+
+@dataclass
+class Core:
+    settings: Settings
+    catalog: Catalog
+    store: Store
+    registry: ProviderRegistry
+    answerer: Answerer
+
+
+@asynccontextmanager
+async def open_core(
+    settings: Settings,
+    *,
+    on_event: Callable[[str, Event], None] | None = None,
+    on_finished: Callable[[RunSummary], None] | None = None,
+) -> AsyncIterator[Core]:
+    catalog = load_catalog(settings.config_path)
+    catalog.get(settings.preset)
+    registry = ProviderRegistry(
+        catalog.providers,
+        together_api_key=settings.together_api_key,
+        together_base_url=settings.together_base_url,
+    )
+    store = Store(settings.db_path)
+    await store.start()
+    try:
+        answerer = Answerer(
+            Orchestrator(registry),
+            store,
+            catalog,
+            default_preset=settings.preset,
+            policy=AccessPolicy(
+                max_question_chars=settings.max_question_chars,
+                allowed_channels=settings.allowed_channels,
+                allowed_users=settings.allowed_users,
+                user_rate=settings.user_rate,
+            ),
+            gate=ConcurrencyGate(settings.max_concurrent),
+            history=settings.history,
+            on_event=on_event,
+            on_finished=on_finished,
+        )
+        yield Core(settings, catalog, store, registry, answerer)
+    finally:
+        await registry.aclose()
+        await store.aclose()

@@ -1,0 +1,82 @@
+"""One exception tree for the product.
+
+    MoaError
+     +-- ConfigError            bad preset file, unknown provider, bad setting (message names the fix)
+     +-- ProviderError          a model call failed (status, retry_after, request_id, model)
+     |    +-- RateLimited       429: retry after `retry_after` seconds
+     |    +-- ProviderTimeout   no answer within the call's timeout
+     |    +-- ProviderUnavailable  5xx or connection failure: worth retrying
+     |    +-- ProviderRejected  4xx other than 429: retrying will not help
+     +-- NoAnswerError          every model failed; `user_message` says why
+     +-- StorageError           the database could not be read or written
+     +-- UserFacingError        anything whose message is safe to show to a chat user as is
+
+SDK exceptions are mapped into this tree in one place (`moa.providers.together.map_error`).
+"""
+
+from __future__ import annotations
+
+
+class MoaError(Exception):
+    """Base of every error the product raises on purpose."""
+
+
+class ConfigError(MoaError):
+    """A configuration problem; the message is one line naming what and how to fix it."""
+
+
+class ProviderError(MoaError):
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status = status
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+    @property
+    def short(self) -> str:
+        """A compact, secret-free description for footers, logs and the run record."""
+        code = f" {self.status}" if self.status else ""
+        return f"{type(self).__name__}{code}: {self}"
+
+
+class RateLimited(ProviderError):
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    retryable = True
+
+
+class ProviderRejected(ProviderError):
+    retryable = False
+
+
+class NoAnswerError(MoaError):
+    """Nothing at all succeeded; `user_message` is safe to show."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+class StorageError(MoaError):
+    pass
+
+
+class UserFacingError(MoaError):
+    """Raised where the message itself is the reply the user should see."""

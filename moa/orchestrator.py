@@ -1,0 +1,270 @@
+"""The Mixture-of-Agents run: proposer layers in parallel, then one aggregator whose answer is streamed.
+
+`Orchestrator.run` is an async generator of `moa.events` in the order things happen. Closing it, or cancelling
+the task that iterates it, cancels every model call it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from moa.errors import ProviderError, ProviderRejected, ProviderTimeout, RateLimited
+from moa.events import (
+    AggregationStarted,
+    AnswerDelta,
+    AnswerDone,
+    Event,
+    Message,
+    ProposalDone,
+    ProposalFailed,
+    ProposalStarted,
+    RunFailed,
+    Usage,
+)
+from moa.presets import Preset
+from moa.prompts import FALLBACK_NOTE, with_references
+from moa.providers.base import Delta, Provider
+from moa.providers.registry import ProviderRegistry
+from moa.retry import Backoff, call_with_retries
+
+
+@dataclass(frozen=True)
+class _Draft:
+    index: int
+    model: str
+    text: str
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        *,
+        backoff: Backoff = Backoff(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._backoff = backoff
+        self._clock = clock
+
+    async def run(self, preset: Preset, conversation: Sequence[Message]) -> AsyncIterator[Event]:
+        started = self._clock()
+        usage: dict[str, Usage] = {}
+        errors: list[ProviderError] = []
+        drafts: list[_Draft] = []
+        # layers = L means L-1 proposer layers, then the aggregator (layers = 1: the aggregator alone)
+        for layer in range(1, preset.layers):
+            messages = with_references(conversation, preset.aggregator_prompt, [d.text for d in drafts])
+            layer_drafts: list[_Draft] = []
+            async for event in self._layer(preset, layer, messages, errors):
+                if isinstance(event, ProposalDone):
+                    layer_drafts.append(_Draft(event.index, event.model, event.text))
+                    usage[event.model] = usage.get(event.model, Usage()) + event.usage
+                yield event
+            if layer_drafts:  # a layer where every model failed leaves the previous drafts standing
+                drafts = sorted(layer_drafts, key=lambda d: d.index)
+
+        yield AggregationStarted(preset.aggregator, len(drafts), len(preset.proposers) if preset.layers > 1 else 0)
+        messages = with_references(conversation, preset.aggregator_prompt, [d.text for d in drafts])
+        parts: list[str] = []
+        aggregator_error: ProviderError | None = None
+        try:
+            async for event in self._aggregate(preset, messages, parts, usage):
+                yield event
+        except ProviderError as exc:
+            aggregator_error = exc
+            errors.append(exc)
+
+        elapsed = self._clock() - started
+        total = sum(usage.values(), Usage())
+        contributors = tuple(d.model for d in drafts)
+        if aggregator_error is None:
+            yield AnswerDone("".join(parts), preset.aggregator, contributors, elapsed, total, usage)
+        elif drafts:
+            best = max(drafts, key=lambda d: len(d.text))
+            text = f"{best.text.strip()}\n\n{FALLBACK_NOTE.format(model=best.model)}"
+            yield AnswerDone(
+                text,
+                preset.aggregator,
+                contributors,
+                elapsed,
+                total,
+                usage,
+                fallback=True,
+                aggregator_error=aggregator_error.short,
+            )
+        else:
+            yield RunFailed(describe_failure(errors), elapsed)
+
+    async def _layer(
+        self, preset: Preset, layer: int, messages: list[Message], errors: list[ProviderError]
+    ) -> AsyncIterator[ProposalDone | ProposalFailed | ProposalStarted]:
+        total = len(preset.proposers)
+        layer_started = self._clock()
+        tasks: dict[asyncio.Task[ProposalDone | ProposalFailed], tuple[int, str]] = {}
+        for index, model in enumerate(preset.proposers):
+            yield ProposalStarted(model, layer, index, total)
+            task = asyncio.create_task(self._propose(preset, layer, index, model, messages, errors))
+            tasks[task] = (index, model)
+        pending: set[asyncio.Task[ProposalDone | ProposalFailed]] = set(tasks)
+        answered = 0
+        cutoff_at: float | None = None
+        try:
+            while pending:
+                timeout = None if cutoff_at is None else max(0.0, cutoff_at - self._clock())
+                done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=lambda t: tasks[t][0]):
+                    result = task.result()
+                    if isinstance(result, ProposalDone):
+                        answered += 1
+                    yield result
+                if not done:  # the straggler grace ran out
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.wait(pending)
+                    waited = self._clock() - layer_started
+                    for task in sorted(pending, key=lambda t: tasks[t][0]):
+                        index, model = tasks[task]
+                        reason = f"cut off: still running {preset.straggler_grace_s:g} s after enough drafts"
+                        yield ProposalFailed(model, layer, index, reason, waited, straggler=True)
+                    pending = set()
+                elif (
+                    cutoff_at is None
+                    and preset.straggler_grace_s > 0
+                    and answered >= preset.min_proposers
+                    and pending
+                ):
+                    cutoff_at = self._clock() + preset.straggler_grace_s
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _propose(
+        self,
+        preset: Preset,
+        layer: int,
+        index: int,
+        model: str,
+        messages: list[Message],
+        errors: list[ProviderError],
+    ) -> ProposalDone | ProposalFailed:
+        provider, bare = self._registry.resolve(model)
+        started = self._clock()
+        attempts = 1
+
+        async def attempt() -> tuple[str, Usage]:
+            try:
+                async with asyncio.timeout(preset.timeout_s):
+                    completion = await provider.complete(
+                        bare,
+                        messages,
+                        temperature=preset.temperature,
+                        max_tokens=preset.proposer_max_tokens,
+                        timeout_s=preset.timeout_s,
+                    )
+            except TimeoutError:
+                raise ProviderTimeout(f"{model}: no answer within {preset.timeout_s:g} s", model=model) from None
+            if not completion.text.strip():
+                raise ProviderRejected(f"{model}: empty answer", model=model)
+            return completion.text, completion.usage
+
+        def count(attempt_no: int, _: ProviderError) -> None:
+            nonlocal attempts
+            attempts = attempt_no + 1
+
+        try:
+            (text, usage), attempts = await call_with_retries(
+                attempt, retries=preset.retries, backoff=self._backoff, on_retry=count
+            )
+        except ProviderError as exc:
+            errors.append(exc)
+            return ProposalFailed(model, layer, index, exc.short, self._clock() - started, attempts=attempts)
+        return ProposalDone(model, layer, index, text, self._clock() - started, usage, attempts)
+
+    async def _aggregate(
+        self, preset: Preset, messages: list[Message], parts: list[str], usage: dict[str, Usage]
+    ) -> AsyncIterator[AnswerDelta]:
+        """Stream the aggregator into `parts`, retrying from scratch if it fails; raises its last error."""
+        provider, bare = self._registry.resolve(preset.aggregator)
+        attempt = 0
+        while True:
+            attempt += 1
+            restarted = bool(parts)
+            parts.clear()
+            try:
+                async for delta in self._stream(provider, bare, preset, messages):
+                    if delta.usage is not None:
+                        usage[preset.aggregator] = usage.get(preset.aggregator, Usage()) + delta.usage
+                    if delta.text:
+                        parts.append(delta.text)
+                        # after a failed attempt already showed text, the first new piece replaces all of it
+                        yield AnswerDelta(delta.text, reset=restarted)
+                        restarted = False
+                if not "".join(parts).strip():
+                    raise ProviderRejected(f"{preset.aggregator}: empty answer", model=preset.aggregator)
+                return
+            except ProviderError as exc:
+                too_long = exc.retry_after is not None and exc.retry_after > self._backoff.max_retry_after_s
+                if not exc.retryable or attempt > preset.retries or too_long:
+                    raise
+                await asyncio.sleep(self._backoff.delay(attempt, exc))
+
+    async def _stream(
+        self, provider: Provider, model: str, preset: Preset, messages: list[Message]
+    ) -> AsyncIterator[Delta]:
+        """The provider's stream with an idle timeout: each piece must arrive within `timeout_s`."""
+        stream = provider.stream(
+            model,
+            messages,
+            temperature=preset.temperature,
+            max_tokens=preset.aggregator_max_tokens,
+            timeout_s=preset.timeout_s,
+        )
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(preset.timeout_s):
+                        delta = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise ProviderTimeout(
+                        f"{preset.aggregator}: stalled for {preset.timeout_s:g} s", model=preset.aggregator
+                    ) from None
+                yield delta
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+
+def describe_failure(errors: Sequence[ProviderError]) -> str:
+    """One sentence for the user when no model produced anything."""
+    reasons: Counter[str] = Counter()
+    for error in errors:
+        reasons[_reason(error)] += 1
+    summary = ", ".join(f"{reason} ({n})" if n > 1 else reason for reason, n in reasons.most_common())
+    advice = "Please try again in a minute."
+    if "the provider refused the API key" in reasons:
+        advice = "An operator needs to check the API key (TOGETHER_API_KEY or the provider's key)."
+    elif "model not found" in reasons:
+        advice = "An operator needs to check the preset's model ids (`moa-bot doctor`)."
+    return f"No model could answer: {summary or 'unknown error'}. {advice}"
+
+
+def _reason(error: ProviderError) -> str:
+    if isinstance(error, RateLimited):
+        return "rate limited by the provider"
+    if isinstance(error, ProviderTimeout):
+        return "timed out"
+    if error.status in (401, 403):
+        return "the provider refused the API key"
+    if error.status == 404:
+        return "model not found"
+    if isinstance(error, ProviderRejected):
+        return "request rejected"
+    return "provider unavailable"

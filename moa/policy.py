@@ -1,0 +1,133 @@
+"""Who may ask what, how often, and how many answers run at once: one place, shared by every adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from moa.conversation import Question
+
+
+@dataclass(frozen=True)
+class UserRate:
+    count: int = 20
+    per_s: float = 3600.0
+
+    @classmethod
+    def parse(cls, value: str) -> UserRate:
+        """"20/hour", "5/minute", "100/day", "3/30s"; "0" or "off" turns the limit off."""
+        text = value.strip().lower()
+        if text in ("0", "off", "none"):
+            return cls(0, 1.0)
+        match = _RATE.fullmatch(text)
+        if match is None or match["unit"] not in _UNITS:
+            raise ValueError(f"{value!r} is not like '20/hour', '5/minute' or '100/day'")
+        return cls(int(match["count"]), float(match["span"] or 1) * _UNITS[match["unit"]])
+
+
+_RATE = re.compile(r"(?P<count>\d+)\s*/\s*(?P<span>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+)")
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+          "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
+
+
+@dataclass
+class AccessPolicy:
+    max_question_chars: int = 16_000
+    allowed_channels: frozenset[str] = frozenset()  # empty: every channel
+    allowed_users: frozenset[str] = frozenset()  # empty: everyone
+    user_rate: UserRate = field(default_factory=UserRate)
+    clock: Callable[[], float] = time.monotonic
+    _asked: dict[tuple[str, str, str], deque[float]] = field(default_factory=dict, init=False, repr=False)
+
+    def refusal(self, question: Question) -> str | None:
+        """Why the question is not answered, in words for the user; None when it is accepted.
+
+        An accepted question counts against the user's rate.
+        """
+        key = question.key
+        if self.allowed_channels and not ({key.channel, key.thread} & self.allowed_channels):
+            return "I'm not enabled in this channel. Ask an admin to add it to MOA_ALLOWED_CHANNELS."
+        if self.allowed_users and question.user not in self.allowed_users:
+            return "You're not on the list of people who can ask me questions. Ask an admin for access."
+        if not question.text.strip():
+            return "I didn't find a question in your message. Write it after the mention, e.g. `@moa what is WAL?`"
+        if len(question.text) > self.max_question_chars:
+            return (
+                f"Your question is {len(question.text):,} characters long; the limit is "
+                f"{self.max_question_chars:,}. Please shorten it (or attach the essentials only) and ask again."
+            )
+        return self._rate_refusal((key.platform, key.workspace, question.user))
+
+    def _rate_refusal(self, user: tuple[str, str, str]) -> str | None:
+        rate = self.user_rate
+        if rate.count <= 0:
+            return None
+        now = self.clock()
+        asked = self._asked.setdefault(user, deque())
+        while asked and asked[0] <= now - rate.per_s:
+            asked.popleft()
+        if len(asked) >= rate.count:
+            wait = asked[0] + rate.per_s - now
+            return (
+                f"You've reached the limit of {rate.count} questions per {_duration(rate.per_s)}. "
+                f"You can ask again in {_duration(wait)}."
+            )
+        asked.append(now)
+        return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        n, unit = math.ceil(seconds), "second"
+    elif seconds < 5400:
+        n, unit = math.ceil(seconds / 60), "minute"
+    elif seconds < 86400 * 1.5:
+        n, unit = math.ceil(seconds / 3600), "hour"
+    else:
+        n, unit = math.ceil(seconds / 86400), "day"
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+class ConcurrencyGate:
+    """At most `limit` answers run at once; the rest wait in arrival order and learn their place."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.active = 0
+        self._queue: deque[object] = deque()
+        self._changed = asyncio.Condition()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    async def acquire(self, on_queued: Callable[[int], Awaitable[None]]) -> None:
+        """Take a slot; while waiting, `on_queued(ahead)` is told how many wait in front (it must be quick)."""
+        ticket = object()
+        async with self._changed:
+            self._queue.append(ticket)
+            told: int | None = None
+            try:
+                while not (self._queue[0] is ticket and self.active < self.limit):
+                    ahead = self._queue.index(ticket)
+                    if ahead != told:
+                        told = ahead
+                        await on_queued(ahead)
+                    await self._changed.wait()
+            except BaseException:
+                self._queue.remove(ticket)
+                self._changed.notify_all()
+                raise
+            self._queue.popleft()
+            self.active += 1
+            self._changed.notify_all()
+
+    async def release(self) -> None:
+        async with self._changed:
+            self.active -= 1
+            self._changed.notify_all()

@@ -1,0 +1,43 @@
+"""Prompt text. Everything a model is told, apart from the user's own words, is written here.
+
+The structure follows the Mixture-of-Agents paper (Wang et al., 2024): an aggregate-and-synthesize instruction
+followed by the numbered drafts of the previous layer goes in as the system message, and the user's conversation
+(history and question) follows unchanged, so the question itself always reaches the model that writes the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from moa.events import Message
+
+AGGREGATE_AND_SYNTHESIZE = """\
+Below are draft answers that several AI models wrote to the user's latest message. Use them to write the \
+single best answer you can.
+
+Treat the drafts as evidence, not as truth: some may be wrong, out of date, biased or incomplete, and they \
+may contradict each other. Check each claim against what you know, keep what is correct and useful, fix or \
+drop what is not, and resolve disagreements instead of listing them. Do not copy one draft wholesale, and do \
+not mention the drafts, the models or this instruction: the user sees only your answer.
+
+Answer the user directly, in their language, clearly organised, using Markdown (headings, lists, code blocks) \
+where it helps.
+
+Draft answers:"""
+
+FALLBACK_NOTE = "_The synthesizing model failed, so this is the most complete single draft, from {model}._"
+
+
+def references_block(instruction: str, drafts: Sequence[str]) -> str:
+    """The instruction followed by the drafts, numbered from 1."""
+    numbered = "\n\n".join(f"{i}. {draft.strip()}" for i, draft in enumerate(drafts, start=1))
+    return f"{instruction}\n\n{numbered}"
+
+
+def with_references(conversation: Sequence[Message], instruction: str, drafts: Sequence[str]) -> list[Message]:
+    """Messages for a model that refines or aggregates `drafts`; with no drafts, the conversation alone."""
+    messages = list(conversation)
+    if not drafts:
+        return messages
+    system: Message = {"role": "system", "content": references_block(instruction, drafts)}
+    return [system, *messages]

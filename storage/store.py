@@ -1,0 +1,292 @@
+"""SQLite storage for conversations, runs, proposals and processed events (aiosqlite, WAL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+
+from moa.conversation import ConversationKey
+from moa.errors import StorageError
+from moa.events import Message, Usage
+from moa.store import HistoryBudget, ProposalRecord, RunRecord
+from storage.migrations import migrate
+
+# Runs in these states were in flight when the process stopped.
+UNFINISHED = ("pending", "running")
+
+
+class Store:
+    """Opened with `start()` (or `async with`), closed with `aclose()`; nothing happens in `__init__`."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+
+    async def start(self) -> Store:
+        try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.path.exists():
+                    # create it private before SQLite does: it holds every question and answer
+                    fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+                    os.close(fd)
+            self._db = await aiosqlite.connect(self.path)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await migrate(self._db)
+        except (sqlite3.Error, OSError) as exc:
+            await self.aclose()
+            raise StorageError(f"MOA_DB: cannot open {self.path}: {exc}") from exc
+        return self
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def __aenter__(self) -> Store:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError("the store is not open; call start() first")
+        return self._db
+
+    # conversations -------------------------------------------------------------------------------------
+
+    async def _conversation_id(self, key: ConversationKey, *, create: bool) -> int | None:
+        params = (key.platform, key.workspace, key.channel, key.thread)
+        if create:
+            now = time.time()
+            await self.db.execute(
+                "INSERT INTO conversations (platform, workspace, channel, thread, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (platform, workspace, channel, thread) DO UPDATE SET updated_at = excluded.updated_at",
+                (*params, now, now),
+            )
+        async with self.db.execute(
+            "SELECT id FROM conversations WHERE platform = ? AND workspace = ? AND channel = ? AND thread = ?",
+            params,
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    async def load_history(self, key: ConversationKey, budget: HistoryBudget) -> list[Message]:
+        """The newest messages that fit the budget, oldest first; older ones are dropped first."""
+        conversation = await self._conversation_id(key, create=False)
+        if conversation is None:
+            return []
+        kept: list[Message] = []
+        spent = 0
+        async with self.db.execute(
+            "SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY id DESC", (conversation,)
+        ) as cursor:
+            async for role, content in cursor:
+                spent += budget.cost(content)
+                if spent > budget.limit:
+                    break
+                kept.append({"role": role, "content": content})
+        kept.reverse()
+        # a conversation handed to a model starts with the user speaking
+        while kept and kept[0]["role"] != "user":
+            kept.pop(0)
+        return kept
+
+    async def has_history(self, key: ConversationKey) -> bool:
+        conversation = await self._conversation_id(key, create=False)
+        if conversation is None:
+            return False
+        async with self.db.execute(
+            "SELECT 1 FROM messages WHERE conversation_id = ? LIMIT 1", (conversation,)
+        ) as cursor:
+            return await cursor.fetchone() is not None
+
+    async def append_turn(self, key: ConversationKey, question: str, answer: str, run_id: str) -> None:
+        conversation = await self._conversation_id(key, create=True)
+        now = time.time()
+        await self.db.executemany(
+            "INSERT INTO messages (conversation_id, role, content, run_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            [(conversation, "user", question, run_id, now), (conversation, "assistant", answer, run_id, now)],
+        )
+        await self.db.commit()
+
+    async def seed_history(self, key: ConversationKey, messages: Sequence[Message]) -> None:
+        """Store context read from the platform once, so it never has to be read again."""
+        conversation = await self._conversation_id(key, create=True)
+        now = time.time()
+        await self.db.executemany(
+            "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (?, ?, ?, ?)",
+            [(conversation, m["role"], m["content"], now) for m in messages if m["role"] in ("user", "assistant")],
+        )
+        await self.db.commit()
+
+    async def forget(self, key: ConversationKey) -> int:
+        """Delete a conversation's messages and finished runs; returns how many messages there were.
+
+        Runs still in flight stay until they finish, so crash recovery never loses a question.
+        """
+        conversation = await self._conversation_id(key, create=False)
+        if conversation is None:
+            return 0
+        cursor = await self.db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation,))
+        await self.db.execute(
+            f"DELETE FROM runs WHERE conversation_id = ? AND status NOT IN {UNFINISHED}", (conversation,)
+        )
+        await self.db.commit()
+        return cursor.rowcount
+
+    # runs ----------------------------------------------------------------------------------------------
+
+    async def create_run(self, key: ConversationKey, user: str, question: str, preset: str, event_id: str) -> str:
+        conversation = await self._conversation_id(key, create=True)
+        run_id = uuid.uuid4().hex
+        await self.db.execute(
+            "INSERT INTO runs (id, conversation_id, user_id, event_id, question, preset, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+            (run_id, conversation, user, event_id, question, preset, time.time()),
+        )
+        await self.db.commit()
+        return run_id
+
+    async def set_placeholder(self, run_id: str, placeholder: dict[str, str]) -> None:
+        await self.db.execute("UPDATE runs SET placeholder = ? WHERE id = ?", (json.dumps(placeholder), run_id))
+        await self.db.commit()
+
+    async def mark_running(self, run_id: str) -> None:
+        await self.db.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
+        await self.db.commit()
+
+    async def add_proposals(self, run_id: str, proposals: Sequence[ProposalRecord]) -> None:
+        await self.db.executemany(
+            "INSERT INTO proposals (run_id, layer, model, text, latency_s, prompt_tokens, completion_tokens,"
+            " error, straggler) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    run_id,
+                    p.layer,
+                    p.model,
+                    p.text,
+                    p.latency_s,
+                    p.usage.prompt_tokens,
+                    p.usage.completion_tokens,
+                    p.error,
+                    int(p.straggler),
+                )
+                for p in proposals
+            ],
+        )
+        await self.db.commit()
+
+    async def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        answer: str = "",
+        error: str = "",
+        elapsed_s: float = 0.0,
+        usage: Usage = Usage(),
+    ) -> None:
+        await self.db.execute(
+            "UPDATE runs SET status = ?, answer = ?, error = ?, elapsed_s = ?, finished_at = ?,"
+            " prompt_tokens = ?, completion_tokens = ? WHERE id = ?",
+            (status, answer, error, elapsed_s, time.time(), usage.prompt_tokens, usage.completion_tokens, run_id),
+        )
+        await self.db.commit()
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        async with self.db.execute(
+            "SELECT r.id, c.platform, c.workspace, c.channel, c.thread, r.user_id, r.question, r.preset,"
+            " r.status, r.placeholder, r.created_at, r.event_id FROM runs r"
+            " JOIN conversations c ON c.id = r.conversation_id"
+            f" WHERE r.status IN {UNFINISHED} ORDER BY r.created_at"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            RunRecord(
+                id=row[0],
+                key=ConversationKey(row[1], row[2], row[3], row[4]),
+                user=row[5],
+                question=row[6],
+                preset=row[7],
+                status=row[8],
+                placeholder=json.loads(row[9] or "{}"),
+                created_at=row[10],
+                event_id=row[11],
+            )
+            for row in rows
+        ]
+
+    async def get_run(self, run_id: str) -> dict[str, object] | None:
+        """The whole run record with its proposals, as plain data (for `ask --json` and operators)."""
+        self.db.row_factory = aiosqlite.Row
+        try:
+            async with self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)) as cursor:
+                run = await cursor.fetchone()
+            if run is None:
+                return None
+            async with self.db.execute(
+                "SELECT layer, model, text, latency_s, prompt_tokens, completion_tokens, error, straggler"
+                " FROM proposals WHERE run_id = ? ORDER BY id",
+                (run_id,),
+            ) as cursor:
+                proposals = [dict(row) for row in await cursor.fetchall()]
+        finally:
+            self.db.row_factory = None
+        record: dict[str, object] = dict(run)
+        record["placeholder"] = json.loads(str(record["placeholder"]))
+        record["proposals"] = proposals
+        return record
+
+    # dedup and housekeeping ------------------------------------------------------------------------------
+
+    async def first_time(self, platform: str, event_id: str) -> bool:
+        """Record an event id; False when it was recorded before (a retry or a duplicate delivery)."""
+        cursor = await self.db.execute(
+            "INSERT OR IGNORE INTO processed_events (platform, event_id, seen_at) VALUES (?, ?, ?)",
+            (platform, event_id, time.time()),
+        )
+        await self.db.commit()
+        return cursor.rowcount == 1
+
+    async def purge(self, *, older_than_days: float, events_older_than_days: float = 3.0) -> int:
+        """Delete conversations untouched for `older_than_days` (with their runs); returns how many."""
+        now = time.time()
+        cursor = await self.db.execute(
+            "DELETE FROM conversations WHERE updated_at < ?", (now - older_than_days * 86400,)
+        )
+        await self.db.execute(
+            "DELETE FROM processed_events WHERE seen_at < ?", (now - events_older_than_days * 86400,)
+        )
+        await self.db.commit()
+        return cursor.rowcount
+
+    async def maintain(self) -> None:
+        """Keep the WAL file small and the query planner's statistics fresh."""
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self.db.execute("PRAGMA optimize")
+        await self.db.commit()
+
+    async def writable(self) -> bool:
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            await self.db.rollback()
+        except (sqlite3.Error, StorageError):
+            return False
+        return True

@@ -1,0 +1,585 @@
+"""A fake Together/OpenAI-compatible chat-completions server for tests.
+
+It sits at the real network seam: tests point the real `together.AsyncTogether` (or any OpenAI-compatible
+client) at `FakeLLM.base_url`, so the SDK's own parsing and error mapping, and ours on top of it, run as in
+production.
+
+    async with FakeLLM(models=["m1", "m2"]) as llm:
+        llm.script("m1", reply="hi", latency=0.2, tokens_per_s=50)
+        llm.fail("m2", Failure.rate_limit(retry_after=1), Failure.server_error())
+        client = AsyncTogether(api_key="test", base_url=llm.base_url)
+        ...
+        assert llm.requests_for("m1")[0].messages[-1]["content"] == "question"
+
+Endpoints (together 3.x appends `/v1/...` to an overridden base URL):
+- `POST /v1/chat/completions`: JSON `chat.completion`, or SSE `chat.completion.chunk`s when `stream` is true.
+  As Together does, every delta carries `role`, and the chunk with the last token also carries
+  `finish_reason` and `usage`; then `data: [DONE]`.
+- `GET /v1/models`: Together's model list, a bare JSON array of
+  `{"id", "object": "model", "type": "chat", ...}`.
+  together 3.1.1 has no typed call for it (`client.models.list()` is the v2 *custom* models API, needing a
+  project id), so read it with `await client.get("/v1/models", cast_to=...)`.
+
+Errors use Together's body shape `{"error": {"message", "type", "param", "code"}}`; 401 when the bearer token
+is missing (or differs from `api_key` when one is set), 404 `model_not_available` for a model that was neither
+listed nor scripted, 400 for a malformed body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+Reply = str | Callable[[dict[str, Any]], str | Awaitable[str]]
+FailureKind = Literal["http", "cut", "hang", "stream_error"]
+
+_TOKEN_RE = re.compile(r"\s*\S+(?:\s+$)?")
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into word-ish tokens that concatenate back to exactly `text`."""
+    tokens = _TOKEN_RE.findall(text)
+    if not tokens and text:
+        return [text]  # whitespace only: one token, so nothing is lost
+    return tokens
+
+
+def count_tokens(text: str) -> int:
+    return len(tokenize(text))
+
+
+def message_text(content: Any) -> str:
+    """Text of a message's `content`, which is a string or a list of OpenAI content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return message_text(message.get("content"))
+    return ""
+
+
+def default_reply(model: str, body: dict[str, Any]) -> str:
+    """Deterministic reply that shows which model answered and that the question reached it."""
+    return f"[{model}] answer to: {last_user_text(body)}"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One scripted failure, consumed by the next call to the model. Build with the classmethods."""
+
+    kind: FailureKind
+    status: int = 500
+    retry_after: float | None = None
+    after_tokens: int | None = None
+    message: str | None = None
+    type: str = "server_error"
+    code: str | None = None
+
+    @classmethod
+    def http(
+        cls,
+        status: int,
+        *,
+        retry_after: float | None = None,
+        message: str | None = None,
+        type: str = "server_error",
+        code: str | None = None,
+    ) -> Failure:
+        """Answer with `status` and a Together error body (and `Retry-After` if given)."""
+        return cls("http", status=status, retry_after=retry_after, message=message, type=type, code=code)
+
+    @classmethod
+    def rate_limit(cls, retry_after: float | None = 1.0) -> Failure:
+        """429 with `Retry-After: <seconds>`, as Together sends when a model's rate limit is hit."""
+        return cls.http(429, retry_after=retry_after, type="model_rate_limit", code="rate_limit_exceeded")
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> Failure:
+        """500 (or 502/503...) with a Together error body."""
+        kind = "service_unavailable" if status == 503 else "server_error"
+        return cls.http(status, type=kind, code=kind)
+
+    @classmethod
+    def cut(cls, after_tokens: int = 2) -> Failure:
+        """Streaming: send `after_tokens` chunks, then drop the connection without `[DONE]`.
+
+        Non-streaming: drop the connection before any response byte.
+        """
+        return cls("cut", after_tokens=after_tokens)
+
+    @classmethod
+    def hang(cls, after_tokens: int | None = None) -> Failure:
+        """Never answer (until the client gives up or the server stops).
+
+        With `after_tokens` on a streamed call, stall after that many chunks instead: a stuck stream.
+        """
+        return cls("hang", after_tokens=after_tokens)
+
+    @classmethod
+    def stream_error(cls, after_tokens: int = 1, message: str = "Internal server error") -> Failure:
+        """Streaming: after some chunks, an in-band `data: {"error": ...}` event, as Together sends."""
+        return cls("stream_error", after_tokens=after_tokens, message=message)
+
+
+@dataclass
+class ModelScript:
+    """How one model behaves. Mutable: tests may change it between calls."""
+
+    reply: Reply | None = None  # None: `default_reply`
+    latency: float = 0.0  # seconds before the first response byte
+    tokens_per_s: float | None = None  # streaming pace; None: as fast as possible
+    failures: deque[Failure] = field(default_factory=deque)  # consumed one per call, oldest first
+
+
+Outcome = Literal["pending", "ok", "error", "cut", "hang", "stream_error", "client_gone"]
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake saw it. Times are `time.monotonic()`."""
+
+    path: str
+    model: str | None
+    body: dict[str, Any]
+    headers: CIMultiDict[str]
+    started: float
+    ended: float | None = None
+    status: int | None = None  # HTTP status sent; None if the connection was dropped or never answered
+    outcome: Outcome = "pending"
+    reply: str | None = None  # text actually sent (truncated to max_tokens / cut point)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages") or [])
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("Authorization")
+
+    def overlaps(self, other: RecordedRequest) -> bool:
+        """True when both requests were in flight at the same moment."""
+        end_self = self.ended if self.ended is not None else float("inf")
+        end_other = other.ended if other.ended is not None else float("inf")
+        return self.started < end_other and other.started < end_self
+
+
+def _error_body(message: str, type_: str, code: str | None) -> dict[str, Any]:
+    return {"id": uuid.uuid4().hex, "error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class FakeLLM:
+    """aiohttp server on 127.0.0.1 (free port) speaking Together's chat-completions API.
+
+    `models` are answered with the default script; `script()`/`fail()` add models. With `any_model=True`
+    every model id is accepted. With `api_key` set, only that bearer token is accepted.
+    """
+
+    def __init__(
+        self, models: Iterable[str] = (), *, any_model: bool = False, api_key: str | None = None
+    ) -> None:
+        self.scripts: dict[str, ModelScript] = {model: ModelScript() for model in models}
+        self.any_model = any_model
+        self.api_key = api_key
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # --- configuration -------------------------------------------------------------------------------
+
+    def script(
+        self,
+        model: str,
+        *,
+        reply: Reply | None = None,
+        latency: float = 0.0,
+        tokens_per_s: float | None = None,
+        failures: Iterable[Failure] = (),
+    ) -> ModelScript:
+        """Set (replace) how `model` behaves and return its script."""
+        script = ModelScript(
+            reply=reply, latency=latency, tokens_per_s=tokens_per_s, failures=deque(failures)
+        )
+        self.scripts[model] = script
+        return script
+
+    def fail(self, model: str, *failures: Failure) -> ModelScript:
+        """Queue failures for the next calls to `model`, keeping the rest of its script."""
+        script = self.scripts.setdefault(model, ModelScript())
+        script.failures.extend(failures)
+        return script
+
+    def requests_for(self, model: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.model == model]
+
+    @property
+    def completions(self) -> list[RecordedRequest]:
+        """Recorded chat-completion requests only (not `/v1/models`)."""
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeLLM is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """What together 3.x takes as `base_url` (it appends `/v1/chat/completions`)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """What OpenAI-style clients take as `base_url` (they append `/chat/completions`)."""
+        return f"{self.base_url}/v1"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_get("/v1/models", self._models)
+        # handler_cancellation: a client that gives up (timeout) cancels its handler, so `ended` is recorded
+        # when the client left, as a real server would notice; shutdown_timeout: never wait on hung handlers.
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    async def aclose(self) -> None:
+        self._stopping.set()  # releases hung handlers
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeLLM:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # --- handlers -------------------------------------------------------------------------------------
+
+    def _auth_error(self, request: web.Request) -> web.Response | None:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or (self.api_key is not None and token != self.api_key):
+            body = _error_body(
+                "Invalid API key provided. You can find your API key at "
+                "https://api.together.xyz/settings/api-keys.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+            return web.json_response(body, status=401)
+        return None
+
+    def _known(self, model: str) -> bool:
+        return self.any_model or model in self.scripts
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        record = RecordedRequest(
+            path=request.path,
+            model=None,
+            body={},
+            headers=CIMultiDict(request.headers),
+            started=time.monotonic(),
+        )
+        self.requests.append(record)
+        response = self._auth_error(request) or web.json_response(
+            [
+                {
+                    "id": model,
+                    "object": "model",
+                    "created": 0,
+                    "type": "chat",
+                    "display_name": model.rsplit("/", 1)[-1],
+                    "organization": model.split("/", 1)[0] if "/" in model else "fake",
+                    "context_length": 131072,
+                    "pricing": {"input": 0.0, "output": 0.0, "hourly": 0, "base": 0, "finetune": 0},
+                }
+                for model in self.scripts
+            ]
+        )
+        record.status, record.ended = response.status, time.monotonic()
+        record.outcome = "ok" if response.status == 200 else "error"
+        return response
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        record = RecordedRequest(
+            path=request.path,
+            model=body.get("model") if isinstance(body, dict) else None,
+            body=body if isinstance(body, dict) else {},
+            headers=CIMultiDict(request.headers),
+            started=started,
+        )
+        self.requests.append(record)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._answer(request, record, body)
+        except asyncio.CancelledError:
+            record.outcome = "client_gone" if record.outcome == "pending" else record.outcome
+            raise
+        finally:
+            self.in_flight -= 1
+            record.ended = time.monotonic()
+
+    def _reject(self, record: RecordedRequest, response: web.Response) -> web.Response:
+        record.status, record.outcome = response.status, "error"
+        return response
+
+    async def _answer(self, request: web.Request, record: RecordedRequest, body: Any) -> web.StreamResponse:
+        if (auth_error := self._auth_error(request)) is not None:
+            return self._reject(record, auth_error)
+        if not isinstance(body, dict):
+            return self._reject(
+                record,
+                web.json_response(
+                    _error_body("Request body must be a JSON object", "invalid_request_error", None),
+                    status=400,
+                ),
+            )
+        model, messages = body.get("model"), body.get("messages")
+        if not isinstance(model, str) or not model:
+            return self._reject(
+                record,
+                web.json_response(
+                    _error_body("model is required", "invalid_request_error", "invalid_model"), status=400
+                ),
+            )
+        if not isinstance(messages, list) or not messages:
+            return self._reject(
+                record,
+                web.json_response(
+                    _error_body("messages must be a non-empty list", "invalid_request_error", None),
+                    status=400,
+                ),
+            )
+        if not self._known(model):
+            message = (
+                f"Unable to access model {model}. Please visit https://api.together.ai/models to view the "
+                "list of supported models."
+            )
+            return self._reject(
+                record,
+                web.json_response(
+                    _error_body(message, "invalid_request_error", "model_not_available"), status=404
+                ),
+            )
+
+        script = self.scripts.get(model) or ModelScript()
+        failure = script.failures.popleft() if script.failures else None
+        stream = bool(body.get("stream"))
+
+        if script.latency > 0:
+            await self._sleep(script.latency)
+
+        if failure is not None and failure.kind == "http":
+            headers = {}
+            if failure.retry_after is not None:
+                ra = failure.retry_after
+                headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+            message = failure.message or {
+                429: f"You have reached the rate limit specific to model {model}. Please retry later.",
+                503: "The server is overloaded or not ready yet.",
+            }.get(failure.status, "Internal server error")
+            response = web.json_response(
+                _error_body(message, failure.type, failure.code), status=failure.status, headers=headers
+            )
+            return self._reject(record, response)
+
+        if failure is not None and (failure.kind == "hang" and (failure.after_tokens is None or not stream)):
+            record.outcome = "hang"
+            await self._stopping.wait()
+            raise web.HTTPServiceUnavailable()  # only reached when the server stops
+
+        if failure is not None and failure.kind == "cut" and not stream:
+            record.outcome = "cut"
+            return self._drop(request)
+
+        text = script.reply(body) if callable(script.reply) else script.reply
+        if inspect.isawaitable(text):
+            text = await text
+        if text is None:
+            text = default_reply(model, body)
+        tokens = tokenize(text)
+        finish_reason = "stop"
+        max_tokens = body.get("max_tokens")
+        if isinstance(max_tokens, int) and max_tokens >= 0 and len(tokens) > max_tokens:
+            tokens, finish_reason = tokens[:max_tokens], "length"
+        prompt_tokens = sum(
+            count_tokens(message_text(m.get("content"))) for m in messages if isinstance(m, dict)
+        )
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(tokens),
+            "total_tokens": prompt_tokens + len(tokens),
+        }
+        completion_id = uuid.uuid4().hex
+        headers = {"x-request-id": completion_id}
+
+        if not stream:
+            record.reply = "".join(tokens)
+            record.status, record.outcome = 200, "ok"
+            return web.json_response(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "prompt": [],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": record.reply, "tool_calls": []},
+                            "logprobs": None,
+                            "finish_reason": finish_reason,
+                            "seed": None,
+                        }
+                    ],
+                    "usage": usage,
+                },
+                headers=headers,
+            )
+        return await self._stream(
+            request, record, script, model, tokens, finish_reason, usage, completion_id, failure
+        )
+
+    async def _stream(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        script: ModelScript,
+        model: str,
+        tokens: list[str],
+        finish_reason: str,
+        usage: dict[str, int],
+        completion_id: str,
+        failure: Failure | None,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "x-request-id": completion_id,
+            },
+        )
+        await response.prepare(request)
+        record.status = 200
+        created = int(time.time())
+        stop_at = failure.after_tokens if failure is not None and failure.after_tokens is not None else None
+        delay = 1.0 / script.tokens_per_s if script.tokens_per_s else 0.0
+        # An empty reply still sends one (empty) chunk, which carries finish_reason and usage.
+        pieces = tokens or [""]
+        sent: list[str] = []
+        try:
+            for i, piece in enumerate(pieces):
+                if stop_at is not None and i >= stop_at:
+                    break
+                if i > 0 and delay:
+                    await self._sleep(delay)
+                last = i == len(pieces) - 1
+                chunk = {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "text": piece,
+                            "logprobs": None,
+                            "finish_reason": finish_reason if last else None,
+                            "seed": None,
+                            "delta": {
+                                "token_id": i,
+                                "role": "assistant",
+                                "content": piece,
+                                "tool_calls": None,
+                            },
+                        }
+                    ],
+                    "usage": usage if last else None,
+                }
+                await response.write(f"data: {_dumps(chunk)}\n\n".encode())
+                sent.append(piece)
+            record.reply = "".join(sent)
+
+            if failure is not None and failure.kind == "cut":
+                record.outcome = "cut"
+                self._drop(request)
+                return response
+            if failure is not None and failure.kind == "hang":
+                record.outcome = "hang"
+                await self._stopping.wait()
+                self._drop(request)
+                return response
+            if failure is not None and failure.kind == "stream_error":
+                record.outcome = "stream_error"
+                error = _error_body(failure.message or "Internal server error", "server_error", None)
+                await response.write(f"data: {_dumps(error)}\n\n".encode())
+                await response.write_eof()
+                return response
+
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            record.outcome = "ok"
+        except ConnectionError:
+            record.outcome = "client_gone"  # the client stopped reading (cancelled, timed out)
+        return response
+
+    def _drop(self, request: web.Request) -> web.Response:
+        """Close the TCP connection abruptly: no more bytes, no chunked terminator."""
+        if request.transport is not None:
+            request.transport.abort()
+        # aiohttp will not manage to send this; returning it just ends the handler cleanly.
+        return web.Response(status=500)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but return early when the server stops, so shutdown never waits on latency."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

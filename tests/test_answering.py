@@ -1,0 +1,169 @@
+"""The answerer: from a question to views on a sink, with storage, limits and the concurrency gate."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from moa.answering import Answerer
+from moa.conversation import ConversationKey, Phase, Question, ReplyView
+from moa.orchestrator import Orchestrator
+from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
+from moa.presets import BUILTIN_PRESETS, Catalog
+from moa.store import HistoryBudget
+from storage import Store
+from tests.fakes.llm import FakeLLM, Failure
+from tests.helpers import FAST_BACKOFF, preset, registry_for
+
+KEY = ConversationKey("slack", "T1", "C1", "100.1")
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.views: list[ReplyView] = []
+        self.refusals: list[str] = []
+        self.opened = 0
+
+    async def open(self, view: ReplyView) -> dict[str, str]:
+        self.opened += 1
+        self.views.append(view)
+        return {"where": "test"}
+
+    async def show(self, view: ReplyView) -> None:
+        self.views.append(view)
+
+    async def refuse(self, message: str) -> None:
+        self.refusals.append(message)
+
+    @property
+    def final(self) -> ReplyView:
+        assert self.views and self.views[-1].final, self.views
+        return self.views[-1]
+
+
+@pytest.fixture
+async def setup(fake_llm: FakeLLM, tmp_path: Path):  # type: ignore[no-untyped-def]
+    for model in ("p/a", "p/b", "agg/x"):
+        fake_llm.script(model)
+    registry = registry_for(fake_llm)
+    catalog = Catalog({**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b"))})
+    async with Store(tmp_path / "moa.sqlite3") as store:
+        answerer = Answerer(
+            Orchestrator(registry, backoff=FAST_BACKOFF),
+            store,
+            catalog,
+            default_preset="test",
+            policy=AccessPolicy(max_question_chars=100, user_rate=UserRate(3, 60)),
+            gate=ConcurrencyGate(2),
+            history=HistoryBudget(),
+        )
+        yield answerer, store
+    await registry.aclose()
+
+
+async def test_answer_flows_from_placeholder_to_final(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, store = setup
+    sink = RecordingSink()
+    run_id = await answerer.answer(Question(KEY, "U1", "What is WAL?"), sink)
+    assert sink.views[0] == ReplyView(Phase.WORKING, "Asking 2 models…")
+    statuses = [v.status for v in sink.views]
+    assert "1/2 drafts in…" in statuses and "2/2 drafts in, synthesizing…" in statuses
+    assert any(v.phase is Phase.STREAMING for v in sink.views)
+    final = sink.final
+    assert final.phase is Phase.DONE and final.text == "[agg/x] answer to: What is WAL?"
+    assert final.footer.startswith("test · a, b → x · ")
+    record = await store.get_run(run_id)
+    assert record["status"] == "done" and record["placeholder"] == {"where": "test"}
+    assert len(record["proposals"]) == 2
+    # the next question in the thread carries the first turn
+    await answerer.answer(Question(KEY, "U1", "And in Postgres?"), RecordingSink())
+    messages = fake_llm.requests_for("p/a")[-1].messages
+    assert [m["content"] for m in messages] == [
+        "What is WAL?",
+        "[agg/x] answer to: What is WAL?",
+        "And in Postgres?",
+    ]
+
+
+async def test_refusals_reach_the_user_and_start_nothing(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, store = setup
+    for text, expected in (("", "didn't find a question"), ("x" * 101, "limit is 100")):
+        sink = RecordingSink()
+        assert await answerer.answer(Question(KEY, "U1", text), sink) is None
+        assert expected in sink.refusals[0] and sink.opened == 0
+    sink = RecordingSink()
+    await answerer.answer(Question(KEY, "U1", "q", preset="nope"), sink)
+    assert "I don't know the preset 'nope'" in sink.refusals[0]
+    assert fake_llm.requests == [] and await store.unfinished_runs() == []
+
+
+async def test_user_rate_limit(setup) -> None:  # type: ignore[no-untyped-def]
+    answerer, _ = setup
+    for _ in range(3):
+        await answerer.answer(Question(KEY, "U1", "q"), RecordingSink())
+    sink = RecordingSink()
+    await answerer.answer(Question(KEY, "U1", "q"), sink)
+    assert "limit of 3 questions per 60 seconds" in sink.refusals[0]
+    other = RecordingSink()  # another user, or the same id in another workspace, is not limited
+    await answerer.answer(Question(ConversationKey("slack", "T2", "C1"), "U1", "q"), other)
+    assert other.refusals == []
+
+
+async def test_allow_lists() -> None:
+    policy = AccessPolicy(allowed_channels=frozenset({"C1"}), allowed_users=frozenset({"U1"}))
+    assert policy.refusal(Question(KEY, "U1", "q")) is None
+    assert "not enabled in this channel" in policy.refusal(
+        Question(ConversationKey("slack", "T", "C2"), "U1", "q")
+    )
+    assert "not on the list" in policy.refusal(Question(KEY, "U2", "q"))
+
+
+async def test_queue_reports_position(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, _ = setup
+    for model in ("p/a", "p/b"):
+        fake_llm.script(model, latency=0.3)
+    sinks = [RecordingSink() for _ in range(4)]
+    await asyncio.gather(
+        *(
+            answerer.answer(Question(ConversationKey("slack", "T1", "C1", str(i)), f"U{i}", "q"), s)
+            for i, s in enumerate(sinks)
+        )
+    )
+    queued = [[v.status for v in s.views if v.phase is Phase.QUEUED] for s in sinks]
+    assert queued[0] == queued[1] == []
+    assert queued[2] == ["Queued, next in line…"]
+    assert queued[3] == ["Queued, 1 ahead…", "Queued, next in line…"]
+    assert all(s.final.phase is Phase.DONE for s in sinks)
+    assert fake_llm.peak_in_flight <= 4  # two answers at a time, two proposers each
+
+
+async def test_failure_edits_the_placeholder_and_records_the_error(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, store = setup
+    for model in ("p/a", "p/b", "agg/x"):
+        fake_llm.fail(model, *[Failure.http(401, message="bad key")] * 4)
+    sink = RecordingSink()
+    run_id = await answerer.answer(Question(KEY, "U1", "q"), sink)
+    assert sink.final.phase is Phase.FAILED
+    assert "refused the API key" in sink.final.text
+    record = await store.get_run(run_id)
+    assert record["status"] == "failed" and "API key" in record["error"]
+
+
+async def test_drain_interrupts_what_cannot_finish(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, store = setup
+    for model in ("p/a", "p/b"):
+        fake_llm.script(model, latency=10)
+    sink = RecordingSink()
+    task = asyncio.create_task(answerer.answer(Question(KEY, "U1", "q"), sink))
+    while fake_llm.in_flight < 2:
+        await asyncio.sleep(0.01)
+    assert await answerer.drain(0.1) == 1
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sink.final.phase is Phase.INTERRUPTED and "ask again" in sink.final.text
+    assert await store.unfinished_runs() == []
+    late = RecordingSink()
+    await answerer.answer(Question(KEY, "U1", "q"), late)
+    assert "restarting" in late.refusals[0]
