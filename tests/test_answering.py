@@ -123,7 +123,7 @@ async def test_allow_lists() -> None:
 async def test_queue_reports_position(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
     answerer, _ = setup
     for model in ("p/a", "p/b"):
-        fake_llm.script(model, latency=0.3)
+        fake_llm.script(model, latency=1.0)
     sinks = [RecordingSink() for _ in range(4)]
     await asyncio.gather(
         *(
