@@ -75,10 +75,15 @@ class Answerer:
         self._on_finished = on_finished
         self._accepting = True
         self._in_flight: set[asyncio.Task[object]] = set()
+        self._active_runs: set[str] = set()
 
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    def is_active(self, run_id: str) -> bool:
+        """True while this process is answering `run_id` (the recovery sweep leaves such runs alone)."""
+        return run_id in self._active_runs
 
     @property
     def accepting(self) -> bool:
@@ -102,7 +107,14 @@ class Answerer:
         run_id = await self._store.create_run(
             question.key, question.user, question.text, preset.name, question.event_id
         )
-        placeholder = await sink.open(ReplyView(Phase.WORKING, _asking(preset)))
+        self._active_runs.add(run_id)
+        try:
+            placeholder = await sink.open(ReplyView(Phase.WORKING, _asking(preset)))
+        except BaseException as exc:
+            # nowhere to answer: record why, and let the adapter tell the user another way if it can
+            self._active_runs.discard(run_id)
+            await self._store.finish_run(run_id, status="failed", error=f"placeholder not posted: {exc!r}"[:500])
+            raise
         await self._store.set_placeholder(run_id, placeholder)
         await self._run(run_id, question, preset, sink)
         return run_id
@@ -146,10 +158,12 @@ class Answerer:
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)  # type: ignore[arg-type]
+        self._active_runs.add(run_id)
         started = time.monotonic()
         try:
             await self._run_tracked(run_id, question, preset, sink, started)
         finally:
+            self._active_runs.discard(run_id)
             if task is not None:
                 self._in_flight.discard(task)  # type: ignore[arg-type]
 

@@ -1,0 +1,67 @@
+"""The process's HTTP server: /healthz, /metrics, and whatever routes adapters mount (Slack's /slack/events)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from adapters.base import Adapter
+from bot.metrics import CONTENT_TYPE, Metrics
+from storage import Store
+
+
+def build_app(
+    *,
+    store: Store,
+    adapters: Sequence[Adapter],
+    metrics: Metrics,
+    in_flight: Callable[[], int],
+    accepting: Callable[[], bool],
+) -> web.Application:
+    app = web.Application(client_max_size=1024**2)
+
+    async def healthz(_: web.Request) -> web.Response:
+        components: dict[str, str] = {}
+        healthy = True
+        if await store.writable():
+            components["database"] = "ok"
+        else:
+            components["database"] = "not writable"
+            healthy = False
+        for adapter in adapters:
+            up = adapter.connected
+            components[adapter.name] = "connected" if up else "disconnected"
+            healthy = healthy and up
+        body = {
+            "status": "ok" if healthy else "unavailable",
+            "accepting": accepting(),
+            "answers_in_flight": in_flight(),
+            "components": components,
+        }
+        return web.json_response(body, status=200 if healthy else 503, dumps=json.dumps)
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(in_flight()), headers={"Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    for adapter in adapters:
+        adapter.mount(app)
+    return app
+
+
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app`; returns the runner (to clean up) and the bound port (useful when `port` is 0)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # aiohttp exposes the bound sockets only here
+    bound = port
+    if server is not None and getattr(server, "sockets", None):
+        bound = server.sockets[0].getsockname()[1]
+    return runner, bound
+
+

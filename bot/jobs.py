@@ -1,0 +1,51 @@
+"""Background jobs on APScheduler's AsyncIOScheduler: retention, SQLite upkeep, and the recovery sweep."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from storage import Store
+
+log = logging.getLogger("bot.jobs")
+
+
+def _guarded(name: str, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    """A failing run of a job is logged and the job stays scheduled."""
+
+    async def run() -> None:
+        try:
+            result = await job()
+            log.info("job %s done%s", name, "" if result is None else f": {result}")
+        except Exception:  # noqa: BLE001 - one bad run must not unschedule the job
+            log.exception("job %s failed; it will run again at its next time", name)
+
+    run.__name__ = name
+    return run
+
+
+def build_scheduler(
+    store: Store,
+    *,
+    retention_days: float,
+    sweep: Callable[[], Awaitable[object]],
+    purge_every_s: float = 86400.0,
+    maintain_every_s: float = 3600.0,
+    sweep_every_s: float = 300.0,
+) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
+    soon = datetime.now() + timedelta(seconds=60)
+
+    async def purge() -> str:
+        removed = await store.purge(older_than_days=retention_days)
+        return f"{removed} conversations older than {retention_days:g} days removed"
+
+    scheduler.add_job(_guarded("retention", purge), "interval", seconds=purge_every_s, next_run_time=soon,
+                      id="retention")
+    scheduler.add_job(_guarded("sqlite-maintenance", store.maintain), "interval", seconds=maintain_every_s,
+                      id="sqlite-maintenance")
+    scheduler.add_job(_guarded("recovery-sweep", sweep), "interval", seconds=sweep_every_s, id="recovery-sweep")
+    return scheduler
