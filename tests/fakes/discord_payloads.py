@@ -1,0 +1,638 @@
+"""Builders for Discord API v10 JSON payloads, shaped as Discord sends them.
+
+Pure functions returning plain dicts, used by `tests.fakes.discord.FakeDiscord` and directly by tests that
+want to push a hand-made gateway event (`await dc.dispatch("MESSAGE_CREATE", payloads.message(...))`).
+Snowflakes are strings on the wire, as in the real API; builders accept ints and convert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+JSON = dict[str, Any]
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+API_VERSION = 10
+
+# Channel types (https://discord.com/developers/docs/resources/channel#channel-object-channel-types)
+GUILD_TEXT = 0
+DM = 1
+GUILD_ANNOUNCEMENT = 5
+PUBLIC_THREAD = 11
+PRIVATE_THREAD = 12
+GUILD_FORUM = 15
+GUILD_MEDIA = 16
+THREAD_TYPES = frozenset({10, PUBLIC_THREAD, PRIVATE_THREAD})
+
+# Message types and flags used by the fake.
+MESSAGE_DEFAULT = 0
+MESSAGE_REPLY = 19
+MESSAGE_CHAT_INPUT_COMMAND = 20
+FLAG_SUPPRESS_EMBEDS = 1 << 2
+FLAG_HAS_THREAD = 1 << 5
+FLAG_EPHEMERAL = 1 << 6
+FLAG_LOADING = 1 << 7
+FLAG_SUPPRESS_NOTIFICATIONS = 1 << 12
+
+# Gateway intents the fake honours when it echoes events.
+INTENT_GUILDS = 1 << 0
+INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_PRESENCES = 1 << 8
+INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_MESSAGE_CONTENT = 1 << 15
+PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
+
+# Application flags: *_LIMITED are what an unverified bot with the toggles on in the portal has.
+APP_FLAG_GATEWAY_PRESENCE_LIMITED = 1 << 13
+APP_FLAG_GATEWAY_GUILD_MEMBERS_LIMITED = 1 << 15
+APP_FLAG_GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 19
+APP_FLAG_APPLICATION_COMMAND_BADGE = 1 << 23
+
+# All text permissions; the exact number does not matter to discord.py, only that it parses as an int.
+ALL_PERMISSIONS = "2248473465835073"
+ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+
+_counter = itertools.count(1)
+
+
+def snowflake(at: float | None = None) -> int:
+    """A new unique snowflake whose timestamp is `at` (epoch seconds, default now), as Discord mints them."""
+    ms = int((time.time() if at is None else at) * 1000) - DISCORD_EPOCH_MS
+    # worker 1, process 0, 12-bit increment: unique within a test run, ordered by time like real ids.
+    return (ms << 22) | (1 << 17) | (next(_counter) & 0xFFF)
+
+
+def iso(at: float | None = None) -> str:
+    """An ISO 8601 timestamp as Discord writes them (`2026-11-03T10:00:00.123000+00:00`)."""
+    moment = dt.datetime.fromtimestamp(time.time() if at is None else at, tz=dt.UTC)
+    return moment.isoformat(timespec="microseconds")
+
+
+def bucket_hash(route: str) -> str:
+    """A stable opaque bucket id for a route, shaped like Discord's 32-hex-digit `X-RateLimit-Bucket`."""
+    return hashlib.md5(route.encode(), usedforsecurity=False).hexdigest()
+
+
+# --- users, members, guilds, channels ----------------------------------------------------------------------
+
+
+def user(user_id: int, username: str, *, bot: bool = False, global_name: str | None = None) -> JSON:
+    """A user object (partial form used in messages, members and interactions)."""
+    data: JSON = {
+        "id": str(user_id),
+        "username": username,
+        "discriminator": "0",
+        "global_name": global_name,
+        "avatar": None,
+        "public_flags": 0,
+        "flags": 0,
+        "banner": None,
+        "accent_color": None,
+        "avatar_decoration_data": None,
+        "collectibles": None,
+        "primary_guild": None,
+    }
+    if bot:
+        data["bot"] = True
+    return data
+
+
+def current_user(user_id: int, username: str) -> JSON:
+    """`GET /users/@me` for a bot token."""
+    return {
+        **user(user_id, username, bot=True),
+        "mfa_enabled": False,
+        "locale": "en-US",
+        "premium_type": 0,
+        "email": None,
+        "verified": True,
+        "bio": "",
+    }
+
+
+def member(
+    user_payload: JSON | None, *, joined_at: str | None = None, permissions: str | None = None
+) -> JSON:
+    """A guild member; `user_payload=None` gives the form nested in MESSAGE_CREATE (the user is the author)."""
+    data: JSON = {
+        "roles": [],
+        "nick": None,
+        "avatar": None,
+        "banner": None,
+        "premium_since": None,
+        "joined_at": joined_at or iso(),
+        "deaf": False,
+        "mute": False,
+        "pending": False,
+        "flags": 0,
+        "communication_disabled_until": None,
+    }
+    if user_payload is not None:
+        data["user"] = user_payload
+    if permissions is not None:
+        data["permissions"] = permissions
+    return data
+
+
+def everyone_role(guild_id: int) -> JSON:
+    """The @everyone role, whose id is the guild id."""
+    return {
+        "id": str(guild_id),
+        "name": "@everyone",
+        "permissions": "1071698660929",
+        "position": 0,
+        "color": 0,
+        "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+        "icon": None,
+        "unicode_emoji": None,
+        "flags": 0,
+    }
+
+
+def text_channel(
+    channel_id: int,
+    guild_id: int,
+    name: str,
+    *,
+    position: int = 0,
+    topic: str | None = None,
+    channel_type: int = GUILD_TEXT,
+    parent_id: int | None = None,
+) -> JSON:
+    """A guild text (or announcement, forum, media) channel."""
+    return {
+        "id": str(channel_id),
+        "type": channel_type,
+        "guild_id": str(guild_id),
+        "name": name,
+        "position": position,
+        "permission_overwrites": [],
+        "parent_id": str(parent_id) if parent_id else None,
+        "topic": topic,
+        "nsfw": False,
+        "last_message_id": None,
+        "rate_limit_per_user": 0,
+        "flags": 0,
+        "icon_emoji": None,
+        "theme_color": None,
+        "default_thread_rate_limit_per_user": 0,
+    }
+
+
+def thread_channel(
+    thread_id: int,
+    guild_id: int,
+    parent_id: int,
+    owner_id: int,
+    name: str,
+    *,
+    thread_type: int = PUBLIC_THREAD,
+    auto_archive_duration: int = 1440,
+    created_at: float | None = None,
+    message_count: int = 0,
+    invitable: bool = True,
+) -> JSON:
+    """A thread channel as returned by the thread-create routes and sent in THREAD_CREATE."""
+    stamp = iso(created_at)
+    metadata: JSON = {
+        "archived": False,
+        "archive_timestamp": stamp,
+        "auto_archive_duration": auto_archive_duration,
+        "locked": False,
+        "create_timestamp": stamp,
+    }
+    if thread_type == PRIVATE_THREAD:
+        metadata["invitable"] = invitable
+    return {
+        "id": str(thread_id),
+        "type": thread_type,
+        "guild_id": str(guild_id),
+        "parent_id": str(parent_id),
+        "owner_id": str(owner_id),
+        "name": name,
+        "last_message_id": None,
+        "rate_limit_per_user": 0,
+        "flags": 0,
+        "message_count": message_count,
+        "member_count": 1,
+        "total_message_sent": message_count,
+        "thread_metadata": metadata,
+    }
+
+
+def dm_channel(channel_id: int, recipient: JSON) -> JSON:
+    """A DM channel with one recipient."""
+    return {
+        "id": str(channel_id),
+        "type": DM,
+        "last_message_id": None,
+        "flags": 0,
+        "recipients": [recipient],
+    }
+
+
+def guild_create(
+    guild_id: int,
+    name: str,
+    *,
+    owner_id: int,
+    channels: Sequence[JSON],
+    threads: Sequence[JSON] = (),
+    members: Sequence[JSON] = (),
+    joined_at: str | None = None,
+) -> JSON:
+    """A GUILD_CREATE payload; `member_count == len(members)` so discord.py sees the guild as chunked."""
+    return {
+        "id": str(guild_id),
+        "name": name,
+        "icon": None,
+        "splash": None,
+        "discovery_splash": None,
+        "banner": None,
+        "description": None,
+        "owner_id": str(owner_id),
+        "region": "deprecated",
+        "afk_channel_id": None,
+        "afk_timeout": 300,
+        "system_channel_id": channels[0]["id"] if channels else None,
+        "system_channel_flags": 0,
+        "rules_channel_id": None,
+        "public_updates_channel_id": None,
+        "safety_alerts_channel_id": None,
+        "verification_level": 0,
+        "default_message_notifications": 0,
+        "explicit_content_filter": 0,
+        "mfa_level": 0,
+        "nsfw_level": 0,
+        "nsfw": False,
+        "premium_tier": 0,
+        "premium_subscription_count": 0,
+        "premium_progress_bar_enabled": False,
+        "preferred_locale": "en-US",
+        "features": [],
+        "roles": [everyone_role(guild_id)],
+        "emojis": [],
+        "stickers": [],
+        "application_id": None,
+        "vanity_url_code": None,
+        "max_members": 500000,
+        "max_video_channel_users": 25,
+        "max_stage_video_channel_users": 50,
+        "incidents_data": None,
+        "joined_at": joined_at or iso(),
+        "large": False,
+        "lazy": True,
+        "unavailable": False,
+        "member_count": len(members),
+        "members": list(members),
+        "channels": list(channels),
+        "threads": list(threads),
+        "presences": [],
+        "voice_states": [],
+        "stage_instances": [],
+        "guild_scheduled_events": [],
+        "soundboard_sounds": [],
+        "embedded_activities": [],
+        "activity_instances": [],
+        "version": int(time.time() * 1000),
+    }
+
+
+# --- application, gateway, commands ------------------------------------------------------------------------
+
+
+def application(app_id: int, name: str, *, owner: JSON, bot: JSON, flags: int) -> JSON:
+    """`GET /oauth2/applications/@me`."""
+    return {
+        "id": str(app_id),
+        "name": name,
+        "icon": None,
+        "description": "",
+        "summary": "",
+        "type": None,
+        "hook": True,
+        "bot_public": True,
+        "bot_require_code_grant": False,
+        "verify_key": hashlib.sha256(str(app_id).encode()).hexdigest(),
+        "flags": flags,
+        "owner": owner,
+        "team": None,
+        "bot": bot,
+        "redirect_uris": [],
+        "interactions_endpoint_url": None,
+        "role_connections_verification_url": None,
+        "event_webhooks_url": None,
+        "event_webhooks_status": 1,
+        "tags": [],
+        "integration_types_config": {"0": {}},
+        "approximate_guild_count": 1,
+        "approximate_user_install_count": 0,
+        "is_monetized": False,
+        "is_verified": False,
+        "is_discoverable": False,
+    }
+
+
+def gateway_bot(url: str) -> JSON:
+    """`GET /gateway/bot`."""
+    return {
+        "url": url,
+        "shards": 1,
+        "session_start_limit": {
+            "total": 1000,
+            "remaining": 999,
+            "reset_after": 14_400_000,
+            "max_concurrency": 1,
+        },
+    }
+
+
+def hello(heartbeat_interval_ms: int) -> JSON:
+    """Gateway op 10 HELLO."""
+    return {
+        "op": 10,
+        "d": {"heartbeat_interval": heartbeat_interval_ms, "_trace": ['["fake-gateway",{}]']},
+        "s": None,
+        "t": None,
+    }
+
+
+def ready(
+    *,
+    bot_user: JSON,
+    guild_ids: Iterable[int],
+    session_id: str,
+    resume_gateway_url: str,
+    application_id: int,
+    application_flags: int,
+) -> JSON:
+    """The READY dispatch's `d`: guilds are unavailable stubs, filled in by the GUILD_CREATEs that follow."""
+    return {
+        "v": API_VERSION,
+        "user": {**bot_user, "verified": True, "mfa_enabled": False, "email": None},
+        "user_settings": {},
+        "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
+        "guild_join_requests": [],
+        "relationships": [],
+        "private_channels": [],
+        "presences": [],
+        "geo_ordered_rtc_regions": ["fake"],
+        "session_id": session_id,
+        "session_type": "normal",
+        "resume_gateway_url": resume_gateway_url,
+        "application": {"id": str(application_id), "flags": application_flags},
+        "auth": {},
+        "_trace": ['["fake-gateway",{}]'],
+    }
+
+
+def application_command(
+    definition: Mapping[str, Any],
+    *,
+    command_id: int,
+    application_id: int,
+    guild_id: int | None,
+    version: int,
+) -> JSON:
+    """A registered application command as the bulk-overwrite routes return it."""
+    data: JSON = {
+        "id": str(command_id),
+        "application_id": str(application_id),
+        "version": str(version),
+        "type": 1,
+        "description": "",
+        "default_member_permissions": None,
+        "nsfw": False,
+        "integration_types": [0],
+        "contexts": None,
+        "name_localizations": None,
+        "description_localizations": None,
+        **definition,
+    }
+    if guild_id is not None:
+        data["guild_id"] = str(guild_id)
+    else:
+        data.setdefault("dm_permission", True)
+    return data
+
+
+# --- messages ----------------------------------------------------------------------------------------------
+
+_MENTION = re.compile(r"<@!?(\d+)>")
+
+
+def mentioned_user_ids(content: str) -> list[int]:
+    """User ids written as `<@id>` or `<@!id>` in `content`, in order, without duplicates."""
+    seen: dict[int, None] = {}
+    for match in _MENTION.finditer(content):
+        seen[int(match.group(1))] = None
+    return list(seen)
+
+
+def message(
+    *,
+    message_id: int,
+    channel_id: int,
+    author: JSON,
+    content: str,
+    guild_id: int | None = None,
+    member_payload: JSON | None = None,
+    mentions: Sequence[JSON] = (),
+    created_at: float | None = None,
+    edited_at: float | None = None,
+    message_type: int | None = None,
+    flags: int = 0,
+    embeds: Sequence[JSON] = (),
+    attachments: Sequence[JSON] = (),
+    components: Sequence[JSON] = (),
+    reference: JSON | None = None,
+    referenced_message: JSON | None = None,
+    webhook_id: int | None = None,
+    application_id: int | None = None,
+    interaction_metadata: JSON | None = None,
+    thread: JSON | None = None,
+    nonce: str | int | None = None,
+) -> JSON:
+    """A message object (REST responses and MESSAGE_CREATE / MESSAGE_UPDATE).
+
+    `guild_id` and `member_payload` only appear in gateway events for guild messages; DMs have neither.
+    A reply (`reference` set) defaults to type 19 and carries `referenced_message`, as Discord sends it.
+    """
+    if message_type is None:
+        message_type = MESSAGE_REPLY if reference is not None else MESSAGE_DEFAULT
+    data: JSON = {
+        "id": str(message_id),
+        "channel_id": str(channel_id),
+        "type": message_type,
+        "author": author,
+        "content": content,
+        "timestamp": iso(created_at),
+        "edited_timestamp": iso(edited_at) if edited_at is not None else None,
+        "tts": False,
+        "mention_everyone": False,
+        "mentions": list(mentions),
+        "mention_roles": [],
+        "attachments": list(attachments),
+        "embeds": list(embeds),
+        "components": list(components),
+        "pinned": False,
+        "flags": flags,
+    }
+    if guild_id is not None:
+        data["guild_id"] = str(guild_id)
+    if member_payload is not None:
+        data["member"] = member_payload
+    if reference is not None:
+        data["message_reference"] = reference
+        data["referenced_message"] = referenced_message
+    if webhook_id is not None:
+        data["webhook_id"] = str(webhook_id)
+    if application_id is not None:
+        data["application_id"] = str(application_id)
+    if interaction_metadata is not None:
+        data["interaction_metadata"] = interaction_metadata
+    if thread is not None:
+        data["thread"] = thread
+    if nonce is not None:
+        data["nonce"] = nonce
+    return data
+
+
+def message_reference(message_id: int, channel_id: int, guild_id: int | None) -> JSON:
+    """The `message_reference` of a reply (type 0 = DEFAULT reference)."""
+    ref: JSON = {"type": 0, "message_id": str(message_id), "channel_id": str(channel_id)}
+    if guild_id is not None:
+        ref["guild_id"] = str(guild_id)
+    return ref
+
+
+# --- interactions ------------------------------------------------------------------------------------------
+
+
+def _option_type(value: Any) -> int:
+    """Discord's option type for a Python value: STRING 3, INTEGER 4, BOOLEAN 5, NUMBER 10."""
+    if isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return 4
+    if isinstance(value, float):
+        return 10
+    return 3
+
+
+def chat_input_interaction(
+    *,
+    interaction_id: int,
+    application_id: int,
+    token: str,
+    command_id: int,
+    command_name: str,
+    options: Mapping[str, Any],
+    channel: JSON,
+    invoker: JSON,
+    guild_id: int | None,
+    command_guild_id: int | None = None,
+    invoker_member: JSON | None = None,
+    locale: str = "en-US",
+) -> JSON:
+    """An INTERACTION_CREATE `d` for a chat-input (slash) command, type 2 with data type 1.
+
+    In a guild the invoker comes as `member` (with `permissions`) and the context is 0 (GUILD); in a DM
+    with the bot it comes as `user` and the context is 1 (BOT_DM). `command_guild_id` is set when the
+    command was registered for that guild, which is how discord.py's CommandTree finds guild commands.
+    """
+    data: JSON = {
+        "id": str(command_id),
+        "name": command_name,
+        "type": 1,
+        "options": [{"name": k, "type": _option_type(v), "value": v} for k, v in options.items()],
+    }
+    if command_guild_id is not None:
+        data["guild_id"] = str(command_guild_id)
+    payload: JSON = {
+        "id": str(interaction_id),
+        "application_id": str(application_id),
+        "type": 2,
+        "data": data,
+        "channel_id": channel["id"],
+        "channel": {**channel, "permissions": ALL_PERMISSIONS},
+        "token": token,
+        "version": 1,
+        "app_permissions": ALL_PERMISSIONS,
+        "locale": locale,
+        "entitlements": [],
+        "entitlement_sku_ids": [],
+        "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+    }
+    if guild_id is not None:
+        payload["guild_id"] = str(guild_id)
+        payload["guild"] = {"id": str(guild_id), "locale": "en-US", "features": []}
+        payload["guild_locale"] = "en-US"
+        payload["member"] = invoker_member or member(invoker, permissions=ALL_PERMISSIONS)
+        payload["authorizing_integration_owners"] = {"0": str(guild_id)}
+        payload["context"] = 0
+    else:
+        payload["user"] = invoker
+        payload["authorizing_integration_owners"] = {"0": "0"}
+        payload["context"] = 1
+    return payload
+
+
+def interaction_metadata(interaction_id: int, invoker: JSON, owners: JSON, original_id: int | None) -> JSON:
+    """`interaction_metadata` on messages created by an interaction response or follow-up."""
+    data: JSON = {
+        "id": str(interaction_id),
+        "type": 2,
+        "user": invoker,
+        "authorizing_integration_owners": owners,
+    }
+    if original_id is not None:
+        data["original_response_message_id"] = str(original_id)
+    return data
+
+
+def interaction_callback(
+    *, interaction_id: int, callback_type: int, message_payload: JSON | None, loading: bool, ephemeral: bool
+) -> JSON:
+    """The body of `POST /interactions/{id}/{token}/callback?with_response=true`."""
+    interaction: JSON = {"id": str(interaction_id), "type": 2}
+    resource: JSON = {"type": callback_type}
+    if message_payload is not None:
+        interaction["response_message_id"] = message_payload["id"]
+        interaction["response_message_loading"] = loading
+        interaction["response_message_ephemeral"] = ephemeral
+        # Discord only returns the message itself for CHANNEL_MESSAGE_WITH_SOURCE (4) and UPDATE_MESSAGE (7).
+        if callback_type in (4, 7):
+            resource["message"] = message_payload
+    return {"interaction": interaction, "resource": resource}
+
+
+# --- errors ------------------------------------------------------------------------------------------------
+
+
+def error(code: int, message_text: str) -> JSON:
+    """A JSON error body `{"code", "message"}`."""
+    return {"code": code, "message": message_text}
+
+
+def form_error(field_path: Sequence[str], code: str, message_text: str) -> JSON:
+    """A 50035 Invalid Form Body error with the nested `errors` tree Discord uses."""
+    tree: JSON = {"_errors": [{"code": code, "message": message_text}]}
+    for part in reversed(field_path):
+        tree = {part: tree}
+    return {"code": 50035, "errors": tree, "message": "Invalid Form Body"}
+
+
+def rate_limited(retry_after: float, *, is_global: bool = False) -> JSON:
+    """A 429 body."""
+    return {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global}
