@@ -146,15 +146,18 @@ class PacedMessage(Generic[T]):
         self._closed = True
         task, self._task = self._task, None
         if task is not None:
+            current = asyncio.current_task()
+            # A caller already being cancelled may still show a final view on its way out (the answerer does
+            # exactly that): only a cancellation that arrives while we wait here is the caller's to propagate.
+            requests = current.cancelling() if current is not None else 0
             task.cancel()
             try:
                 await task
             except asyncio.CancelledError:
                 if not task.cancelled():
                     raise
-                # our own cancellation of the flusher; a cancellation of the caller propagates above
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
+                # our own cancellation of the flusher; a new cancellation of the caller propagates
+                if current is not None and current.cancelling() > requests:
                     raise
 
     async def _wait_interval(self) -> None:
@@ -171,8 +174,9 @@ class PacedMessage(Generic[T]):
             await self._wake.wait()
             self._wake.clear()
             await self._wait_interval()
-            while not all(budget.try_acquire() for budget in self._budgets):
-                # no token now: try again shortly with whatever is newest by then
+            # no token now: try again shortly with whatever is newest by then (tokens refill with time, so
+            # there is no event to wait for)
+            while not all(budget.try_acquire() for budget in self._budgets):  # noqa: ASYNC110
                 await asyncio.sleep(min(self._interval, 0.25))
             if not self._has_pending:
                 continue
@@ -185,7 +189,7 @@ class PacedMessage(Generic[T]):
                 if self._pending is None:
                     self._pending = value
                 self._wake.set()
-            except Exception:  # noqa: BLE001 - an interim edit may fail; the final one reports errors
+            except Exception:
                 log.warning("interim edit failed", exc_info=True)
             else:
                 self.sent += 1

@@ -20,7 +20,7 @@ def _guarded(name: str, job: Callable[[], Awaitable[object]]) -> Callable[[], Aw
         try:
             result = await job()
             log.info("job %s done%s", name, "" if result is None else f": {result}")
-        except Exception:  # noqa: BLE001 - one bad run must not unschedule the job
+        except Exception:
             log.exception("job %s failed; it will run again at its next time", name)
 
     run.__name__ = name

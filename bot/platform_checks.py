@@ -11,4 +11,10 @@ async def check_platforms(settings: Settings, timeout_s: float) -> list[Check]:
     checks: list[Check] = []
     if not settings.slack_bot_token and not settings.discord_bot_token:
         checks.append((True, "platforms", "no SLACK_BOT_TOKEN or DISCORD_BOT_TOKEN set; only the CLI will work"))
+    if settings.slack_bot_token:
+        from adapters.slack import check_auth
+
+        ok, detail = await check_auth(settings.slack_bot_token, settings.slack_api_url, timeout_s=timeout_s)
+        mode = "Socket Mode" if settings.slack_app_token else "HTTP mode on POST /slack/events"
+        checks.append((ok, "slack", f"{detail}; {mode}" if ok else detail))
     return checks

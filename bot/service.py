@@ -148,12 +148,13 @@ class Service:
     async def _close(adapter: Adapter) -> None:
         try:
             await adapter.aclose()
-        except Exception:  # noqa: BLE001 - closing a broken adapter may fail too; it is being replaced
+        except Exception:
             log.warning("closing the %s adapter failed", adapter.name, exc_info=True)
 
     async def _recover_at_start(self) -> None:
         deadline = time.monotonic() + 60.0
-        while not all(a.connected for a in self.adapters) and time.monotonic() < deadline:
+        # adapters report connection as a property, not an event: poll it briefly
+        while not all(a.connected for a in self.adapters) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         await self.recover(resume=True)
 

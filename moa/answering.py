@@ -157,7 +157,7 @@ class Answerer:
     async def _run(self, run_id: str, question: Question, preset: Preset, sink: ReplySink) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._in_flight.add(task)  # type: ignore[arg-type]
+            self._in_flight.add(task)
         self._active_runs.add(run_id)
         started = time.monotonic()
         try:
@@ -165,7 +165,7 @@ class Answerer:
         finally:
             self._active_runs.discard(run_id)
             if task is not None:
-                self._in_flight.discard(task)  # type: ignore[arg-type]
+                self._in_flight.discard(task)
 
     async def _run_tracked(
         self, run_id: str, question: Question, preset: Preset, sink: ReplySink, started: float
@@ -192,7 +192,7 @@ class Answerer:
             await self._store.finish_run(run_id, status="interrupted", error=summary.error,
                                          elapsed_s=summary.seconds)
             raise
-        except Exception as exc:  # noqa: BLE001 - whatever broke, the user gets a message and the run a record
+        except Exception as exc:
             log.exception("run %s failed", run_id)
             error = exc.args[0] if isinstance(exc, MoaError) and exc.args else type(exc).__name__
             message = f"Something went wrong on my side ({error}). Please try again."
@@ -246,7 +246,7 @@ class Answerer:
         try:
             async with asyncio.timeout(SHOW_TIMEOUT_S):
                 await sink.show(view)
-        except Exception:  # noqa: BLE001 - the original failure is what matters; this one is only logged
+        except Exception:
             log.warning("could not show the final message", exc_info=True)
 
     def _report(self, summary: RunSummary) -> None:

@@ -7,7 +7,7 @@ does everything in between (access checks, storage, the MoA run) and drives the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from moa.events import Message
@@ -38,7 +38,7 @@ class Question:
     seed_history: tuple[Message, ...] = field(default=())
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     QUEUED = "queued"
     WORKING = "working"  # asking proposers / synthesizing, nothing streamed yet
     STREAMING = "streaming"  # the aggregator's text is arriving

@@ -73,8 +73,8 @@ class Orchestrator:
         parts: list[str] = []
         aggregator_error: ProviderError | None = None
         try:
-            async for event in self._aggregate(preset, messages, parts, usage):
-                yield event
+            async for delta in self._aggregate(preset, messages, parts, usage):
+                yield delta
         except ProviderError as exc:
             aggregator_error = exc
             errors.append(exc)

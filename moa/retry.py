@@ -22,7 +22,7 @@ class Backoff:
 
     def delay(self, attempt: int, error: ProviderError, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry number `attempt` (1-based)."""
-        backoff = min(self.max_s, self.base_s * 2 ** (attempt - 1))
+        backoff = min(self.max_s, self.base_s * 2.0 ** (attempt - 1))
         jittered = backoff * (0.5 + rand() / 2)  # "equal jitter": never less than half the backoff
         if error.retry_after is not None:
             # the server's word is a floor; a little jitter keeps parallel callers from returning in lockstep

@@ -134,7 +134,8 @@ async def test_queue_reports_position(setup, fake_llm: FakeLLM) -> None:  # type
     queued = [[v.status for v in s.views if v.phase is Phase.QUEUED] for s in sinks]
     assert queued[0] == queued[1] == []
     assert queued[2] == ["Queued, next in line…"]
-    assert queued[3] == ["Queued, 1 ahead…", "Queued, next in line…"]
+    # the fourth moves up to next in line, unless both running answers finish at once and it goes straight in
+    assert queued[3] in (["Queued, 1 ahead…", "Queued, next in line…"], ["Queued, 1 ahead…"])
     assert all(s.final.phase is Phase.DONE for s in sinks)
     assert fake_llm.peak_in_flight <= 4  # two answers at a time, two proposers each
 

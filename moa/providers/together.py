@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import together
+from together import AsyncStream
+from together.types.chat import ChatCompletionChunk
 
 from moa.errors import (
     ProviderError,
@@ -131,7 +133,7 @@ class TogetherProvider:
         timeout_s: float,
     ) -> AsyncIterator[Delta]:
         try:
-            response = await self._client.chat.completions.create(
+            created = await self._client.chat.completions.create(
                 model=model,
                 messages=list(messages),  # type: ignore[arg-type]
                 temperature=temperature,
@@ -142,6 +144,7 @@ class TogetherProvider:
             )
         except Exception as exc:
             raise map_error(exc, model) from exc
+        response = cast(AsyncStream[ChatCompletionChunk], created)  # stream=True always returns a stream
         finished = False
         try:
             async for chunk in response:
