@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="moa-bot", description="Slack and Discord answers from a Mixture of Agents."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="run every configured adapter, the scheduler and the HTTP endpoint")
     ask = sub.add_parser("ask", help="answer one question in the terminal")
     ask.add_argument("question", nargs="+", help="the question (quote it, or give several words)")
     ask.add_argument("--preset", help="preset to use (default: MOA_PRESET)")
@@ -49,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_ask(settings, args))
         if args.command == "chat":
             return asyncio.run(_chat(settings, args))
+        if args.command == "run":
+            from bot.service import run_service
+
+            return asyncio.run(run_service(settings))
         if args.command == "doctor":
             from bot.doctor import doctor
 

@@ -36,13 +36,20 @@ DOWN_BEFORE_RESTART_S = 30.0  # the client libraries reconnect by themselves; th
 def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.slack_bot_token:
-        from adapters.slack import build_slack_adapter
+        from adapters.slack import SlackAdapter
 
-        adapters.append(build_slack_adapter(settings, core, metrics))
-    if settings.discord_bot_token:
-        from adapters.discord import build_discord_adapter
-
-        adapters.append(build_discord_adapter(settings, core, metrics))
+        adapters.append(
+            SlackAdapter(
+                bot_token=settings.slack_bot_token,
+                app_token=settings.slack_app_token,
+                signing_secret=settings.slack_signing_secret,
+                api_url=settings.slack_api_url,
+                knowledge_channels=settings.knowledge_channels,
+                answerer=core.answerer,
+                store=core.store,
+                observer=metrics,
+            )
+        )
     return adapters
 
 

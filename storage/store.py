@@ -62,6 +62,23 @@ class Store:
     ) -> None:
         await self.aclose()
 
+    async def _execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run one statement and close its cursor; returns the rows it changed.
+
+        Cursors must be closed by aiosqlite's thread: one left to the garbage collector is finalized on the
+        event loop's thread while the worker thread may be using the same connection, and under concurrent
+        answers sqlite3 then fails with "bad parameter or other API misuse".
+        """
+        cursor = await self.db.execute(sql, params)
+        try:
+            return cursor.rowcount
+        finally:
+            await cursor.close()
+
+    async def _execute_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        cursor = await self.db.executemany(sql, rows)
+        await cursor.close()
+
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -74,7 +91,7 @@ class Store:
         params = (key.platform, key.workspace, key.channel, key.thread)
         if create:
             now = time.time()
-            await self.db.execute(
+            await self._execute(
                 "INSERT INTO conversations (platform, workspace, channel, thread, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (platform, workspace, channel, thread) DO UPDATE SET updated_at = excluded.updated_at",
@@ -120,7 +137,7 @@ class Store:
     async def append_turn(self, key: ConversationKey, question: str, answer: str, run_id: str) -> None:
         conversation = await self._conversation_id(key, create=True)
         now = time.time()
-        await self.db.executemany(
+        await self._execute_many(
             "INSERT INTO messages (conversation_id, role, content, run_id, created_at) VALUES (?, ?, ?, ?, ?)",
             [(conversation, "user", question, run_id, now), (conversation, "assistant", answer, run_id, now)],
         )
@@ -130,7 +147,7 @@ class Store:
         """Store context read from the platform once, so it never has to be read again."""
         conversation = await self._conversation_id(key, create=True)
         now = time.time()
-        await self.db.executemany(
+        await self._execute_many(
             "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (?, ?, ?, ?)",
             [(conversation, m["role"], m["content"], now) for m in messages if m["role"] in ("user", "assistant")],
         )
@@ -144,19 +161,19 @@ class Store:
         conversation = await self._conversation_id(key, create=False)
         if conversation is None:
             return 0
-        cursor = await self.db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation,))
-        await self.db.execute(
+        rowcount = await self._execute("DELETE FROM messages WHERE conversation_id = ?", (conversation,))
+        await self._execute(
             f"DELETE FROM runs WHERE conversation_id = ? AND status NOT IN {UNFINISHED}", (conversation,)
         )
         await self.db.commit()
-        return cursor.rowcount
+        return rowcount
 
     # runs ----------------------------------------------------------------------------------------------
 
     async def create_run(self, key: ConversationKey, user: str, question: str, preset: str, event_id: str) -> str:
         conversation = await self._conversation_id(key, create=True)
         run_id = uuid.uuid4().hex
-        await self.db.execute(
+        await self._execute(
             "INSERT INTO runs (id, conversation_id, user_id, event_id, question, preset, status, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
             (run_id, conversation, user, event_id, question, preset, time.time()),
@@ -165,15 +182,15 @@ class Store:
         return run_id
 
     async def set_placeholder(self, run_id: str, placeholder: dict[str, str]) -> None:
-        await self.db.execute("UPDATE runs SET placeholder = ? WHERE id = ?", (json.dumps(placeholder), run_id))
+        await self._execute("UPDATE runs SET placeholder = ? WHERE id = ?", (json.dumps(placeholder), run_id))
         await self.db.commit()
 
     async def mark_running(self, run_id: str) -> None:
-        await self.db.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
+        await self._execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
         await self.db.commit()
 
     async def add_proposals(self, run_id: str, proposals: Sequence[ProposalRecord]) -> None:
-        await self.db.executemany(
+        await self._execute_many(
             "INSERT INTO proposals (run_id, layer, model, text, latency_s, prompt_tokens, completion_tokens,"
             " error, straggler) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -203,7 +220,7 @@ class Store:
         elapsed_s: float = 0.0,
         usage: Usage = Usage(),
     ) -> None:
-        await self.db.execute(
+        await self._execute(
             "UPDATE runs SET status = ?, answer = ?, error = ?, elapsed_s = ?, finished_at = ?,"
             " prompt_tokens = ?, completion_tokens = ? WHERE id = ?",
             (status, answer, error, elapsed_s, time.time(), usage.prompt_tokens, usage.completion_tokens, run_id),
@@ -258,34 +275,34 @@ class Store:
 
     async def first_time(self, platform: str, event_id: str) -> bool:
         """Record an event id; False when it was recorded before (a retry or a duplicate delivery)."""
-        cursor = await self.db.execute(
+        rowcount = await self._execute(
             "INSERT OR IGNORE INTO processed_events (platform, event_id, seen_at) VALUES (?, ?, ?)",
             (platform, event_id, time.time()),
         )
         await self.db.commit()
-        return cursor.rowcount == 1
+        return rowcount == 1
 
     async def purge(self, *, older_than_days: float, events_older_than_days: float = 3.0) -> int:
         """Delete conversations untouched for `older_than_days` (with their runs); returns how many."""
         now = time.time()
-        cursor = await self.db.execute(
+        rowcount = await self._execute(
             "DELETE FROM conversations WHERE updated_at < ?", (now - older_than_days * 86400,)
         )
-        await self.db.execute(
+        await self._execute(
             "DELETE FROM processed_events WHERE seen_at < ?", (now - events_older_than_days * 86400,)
         )
         await self.db.commit()
-        return cursor.rowcount
+        return rowcount
 
     async def maintain(self) -> None:
         """Keep the WAL file small and the query planner's statistics fresh."""
-        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self.db.execute("PRAGMA optimize")
+        await self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self._execute("PRAGMA optimize")
         await self.db.commit()
 
     async def writable(self) -> bool:
         try:
-            await self.db.execute("BEGIN IMMEDIATE")
+            await self._execute("BEGIN IMMEDIATE")
             await self.db.rollback()
         except (sqlite3.Error, StorageError):
             return False

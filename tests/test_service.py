@@ -100,6 +100,13 @@ async def start_service(core, adapter: MemoryAdapter, metrics: Metrics) -> Runni
     return Running(service, task)
 
 
+async def test_no_adapter_exits_2_with_one_line(tmp_path: Path) -> None:
+    code, out, err = await moa_bot("run", env={"MOA_DB": str(tmp_path / "db.sqlite3")}, cwd=tmp_path)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [err.strip()]
+    assert "SLACK_BOT_TOKEN" in err and "DISCORD_BOT_TOKEN" in err
+
+
 async def test_health_follows_the_adapter_and_metrics_count_answers(settings) -> None:  # type: ignore[no-untyped-def]
     metrics = Metrics()
     adapter = MemoryAdapter()

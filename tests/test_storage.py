@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import time
@@ -136,6 +137,26 @@ async def test_event_dedup_survives_restart(tmp_path: Path) -> None:
         assert await s.first_time("discord", "Ev1")
     async with Store(path) as s:
         assert not await s.first_time("slack", "Ev1")
+
+
+async def test_many_answers_at_once_share_the_connection_safely(store: Store) -> None:
+    # Unclosed cursors finalized on the event loop's thread used to break the worker thread's statements
+    # ("bad parameter or other API misuse") as soon as a few answers ran together.
+    async def answer(i: int) -> None:
+        key = ConversationKey("slack", "T1", "C1", str(i))
+        for j in range(15):
+            assert await store.first_time("slack", f"Ev{i}-{j}")
+            run_id = await store.create_run(key, "U1", "q", "default", f"Ev{i}-{j}")
+            await store.set_placeholder(run_id, {"ts": str(j)})
+            await store.mark_running(run_id)
+            await store.load_history(key, HistoryBudget())
+            await store.add_proposals(run_id, [ProposalRecord(1, "m", "draft", 0.1, Usage(1, 2))])
+            await store.append_turn(key, "q", "a", run_id)
+            await store.finish_run(run_id, status="done", answer="a")
+
+    await asyncio.gather(*(answer(i) for i in range(20)))
+    assert await store.unfinished_runs() == []
+    assert len(await store.load_history(ConversationKey("slack", "T1", "C1", "7"), HistoryBudget())) == 30
 
 
 async def test_purge_drops_old_conversations_only(store: Store) -> None:

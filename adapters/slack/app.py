@@ -1,0 +1,404 @@
+"""The Slack adapter: slack-bolt's `AsyncApp` in Socket Mode or HTTP mode, turning events into questions.
+
+Flow of one event: bolt verifies it (HTTP signatures) and drops this bot's own events; our global middleware
+drops other bots and every message subtype (edits, deletions, joins…); the listener decides whether the message
+is addressed to the bot (`events.addressed`), records it once (event id, then team + channel + ts, in SQLite so
+retries are answered once across restarts), and hands it to a task this adapter owns. Bolt runs with
+`process_before_response=True`, so it acknowledges Slack only after that quick bookkeeping, and every piece of
+longer work (Slack look-ups, the MoA run) lives in tasks that `aclose` cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.response import BoltResponse
+
+from adapters.base import ApiObserver, NullObserver
+from adapters.pacing import RetryLater
+from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, check_auth, web_client
+from adapters.slack.directory import Directory
+from adapters.slack.events import Incoming, addressed, is_forget, is_human_message
+from adapters.slack.formatting import asked_message, notice_message
+from adapters.slack.outbox import Outbox, SlackPacing
+from adapters.slack.sink import SlackSink
+from moa.answering import Answerer
+from moa.conversation import ConversationKey, Question, ReplySink
+from moa.errors import ConfigError
+from moa.events import Message
+from storage import Store
+
+log = logging.getLogger("adapters.slack")
+
+
+class _OurClientWins(logging.Filter):
+    """bolt reads SLACK_BOT_TOKEN from the environment by itself and warns that the client we give it takes
+    precedence; that is the intent (our client carries SLACK_API_URL), so the warning would only mislead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+_bolt_log = logging.getLogger("adapters.slack.bolt")
+_bolt_log.addFilter(_OurClientWins())
+
+PLATFORM = "slack"
+EVENTS_PATH = "/slack/events"
+COMMAND = "/moa"
+
+
+@dataclass(frozen=True)
+class Identity:
+    team_id: str
+    user_id: str  # the bot's user (what mentions name)
+    bot_id: str  # what the bot's messages carry
+
+
+class SlackAdapter:
+    name = PLATFORM
+
+    def __init__(
+        self,
+        *,
+        bot_token: str,
+        app_token: str | None,
+        signing_secret: str | None,
+        api_url: str,
+        knowledge_channels: Collection[str],
+        answerer: Answerer,
+        store: Store,
+        observer: ApiObserver | None = None,
+        pacing: SlackPacing = SlackPacing(),
+        timeout_s: float = 10.0,
+        ping_interval_s: float = 10.0,
+        connect_timeout_s: float = 30.0,
+    ) -> None:
+        if app_token is None and not signing_secret:
+            raise ConfigError("SLACK_SIGNING_SECRET: required in HTTP mode; set it, or set SLACK_APP_TOKEN")
+        self._bot_token = bot_token
+        self._app_token = app_token
+        self._api_url = api_url
+        self._knowledge = frozenset(knowledge_channels)
+        self._answerer = answerer
+        self._store = store
+        self._timeout_s = timeout_s
+        self._ping_interval_s = ping_interval_s
+        self._connect_timeout_s = connect_timeout_s
+        observer = observer or NullObserver()
+        self._client = web_client(bot_token, api_url, timeout_s)
+        self._api = SlackApi(self._client, observer, timeout_s=timeout_s)
+        self._outbox = Outbox(self._api, pacing, observer)
+        self._directory = Directory(self._api)
+        self._bolt = self._build_bolt(signing_secret or "")
+        self._handler: AsyncSocketModeHandler | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._identity: Identity | None = None
+        self._running = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sinks: set[SlackSink] = set()
+
+    # ------------------------------------------------------------------------------------ Adapter protocol
+
+    @property
+    def socket_mode(self) -> bool:
+        return self._app_token is not None
+
+    @property
+    def connected(self) -> bool:
+        if not self._running:
+            return False
+        if self._handler is None:
+            return True  # HTTP mode: Slack calls us
+        client = self._handler.client
+        session = client.current_session
+        return not client.closed and not client.stale and session is not None and not session.closed
+
+    @property
+    def in_progress(self) -> int:
+        """Questions being handled (looked up, answered) right now."""
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s * 2))
+        self._client.session = self._session
+        try:
+            who = await self._api.call("auth.test")
+            self._identity = Identity(
+                str(who.get("team_id", "")), str(who.get("user_id", "")), str(who.get("bot_id", ""))
+            )
+            self._running = True  # events may arrive as soon as the socket is up
+            if self._app_token is not None:
+                await self._connect_socket(self._app_token)
+        except BaseException:
+            self._running = False
+            await self._shutdown()
+            raise
+        log.info(
+            "slack connected as %s in %s (%s mode)",
+            self._identity.user_id,
+            self._identity.team_id,
+            "socket" if self.socket_mode else "http",
+        )
+
+    async def aclose(self) -> None:
+        self._running = False
+        await self._shutdown()
+
+    def mount(self, app: web.Application) -> None:
+        if not self.socket_mode:
+            app.router.add_post(EVENTS_PATH, self._on_http)
+
+    async def reopen(self, placeholder: dict[str, str]) -> ReplySink | None:
+        if placeholder.get("platform") != PLATFORM:
+            return None
+        team, channel, ts = (
+            placeholder.get("team", ""),
+            placeholder.get("channel", ""),
+            placeholder.get("ts", ""),
+        )
+        if not (team and channel and ts):
+            return None
+        return self._sink(team, channel, placeholder.get("thread_ts") or ts, placeholder_ts=ts)
+
+    async def check(self) -> tuple[bool, str]:
+        return await check_auth(self._bot_token, self._api_url, timeout_s=self._timeout_s)
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    async def _connect_socket(self, app_token: str) -> None:
+        handler = AsyncSocketModeHandler(
+            self._bolt, app_token, web_client=self._client, ping_interval=self._ping_interval_s
+        )
+        self._handler = handler
+        # Issue the first URL ourselves: a bad app token fails here with Slack's error instead of the SDK
+        # retrying forever, and apps.connections.open (Tier 1) is called once per connection, not twice.
+        opened = await self._api.call("apps.connections.open", app_token=app_token)
+        handler.client.wss_uri = opened["url"]
+        async with asyncio.timeout(self._connect_timeout_s):
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+
+    async def _shutdown(self) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            await handler.close_async()  # type: ignore[no-untyped-call]  # no new events from here on
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()  # answers in flight show "interrupted" on their way out
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for sink in list(self._sinks):
+            await sink.aclose()
+        session, self._session = self._session, None
+        self._client.session = None
+        if session is not None:
+            await session.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _sink(self, team: str, channel: str, thread_ts: str, **kwargs: Any) -> SlackSink:
+        sink = SlackSink(
+            self._outbox,
+            team=team,
+            channel=channel,
+            thread_ts=thread_ts,
+            on_closed=self._sinks.discard,
+            **kwargs,
+        )
+        self._sinks.add(sink)
+        return sink
+
+    # ------------------------------------------------------------------------------------ bolt wiring
+
+    def _build_bolt(self, signing_secret: str) -> AsyncApp:
+        bolt = AsyncApp(
+            client=self._client,
+            signing_secret=signing_secret,
+            name="moa-bot",
+            logger=_bolt_log,
+            process_before_response=True,  # ack after our quick bookkeeping; the work runs in our own tasks
+        )
+        bolt.middleware(self._only_people)
+        bolt.event("app_mention")(self._on_event)
+        bolt.event("message")(self._on_event)
+        bolt.command(COMMAND)(self._on_command)
+        return bolt
+
+    async def _only_people(
+        self, body: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Global middleware: other bots and message subtypes (edits, deletions, joins…) stop here, acked."""
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        if (
+            isinstance(event, dict)
+            and event.get("type") in ("message", "app_mention")
+            and not is_human_message(event)
+        ):
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        if not self._running:
+            raise RuntimeError("the Slack adapter is not running")  # 500: Slack delivers it again later
+        bot_user_id = self._bot_user_id(context)
+        incoming = addressed(body, bot_user_id=bot_user_id, knowledge_channels=self._knowledge)
+        if incoming is None:
+            return
+        # Retries carry the same event id; a message delivered as both app_mention and message has two event
+        # ids but one ts. Both are recorded in SQLite, so this holds across restarts too.
+        if incoming.event_id and not await self._store.first_time(PLATFORM, incoming.event_id):
+            log.debug("event %s seen before (a retry)", incoming.event_id)
+            return
+        if not await self._store.first_time(PLATFORM, incoming.message_key):
+            log.debug("message %s seen before (delivered twice)", incoming.message_key)
+            return
+        self._spawn(self._handle(incoming, bot_user_id), f"slack-{incoming.event_id or incoming.ts}")
+
+    async def _on_command(
+        self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()  # within Slack's 3 s, before anything slow
+        if not self._running:
+            return
+        self._spawn(
+            self._handle_command(dict(command), self._bot_user_id(context)),
+            f"slack-command-{command.get('trigger_id', '')}",
+        )
+
+    async def _on_http(self, request: web.Request) -> web.Response:
+        """POST /slack/events: bolt verifies the signature (bad or stale: 401) and dispatches."""
+        if not self._running:
+            # Slack retries a delivery that was not acknowledged: better than dropping it while we restart
+            return web.Response(status=503, text="the Slack adapter is starting")
+        response = await self._bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    def _bot_user_id(self, context: AsyncBoltContext) -> str:
+        if self._identity is not None and self._identity.user_id:
+            return self._identity.user_id
+        return str(context.bot_user_id or "")
+
+    # ------------------------------------------------------------------------------------ questions
+
+    async def _handle(self, incoming: Incoming, bot_user_id: str) -> None:
+        try:
+            text = await self._directory.question(incoming.text, bot_user_id=bot_user_id)
+            key = ConversationKey(PLATFORM, incoming.team, incoming.channel, incoming.thread_ts)
+            if is_forget(text):
+                await self._forget(incoming, key)
+                return
+            seed = await self._seed(incoming, key, bot_user_id)
+            question = Question(key, incoming.user, text, event_id=incoming.event_id, seed_history=seed)
+            sink = self._sink(incoming.team, incoming.channel, incoming.thread_ts)
+            await self._answerer.answer(question, sink)
+        except (SlackCallError, RetryLater) as exc:
+            log.warning("could not answer %s in %s: %s", incoming.ts, incoming.channel, exc)
+        except Exception:  # one question's failure must not stop the adapter
+            log.exception("could not answer %s in %s", incoming.ts, incoming.channel)
+
+    async def _seed(self, incoming: Incoming, key: ConversationKey, bot_user_id: str) -> tuple[Message, ...]:
+        """Context for a question asked inside an existing thread the bot has never been part of.
+
+        The thread is read at most once: the first visit is recorded like an event (so a restart or a `forget`
+        does not make it read again), and only while the conversation has no stored history.
+        """
+        thread = f"thread:{key.workspace}:{key.channel}:{key.thread}"
+        if not await self._store.first_time(PLATFORM, thread) or not incoming.in_thread:
+            return ()
+        if await self._store.has_history(key):
+            return ()
+        bot_id = self._identity.bot_id if self._identity else ""
+        return await self._directory.thread_context(
+            incoming.channel,
+            incoming.thread_ts,
+            before_ts=incoming.ts,
+            bot_user_id=bot_user_id,
+            bot_id=bot_id,
+        )
+
+    async def _forget(self, incoming: Incoming, key: ConversationKey) -> None:
+        removed = await self._answerer.forget(
+            Question(key, incoming.user, "forget", event_id=incoming.event_id)
+        )
+        if removed:
+            text = (
+                f"Done: I deleted this thread's stored history ({removed} messages). "
+                "My next answer here starts from scratch."
+            )
+        elif incoming.kind == "dm" and not incoming.in_thread:
+            text = (
+                "Nothing to forget here: each message you send me starts its own thread. "
+                "Reply `forget` inside the thread whose history you want deleted."
+            )
+        else:
+            text = "There is no stored history for this thread, so there is nothing to forget."
+        await self._outbox.post(
+            incoming.team, incoming.channel, notice_message(text), thread_ts=incoming.thread_ts
+        )
+
+    async def _handle_command(self, command: dict[str, Any], bot_user_id: str) -> None:
+        team, channel = str(command.get("team_id", "")), str(command.get("channel_id", ""))
+        user, response_url = str(command.get("user_id", "")), str(command.get("response_url", ""))
+        raw = str(command.get("text") or "")
+        try:
+            text = await self._directory.question(raw, bot_user_id=bot_user_id)
+            if not text:
+                await self._outbox.respond(
+                    response_url,
+                    f"Ask me something after the command, e.g. `{COMMAND} what is a write-ahead log?`",
+                )
+                return
+            try:
+                asked_ts = await self._outbox.post(team, channel, asked_message(user, text))
+            except SlackCallError as exc:
+                if exc.error not in CANNOT_POST:
+                    raise
+                await self._outbox.respond(response_url, _cannot_post(exc.error))
+                return
+
+            async def withdraw() -> None:
+                # a refused question should not stay in the channel unanswered; the refusal is ephemeral
+                await self._outbox.delete(channel, asked_ts)
+
+            key = ConversationKey(PLATFORM, team, channel, asked_ts)
+            sink = self._sink(team, channel, asked_ts, response_url=response_url, on_refused=withdraw)
+            question = Question(key, user, text, event_id=str(command.get("trigger_id", "")))
+            await self._answerer.answer(question, sink)
+        except (SlackCallError, RetryLater) as exc:
+            log.warning("could not answer %s in %s: %s", COMMAND, channel, exc)
+            await self._outbox.respond(
+                response_url, f"Sorry, Slack refused my reply ({exc}). Please try again."
+            )
+        except Exception:  # one question's failure must not stop the adapter
+            log.exception("could not answer %s in %s", COMMAND, channel)
+
+
+def _cannot_post(error: str) -> str:
+    if error == "not_in_channel":
+        return (
+            "I can't post in this channel because I'm not a member. Invite me with `/invite @moa` and ask "
+            "again, or ask me in a direct message."
+        )
+    if error == "is_archived":
+        return (
+            "This channel is archived, so I can't post in it. Ask me in another channel or a direct message."
+        )
+    return (
+        "I can't post in this conversation (I can't see it: a private channel or someone else's direct "
+        "message). Invite me with `/invite @moa`, or ask me in a direct message."
+    )

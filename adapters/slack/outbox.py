@@ -1,0 +1,182 @@
+"""Posting and editing for every answer of one Slack app, inside Slack's rate limits.
+
+The numbers (Slack's limits are per method, per app, per workspace):
+- `chat.update` is Tier 3, about 50 a minute. Every answer streaming in a workspace spends one shared budget of
+  45 a minute with bursts of 4 (so at most 49 in any minute), which leaves headroom for clock skew.
+  Interim edits only take a token that is free right now (else they are coalesced: the newest text wins); final
+  edits wait for one, ahead of interim edits, and are never dropped.
+- Each message is edited at most once a second (`PacedMessage`).
+- `chat.postMessage` is about one a second per channel with short bursts: we post one a second per channel,
+  in bursts of at most 2.
+- A 429 pauses the budget for its Retry-After and the call is tried again (up to `attempts` times).
+`SlackPacing.scaled(window_s)` keeps the same shape on a shorter "minute", for tests against a faster fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+
+from adapters.base import ApiObserver
+from adapters.pacing import RateBudget, RetryLater
+from adapters.slack.api import PLATFORM, SlackApi, SlackCallError
+from adapters.slack.formatting import SlackMessage
+
+log = logging.getLogger("adapters.slack")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SlackPacing:
+    window_s: float = 60.0  # Slack's rate-limit minute
+    updates_per_window: int = 45  # chat.update per workspace (Tier 3 is ~50)
+    update_burst: int = 4
+    posts_per_window: int = 60  # chat.postMessage per channel (~1/s, bursts allowed)
+    post_burst: int = 2
+    edit_interval_s: float = 1.0  # per message
+    attempts: int = 8  # tries of a post or final edit that Slack keeps answering 429 / 5xx
+
+    @classmethod
+    def scaled(cls, window_s: float, **overrides: Any) -> SlackPacing:
+        """The same limits on a `window_s`-second "minute" (a test's fake Slack runs faster than real time)."""
+        values: dict[str, Any] = {"window_s": window_s, "edit_interval_s": window_s / 60.0, **overrides}
+        return cls(**values)
+
+    @property
+    def server_error_pause_s(self) -> float:
+        """How long to wait after a 5xx before trying again (one "second" of the window)."""
+        return self.window_s / 60.0
+
+
+class Outbox:
+    def __init__(self, api: SlackApi, pacing: SlackPacing, observer: ApiObserver) -> None:
+        self.api = api
+        self.pacing = pacing
+        self._observer = observer
+        self._updates: dict[str, RateBudget] = {}
+        self._posts: dict[tuple[str, str], RateBudget] = {}
+        # Slack's `markdown` block is recent; a workspace (or a Slack-compatible server) that refuses it gets
+        # the mrkdwn text alone from then on.
+        self.blocks_ok = True
+
+    def update_budget(self, team: str) -> RateBudget:
+        budget = self._updates.get(team)
+        if budget is None:
+            p = self.pacing
+            budget = self._updates[team] = RateBudget(p.updates_per_window, p.window_s, burst=p.update_burst)
+        return budget
+
+    def post_budget(self, team: str, channel: str) -> RateBudget:
+        budget = self._posts.get((team, channel))
+        if budget is None:
+            p = self.pacing
+            budget = self._posts[(team, channel)] = RateBudget(
+                p.posts_per_window, p.window_s, burst=p.post_burst
+            )
+        return budget
+
+    async def post(
+        self, team: str, channel: str, message: SlackMessage, *, thread_ts: str | None = None
+    ) -> str:
+        """Post a message (in a thread when `thread_ts` is given); returns its ts. 429s and 5xx are retried."""
+
+        async def send(shown: SlackMessage) -> dict[str, Any]:
+            return await self.api.call(
+                "chat.postMessage",
+                channel=channel,
+                thread_ts=thread_ts or None,
+                text=shown.text,
+                blocks=shown.blocks or None,
+                unfurl_links=False,  # an answer full of links would otherwise grow previews under it
+                unfurl_media=False,
+            )
+
+        response = await self._retrying(
+            self.post_budget(team, channel), lambda: self._with_blocks(message, send), retry_no_answer=False
+        )
+        return str(response["ts"])
+
+    async def update(self, channel: str, ts: str, message: SlackMessage) -> None:
+        """One chat.update, unpaced (the caller's `PacedMessage` spends the budget). 429/5xx -> RetryLater."""
+
+        async def send(shown: SlackMessage) -> None:
+            await self.api.call("chat.update", channel=channel, ts=ts, **shown.payload())
+
+        try:
+            await self._with_blocks(message, send)
+        except SlackCallError as exc:
+            if exc.retryable:  # an edit is idempotent: trying it again is always safe
+                raise RetryLater(self.pacing.server_error_pause_s) from exc
+            raise
+
+    async def delete(self, channel: str, ts: str) -> None:
+        try:
+            await self.api.call("chat.delete", channel=channel, ts=ts)
+        except (SlackCallError, RetryLater) as exc:
+            log.warning("could not delete message %s in %s: %s", ts, channel, exc)
+
+    async def respond(self, response_url: str, text: str) -> bool:
+        """An ephemeral reply through a slash command's response_url (works even where the bot is no member)."""
+        body = {"response_type": "ephemeral", "replace_original": False, "text": text}
+        timeout = aiohttp.ClientTimeout(total=10)
+        session = self.api.client.session
+        try:
+            if session is not None and not session.closed:
+                async with session.post(response_url, json=body, timeout=timeout) as response:
+                    ok = response.status < 300
+            else:
+                async with (
+                    aiohttp.ClientSession(timeout=timeout) as own,
+                    own.post(response_url, json=body) as response,
+                ):
+                    ok = response.status < 300
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("response_url post failed: %s", exc)
+            ok = False
+        self._observer.api_call(PLATFORM, "response_url", "ok" if ok else "error")
+        return ok
+
+    async def _with_blocks(self, message: SlackMessage, send: Callable[[SlackMessage], Awaitable[T]]) -> T:
+        if not self.blocks_ok and message.blocks:
+            return await send(message.plain())
+        try:
+            return await send(message)
+        except SlackCallError as exc:
+            if exc.error not in ("invalid_blocks", "invalid_blocks_format") or not message.blocks:
+                raise
+            if self.blocks_ok:
+                log.warning(
+                    "Slack refused the answer's blocks (%s); sending mrkdwn text only from now on", exc.error
+                )
+                self.blocks_ok = False
+            return await send(message.plain())
+
+    async def _retrying(
+        self, budget: RateBudget, call: Callable[[], Awaitable[T]], *, retry_no_answer: bool = True
+    ) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            await budget.acquire()
+            try:
+                return await call()
+            except RetryLater as exc:
+                if attempt >= self.pacing.attempts:
+                    raise
+                budget.pause(exc.seconds)
+                await asyncio.sleep(exc.seconds)
+            except SlackCallError as exc:
+                # a post that got no answer may have landed: trying again could post it twice
+                if (
+                    attempt >= self.pacing.attempts
+                    or not exc.retryable
+                    or (exc.status == 0 and not retry_no_answer)
+                ):
+                    raise
+                await asyncio.sleep(self.pacing.server_error_pause_s * attempt)

@@ -1,0 +1,190 @@
+"""A running moa-bot Slack adapter against the fake Slack and the fake LLM, for the Slack tests.
+
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        env = bot.slack.push_event(sp.event_callback(sp.app_mention("what is MoA?")))
+        await bot.settled(env)
+        assert bot.answer(sp.CHANNEL_ID, env.payload["event"]["ts"]) == "[agg/x] answer to: what is MoA?"
+
+Time runs `WINDOW_S / 60` times faster than Slack's: the fake's rate-limit minute is `WINDOW_S` seconds, and the
+adapter's pacing is scaled to match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from adapters.slack import SlackAdapter, SlackPacing
+from moa.answering import Answerer
+from moa.orchestrator import Orchestrator
+from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
+from moa.presets import BUILTIN_PRESETS, Catalog
+from storage import Store
+from tests.fakes import slack_payloads as sp
+from tests.fakes.llm import FakeLLM
+from tests.fakes.slack import Envelope, FakeSlack
+from tests.helpers import FAST_BACKOFF, preset, registry_for
+
+WINDOW_S = 3.0  # the fake's "minute"
+SIGNING_SECRET = "test-signing-secret"
+Json = dict[str, Any]
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    def api_call(self, platform: str, method: str, outcome: str) -> None:
+        assert platform == "slack"
+        self.calls[(method, outcome)] += 1
+
+
+async def eventually(check: Callable[[], bool], within: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {within} s")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class SlackBot:
+    slack: FakeSlack
+    llm: FakeLLM
+    store: Store
+    answerer: Answerer
+    adapter: SlackAdapter
+    observer: RecordingObserver
+    events_url: str = ""  # HTTP mode: where Slack POSTs
+
+    async def settled(self, *acks: Envelope | Awaitable[Any], within: float = 10.0) -> None:
+        """Wait for the acks, then until every question the adapter took is fully handled."""
+        for ack in acks:
+            await asyncio.wait_for(ack, within)  # type: ignore[arg-type]
+        await eventually(lambda: self.adapter.in_progress == 0, within, "all questions handled")
+
+    def thread(self, channel: str, thread_ts: str) -> list[Json]:
+        """The bot's messages in a thread, oldest first (the thread's root left out)."""
+        return [m for m in self.slack.bot_messages(channel, thread_ts=thread_ts) if m["ts"] != thread_ts]
+
+    def answer(self, channel: str, thread_ts: str) -> str:
+        """The answer's Markdown as shown in a thread: its pieces' markdown blocks, joined."""
+        return "\n\n".join(markdown_of(m) for m in self.thread(channel, thread_ts))
+
+    @property
+    def aggregations(self) -> int:
+        return len(self.llm.requests_for("agg/x"))
+
+
+def markdown_of(message: Json) -> str:
+    return "\n\n".join(b["text"] for b in message.get("blocks") or [] if b["type"] == "markdown")
+
+
+def footer_of(message: Json) -> str:
+    return " ".join(
+        e["text"] for b in message.get("blocks") or [] if b["type"] == "context" for e in b["elements"]
+    )
+
+
+def script_models(llm: FakeLLM, *, reply: Any = None, tokens_per_s: float | None = None) -> None:
+    llm.script("p/a")
+    llm.script("p/b")
+    llm.script("agg/x", reply=reply, tokens_per_s=tokens_per_s)
+
+
+@contextlib.asynccontextmanager
+async def slack_bot(
+    llm: FakeLLM,
+    tmp_path: Path,
+    *,
+    slack: FakeSlack | None = None,
+    http: bool = False,
+    knowledge: Collection[str] = (),
+    policy: AccessPolicy | None = None,
+    gate: int = 8,
+    pacing: SlackPacing | None = None,
+    script: bool = True,
+) -> AsyncIterator[SlackBot]:
+    if script:
+        script_models(llm)
+    registry = registry_for(llm)
+    catalog = Catalog({**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b"))})
+    fake = slack or FakeSlack(window_s=WINDOW_S)
+    async with contextlib.AsyncExitStack() as stack:
+        if slack is None:
+            await stack.enter_async_context(fake)
+        store = await stack.enter_async_context(Store(tmp_path / "moa.sqlite3"))
+        stack.push_async_callback(registry.aclose)
+        answerer = Answerer(
+            Orchestrator(registry, backoff=FAST_BACKOFF),
+            store,
+            catalog,
+            default_preset="test",
+            policy=policy or AccessPolicy(user_rate=UserRate(0, 1)),
+            gate=ConcurrencyGate(gate),
+        )
+        observer = RecordingObserver()
+        adapter = build_adapter(
+            fake, answerer, store, observer, http=http, knowledge=knowledge, pacing=pacing
+        )
+        bot = SlackBot(fake, llm, store, answerer, adapter, observer)
+        if http:
+            bot.events_url = await stack.enter_async_context(serve(adapter))
+        await adapter.start()
+        stack.push_async_callback(adapter.aclose)
+        yield bot
+
+
+def build_adapter(
+    slack: FakeSlack,
+    answerer: Answerer,
+    store: Store,
+    observer: RecordingObserver,
+    *,
+    http: bool = False,
+    knowledge: Collection[str] = (),
+    pacing: SlackPacing | None = None,
+) -> SlackAdapter:
+    return SlackAdapter(
+        bot_token=slack.bot_token,
+        app_token=None if http else slack.app_token,
+        signing_secret=SIGNING_SECRET if http else None,
+        api_url=slack.api_url,
+        knowledge_channels=knowledge,
+        answerer=answerer,
+        store=store,
+        observer=observer,
+        pacing=pacing or SlackPacing.scaled(slack.window_s),
+        timeout_s=5.0,
+        ping_interval_s=1.0,
+        connect_timeout_s=5.0,
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve(adapter: SlackAdapter) -> AsyncIterator[str]:
+    """The process's HTTP server in miniature: an aiohttp app with the adapter's routes, on a free port."""
+    app = web.Application()
+    adapter.mount(app)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
+    finally:
+        await runner.cleanup()
+
+
+def mention(text: str, **kwargs: Any) -> Json:
+    return sp.event_callback(sp.app_mention(text, **kwargs))

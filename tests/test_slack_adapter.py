@@ -1,0 +1,579 @@
+"""The Slack adapter end to end: the real slack-bolt app and slack_sdk clients against the fake Slack (Socket Mode
+and signed HTTP mode), the real core against the fake LLM, a real Store under tmp_path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.slack import SlackAdapter
+from adapters.slack.api import SlackApi, SlackCallError, web_client
+from adapters.slack.formatting import answer_messages
+from adapters.slack.outbox import Outbox, SlackPacing
+from bot.config import Settings
+from bot.platform_checks import check_platforms
+from moa.conversation import Phase, ReplyView
+from moa.policy import AccessPolicy, UserRate
+from moa.store import RunRecord
+from tests.fakes import slack_payloads as sp
+from tests.fakes.llm import FakeLLM, Failure
+from tests.fakes.slack import FakeSlack
+from tests.slack_harness import (
+    SIGNING_SECRET,
+    WINDOW_S,
+    RecordingObserver,
+    SlackBot,
+    build_adapter,
+    eventually,
+    footer_of,
+    markdown_of,
+    mention,
+    script_models,
+    slack_bot,
+)
+
+CH = sp.CHANNEL_ID
+EXPECTED = "[agg/x] answer to: {}"
+
+
+def ts_of(body: dict[str, object]) -> str:
+    return str(body["event"]["ts"])  # type: ignore[index]
+
+
+async def runs(bot: SlackBot) -> list[dict[str, object]]:
+    async with bot.store.db.execute("SELECT id FROM runs ORDER BY created_at") as cursor:
+        ids = [row[0] for row in await cursor.fetchall()]
+    return [r for r in [await bot.store.get_run(i) for i in ids] if r is not None]
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+
+
+async def test_mention_is_answered_in_its_thread_with_progress_and_footer(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        body = mention("what is &lt;MoA&gt;?")
+        env = bot.slack.push_event(body)
+        await bot.settled(env)
+        assert env.ack_latency_s is not None and env.ack_latency_s < 1.0
+        [reply] = bot.thread(CH, ts_of(body))
+        assert markdown_of(reply) == EXPECTED.format("what is <MoA>?")
+        assert footer_of(reply).startswith("test · a, b → x · ")
+        assert reply["text"].startswith("[agg/x] answer to: what is &lt;MoA&gt;?")  # the mrkdwn fallback
+        versions = [e["text"] for e in reply["edits"]]
+        assert versions[0] == "_Asking 2 models…_"  # the placeholder, posted at once
+        assert any("drafts in" in (v or "") for v in versions)  # progress
+        [run] = await runs(bot)
+        assert run["status"] == "done" and run["event_id"] == body["event_id"]
+        assert run["placeholder"] == {
+            "platform": "slack",
+            "team": sp.TEAM_ID,
+            "channel": CH,
+            "ts": reply["ts"],
+            "thread_ts": ts_of(body),
+        }
+        assert (
+            bot.observer.calls[("chat.update", "ok")] >= 2
+            and bot.observer.calls[("chat.postMessage", "ok")] == 1
+        )
+
+
+async def test_follow_up_mention_in_the_thread_continues_the_conversation(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        first = mention("what is WAL?")
+        await bot.settled(bot.slack.push_event(first))
+        follow = mention("and in Postgres?", thread_ts=ts_of(first))
+        plain = sp.event_callback(sp.thread_reply("people chatting, no mention", thread_ts=ts_of(first)))
+        await bot.settled(bot.slack.push_event(follow), bot.slack.push_event(plain))
+        assert [m["content"] for m in fake_llm.requests_for("p/a")[-1].messages] == [
+            "what is WAL?",
+            EXPECTED.format("what is WAL?"),
+            "and in Postgres?",
+        ]
+        assert bot.aggregations == 2  # the reply without a mention was not a question
+        assert bot.slack.calls_to("conversations.replies") == []  # the bot's own thread is never read back
+        assert markdown_of(bot.thread(CH, ts_of(first))[-1]) == EXPECTED.format("and in Postgres?")
+
+
+async def test_direct_messages_are_questions_and_forget_works_there(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        dm = sp.event_callback(sp.dm_message("hello there"))
+        await bot.settled(bot.slack.push_event(dm))
+        assert bot.answer(sp.DM_CHANNEL_ID, ts_of(dm)) == EXPECTED.format("hello there")
+        forget = sp.event_callback(sp.dm_message("forget", thread_ts=ts_of(dm)))
+        await bot.settled(bot.slack.push_event(forget))
+        reply = bot.thread(sp.DM_CHANNEL_ID, ts_of(dm))[-1]
+        assert "deleted this thread's stored history (2 messages)" in reply["text"]
+        assert not await bot.store.has_history(_key(sp.DM_CHANNEL_ID, ts_of(dm)))
+        top_level = sp.event_callback(sp.dm_message("forget"))
+        await bot.settled(bot.slack.push_event(top_level))
+        assert "inside the thread" in bot.thread(sp.DM_CHANNEL_ID, ts_of(top_level))[-1]["text"]
+        assert bot.aggregations == 1
+
+
+async def test_forget_in_a_channel_thread(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        first = mention("what is WAL?")
+        await bot.settled(bot.slack.push_event(first))
+        await bot.settled(bot.slack.push_event(mention("forget", thread_ts=ts_of(first))))
+        assert "deleted this thread's stored history" in bot.thread(CH, ts_of(first))[-1]["text"]
+        await bot.settled(bot.slack.push_event(mention("again?", thread_ts=ts_of(first))))
+        assert [m["content"] for m in fake_llm.requests_for("p/a")[-1].messages] == ["again?"]
+        # the thread has the bot's messages: it is not read back to rebuild what was forgotten
+        assert bot.slack.calls_to("conversations.replies") == []
+        await bot.settled(bot.slack.push_event(mention("forget", thread_ts=ts_of(first))))
+        await bot.settled(bot.slack.push_event(mention("forget", thread_ts=ts_of(first))))
+        assert "nothing to forget" in bot.thread(CH, ts_of(first))[-1]["text"]
+
+
+async def test_first_mention_in_an_existing_thread_reads_it_once(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        root = bot.slack.add_message(CH, "Our deploy failed with &lt;exit 137&gt;", user=sp.OTHER_USER_ID)
+        bot.slack.add_message(CH, "OOM? ask <@U0ALICE>", user=sp.OTHER_USER_ID, thread_ts=root["ts"])
+        await bot.settled(bot.slack.push_event(mention("why did it fail?", thread_ts=root["ts"])))
+        assert len(bot.slack.calls_to("conversations.replies")) == 1
+        messages = fake_llm.requests_for("agg/x")[-1].messages
+        context = next(m["content"] for m in messages if "Earlier messages" in m["content"])
+        assert "@bob: Our deploy failed with <exit 137>" in context and "@bob: OOM? ask @alice" in context
+        assert messages[-1]["content"] == "why did it fail?"
+        await bot.settled(bot.slack.push_event(mention("and now?", thread_ts=root["ts"])))
+        assert len(bot.slack.calls_to("conversations.replies")) == 1  # never read again
+
+
+async def test_slash_command_posts_the_question_and_answers_in_its_thread(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        started = time.monotonic()
+        env = bot.slack.push_slash_command(sp.slash_command("what is <!channel> MoA?"))
+        await asyncio.wait_for(env, 3)
+        assert time.monotonic() - started < 1.0 and env.ack == {"envelope_id": env.envelope_id}
+        await bot.settled()
+        [asked] = [m for m in bot.slack.bot_messages(CH) if not m["thread_ts"]]
+        assert asked["text"] == f"<@{sp.USER_ID}> asked: what is @\u200bchannel MoA?"
+        assert bot.answer(CH, asked["ts"]) == EXPECTED.format(
+            "what is @\u200bchannel MoA?"
+        )  # output neutralized too
+        assert fake_llm.requests_for("p/a")[0].messages[-1]["content"] == "what is @channel MoA?"
+        assert bot.slack.response_url_posts == []
+        # a follow-up mention in that thread continues the same conversation
+        await bot.settled(bot.slack.push_event(mention("more?", thread_ts=asked["ts"])))
+        assert len(fake_llm.requests_for("p/a")[-1].messages) == 3
+
+
+async def test_slash_command_where_the_bot_cannot_post(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        for channel in (sp.NOT_MEMBER_CHANNEL_ID, "C0MISSING"):
+            await bot.settled(bot.slack.push_slash_command(sp.slash_command("hi", channel_id=channel)))
+        await bot.settled(bot.slack.push_slash_command(sp.slash_command("   ")))
+        bodies = [p["body"] for p in bot.slack.response_url_posts]
+        assert all(b["response_type"] == "ephemeral" for b in bodies)
+        assert "not a member" in bodies[0]["text"] and "/invite @moa" in bodies[0]["text"]
+        assert "can't see it" in bodies[1]["text"]
+        assert "Ask me something after the command" in bodies[2]["text"]
+        assert fake_llm.requests == [] and await runs(bot) == []
+
+
+async def test_knowledge_channel_needs_no_mention(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path, knowledge={sp.KNOWLEDGE_CHANNEL_ID}) as bot:
+        kc = sp.KNOWLEDGE_CHANNEL_ID
+        top = sp.event_callback(sp.message("how do I rotate keys?", channel=kc))
+        await bot.settled(bot.slack.push_event(top))
+        assert bot.answer(kc, ts_of(top)) == EXPECTED.format("how do I rotate keys?")
+        reply = sp.event_callback(sp.thread_reply("and for the app token?", thread_ts=ts_of(top), channel=kc))
+        await bot.settled(bot.slack.push_event(reply))
+        assert len(fake_llm.requests_for("p/a")[-1].messages) == 3  # continued with the thread's history
+        # a mention there arrives twice (message + app_mention): answered once
+        twin = sp.app_mention("with a mention", channel=kc)
+        as_message = sp.message(twin["text"], channel=kc, ts=twin["ts"])
+        await bot.settled(
+            bot.slack.push_event(sp.event_callback(as_message)),
+            bot.slack.push_event(sp.event_callback(twin), store=False),
+        )
+        # other channels still need a mention
+        await bot.settled(bot.slack.push_event(sp.event_callback(sp.message("just chatting"))))
+        assert bot.aggregations == 3
+
+
+async def test_app_mention_and_message_twins_are_answered_once(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        twin = sp.app_mention("once please")
+        as_message = sp.message(twin["text"], ts=twin["ts"])
+        await bot.settled(
+            bot.slack.push_event(sp.event_callback(twin)),
+            bot.slack.push_event(sp.event_callback(as_message), store=False),
+        )
+        assert bot.aggregations == 1 and len(bot.thread(CH, twin["ts"])) == 1
+
+
+async def test_retried_events_are_answered_once_even_across_restarts(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        body = mention("just once")
+        await bot.settled(bot.slack.push_event(body), bot.slack.push_event(body, retry_attempt=1))
+        assert bot.aggregations == 1
+        await bot.adapter.aclose()  # a restart: a new adapter on the same database
+        again = build_adapter(bot.slack, bot.answerer, bot.store, bot.observer)
+        await again.start()
+        try:
+            await asyncio.wait_for(bot.slack.push_event(body, retry_attempt=2, retry_reason="http_error"), 3)
+            await eventually(lambda: again.in_progress == 0)
+        finally:
+            await again.aclose()
+        assert bot.aggregations == 1 and len(bot.thread(CH, ts_of(body))) == 1
+        assert all(e.ack is not None for e in bot.slack.envelopes)  # every delivery was acknowledged
+
+
+async def test_bots_edits_and_subtypes_are_ignored(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with (
+        FakeSlack(window_s=WINDOW_S, echo_bot_events=True) as slack,
+        slack_bot(fake_llm, tmp_path, slack=slack, knowledge={CH}) as bot,
+    ):
+        own = sp.bot_message(
+            f"<@{sp.BOT_USER_ID}> me", bot_id=sp.BOT_ID, user=sp.BOT_USER_ID, app_id=sp.API_APP_ID
+        )
+        events = [
+            own,
+            sp.bot_message(f"<@{sp.BOT_USER_ID}> another bot asks"),
+            sp.bot_message("legacy", subtype="bot_message", user=None),
+            sp.message_changed(
+                ts="1700000000.000001",
+                text=f"<@{sp.BOT_USER_ID}> edited",
+                previous_text="x",
+                user=sp.USER_ID,
+                bot_id=None,
+            ),
+            {**sp.message("gone"), "subtype": "message_deleted"},
+            {**sp.message(f"<@{sp.BOT_USER_ID}>"), "subtype": "channel_join"},
+        ]
+        envelopes = [slack.push_event(sp.event_callback(e)) for e in events]
+        await bot.settled(*envelopes)
+        assert fake_llm.requests == [] and slack.calls_to("chat.postMessage") == []
+        # the bot's own posts and edits come back as events (echo_bot_events) and start nothing either
+        await bot.settled(slack.push_event(sp.event_callback(sp.message("a real question"))))
+        await eventually(lambda: len(slack.envelopes) > len(events) + 3)  # echoes of our post and edits
+        await bot.settled(*slack.envelopes)
+        assert bot.aggregations == 1
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+async def test_question_text_is_cleaned_before_the_models_see_it(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        text = "compare &lt;a&gt; &amp; b for <@U0BOB> in <#C0RANDOM|random>, see <https://x.example|spec>"
+        await bot.settled(bot.slack.push_event(mention(text)))
+        question = fake_llm.requests_for("p/a")[0].messages[-1]["content"]
+        assert question == "compare <a> & b for @bob in #random, see spec (https://x.example)"
+        await bot.settled(bot.slack.push_event(mention("and <@U0BOB>?")))
+        assert len(bot.slack.calls_to("users.info")) == 1  # names are cached
+
+
+async def test_markdown_answer_renders_as_a_markdown_block(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    md = "## Steps\n\n1. **Stop** the app\n2. Read [the guide](https://example.com/a?b=1&c=2)\n\n```bash\nkill -TERM $PID && echo ok\n```"
+    script_models(fake_llm, reply=md)
+    async with slack_bot(fake_llm, tmp_path, script=False) as bot:
+        body = mention("how?")
+        await bot.settled(bot.slack.push_event(body))
+        [reply] = bot.thread(CH, ts_of(body))
+        assert markdown_of(reply) == md
+        assert reply["text"].startswith(
+            "*Steps*\n\n1. *Stop* the app\n2. Read <https://example.com/a?b=1&amp;c=2|the guide>"
+        )
+        assert "```\nkill -TERM $PID &amp;&amp; echo ok\n```" in reply["text"]
+
+
+async def test_model_output_never_pings_anyone(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    pings = "Hey <!channel> <!here> <!everyone> <!subteam^S0DEVS|@devs> <@U0BOB> @here and @everyone!"
+    script_models(fake_llm, reply=pings)
+    async with slack_bot(fake_llm, tmp_path, script=False) as bot:
+        body = mention("ping them all")
+        await bot.settled(bot.slack.push_event(body))
+        [reply] = bot.thread(CH, ts_of(body))
+        for version in [reply, *reply["edits"]]:
+            shown = json.dumps([version["text"], version["blocks"]], ensure_ascii=False)
+            assert not any(token in shown for token in ("<!", "<@", "@here", "@channel", "@everyone"))
+        assert "@\u200bchannel" in markdown_of(reply) and "@\u200bdevs" in markdown_of(reply)
+
+
+async def test_long_answers_continue_in_further_thread_messages(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    code = "```python\n" + "\n".join(f"print({i})  # line {i}" for i in range(250)) + "\n```"
+    long = "\n\n".join([f"Paragraph {i}: " + "lorem ipsum " * 60 for i in range(6)] + [code, "The end."])
+    script_models(fake_llm, reply=long, tokens_per_s=4000)
+    async with slack_bot(fake_llm, tmp_path, script=False) as bot:
+        body = mention("write a lot")
+        await bot.settled(bot.slack.push_event(body))
+        thread = bot.thread(CH, ts_of(body))
+        assert len(thread) >= 3
+        pieces = [markdown_of(m) for m in thread]
+        assert all(0 < len(p) <= 3500 and p.count("```") % 2 == 0 for p in pieces)
+        assert [bool(footer_of(m)) for m in thread] == [False] * (len(thread) - 1) + [True]
+        joined = "\n".join(pieces)
+        assert all(f"Paragraph {i}: " in joined for i in range(6)) and all(
+            f"print({i})" in joined for i in range(250)
+        )
+        assert pieces[-1].endswith("The end.")
+        assert (
+            thread[0]["edits"][0]["text"] == "_Asking 2 models…_"
+        )  # the first piece replaced the placeholder
+        # interim edits never grew past one message
+        assert all(len(markdown_of(e)) <= 3500 for m in thread for e in m["edits"])
+
+
+async def test_msg_too_long_splits_smaller_and_delivers_everything(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    long = "\n\n".join(f"Part {i}. " + "words " * 80 for i in range(6))  # ~3,000 characters
+    script_models(fake_llm, reply=long)
+    async with (
+        FakeSlack(window_s=WINDOW_S, max_text_chars=1200) as slack,
+        slack_bot(fake_llm, tmp_path, slack=slack, script=False) as bot,
+    ):
+        body = mention("long please")
+        await bot.settled(bot.slack.push_event(body))
+        assert slack.calls_to("chat.update", ok=False)[0].error == "msg_too_long"
+        thread = bot.thread(CH, ts_of(body))
+        assert len(thread) >= 3 and all(f"Part {i}." in bot.answer(CH, ts_of(body)) for i in range(6))
+        assert footer_of(thread[-1])
+        [run] = await runs(bot)
+        assert run["status"] == "done"
+
+
+async def test_a_workspace_refusing_markdown_blocks_gets_mrkdwn_text() -> None:
+    async with FakeSlack(window_s=WINDOW_S) as slack:
+        observer = RecordingObserver()
+        api = SlackApi(web_client(slack.bot_token, slack.api_url, 5.0), observer)
+        outbox = Outbox(api, SlackPacing.scaled(WINDOW_S), observer)
+        [answer] = answer_messages("**Bold** answer", "preset · 1.0 s")
+        slack.fail_next("chat.postMessage", "invalid_blocks")
+        ts = await outbox.post(sp.TEAM_ID, CH, answer, thread_ts=None)
+        assert slack.message(CH, ts)["blocks"] is None
+        assert slack.message(CH, ts)["text"] == "*Bold* answer\n\n_preset · 1.0 s_"
+        await outbox.update(CH, ts, answer)  # from now on, no blocks are even tried
+        assert len(slack.calls_to("chat.postMessage", ok=False)) == 1 and slack.calls_to(
+            "chat.update", ok=True
+        )
+        assert slack.message(CH, ts)["blocks"] is None and not outbox.blocks_ok
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+async def test_every_model_failing_edits_the_placeholder_into_a_clear_message(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    for model in ("p/a", "p/b", "agg/x"):
+        fake_llm.fail(model, *[Failure.http(401, message="bad key")] * 5)
+    async with slack_bot(fake_llm, tmp_path, script=False) as bot:
+        body = mention("anyone?")
+        await bot.settled(bot.slack.push_event(body))
+        [reply] = bot.thread(CH, ts_of(body))
+        assert (
+            reply["text"].startswith(":warning:") and "API key" in reply["text"] and reply["blocks"] is None
+        )
+        [run] = await runs(bot)
+        assert run["status"] == "failed" and "API key" in str(run["error"])
+
+
+async def test_refusals_get_one_clear_reply(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    policy = AccessPolicy(
+        max_question_chars=40, allowed_channels=frozenset({CH, sp.DM_CHANNEL_ID}), user_rate=UserRate(2, 3600)
+    )
+    async with slack_bot(fake_llm, tmp_path, policy=policy) as bot:
+        long = mention("x" * 41)
+        elsewhere = mention("hi", channel=sp.OTHER_CHANNEL_ID)
+        await bot.settled(bot.slack.push_event(long), bot.slack.push_event(elsewhere))
+        [too_long] = bot.thread(CH, ts_of(long))
+        assert "41 characters long; the limit is 40" in too_long["text"]
+        [not_here] = bot.thread(sp.OTHER_CHANNEL_ID, ts_of(elsewhere))
+        assert "not enabled in this channel" in not_here["text"]
+        for i in range(2):
+            await bot.settled(bot.slack.push_event(mention(f"q{i}")))
+        over = mention("one more")
+        await bot.settled(bot.slack.push_event(over))
+        [limited] = bot.thread(CH, ts_of(over))
+        assert "limit of 2 questions per 60 minutes" in limited["text"] and "ask again in" in limited["text"]
+        # a refused /moa: the refusal is ephemeral and the question does not stay in the channel
+        posted = len(bot.slack.bot_messages(CH))
+        await bot.settled(bot.slack.push_slash_command(sp.slash_command("and via the command?")))
+        assert "limit of 2 questions" in bot.slack.response_url_posts[-1]["body"]["text"]
+        assert len(bot.slack.bot_messages(CH)) == posted and bot.slack.calls_to("chat.delete", ok=True)
+        assert bot.aggregations == 2
+
+
+async def test_429s_are_honoured_and_the_final_text_is_never_lost(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        bot.slack.fail_next("chat.postMessage", retry_after=1)
+        bot.slack.fail_next("chat.update", retry_after=1, times=3)
+        body = mention("through the storm")
+        await bot.settled(bot.slack.push_event(body))
+        assert bot.answer(CH, ts_of(body)) == EXPECTED.format("through the storm")
+        assert bot.slack.rate_limited == {"chat.postMessage": 1, "chat.update": 3}
+        assert bot.observer.calls[("chat.update", "ratelimited")] == 3
+        assert bot.observer.calls[("chat.postMessage", "ratelimited")] == 1
+
+
+async def test_slack_server_errors_on_the_final_edit_are_retried(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        bot.slack.set_latency("chat.postMessage", 0.3)  # the answer is ready before the placeholder exists
+        bot.slack.fail_next("chat.update", "internal_error", status=500, times=2)
+        body = mention("flaky slack")
+        await bot.settled(bot.slack.push_event(body))
+        assert bot.answer(CH, ts_of(body)) == EXPECTED.format("flaky slack")
+
+
+async def test_twenty_answers_streaming_at_once_stay_inside_the_limits(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    def reply(body: dict[str, object]) -> str:
+        question = body["messages"][-1]["content"]  # type: ignore[index]
+        return f"Answer to {question}: " + " ".join(f"w{i}" for i in range(60))
+
+    script_models(fake_llm, reply=reply, tokens_per_s=40)
+    async with slack_bot(fake_llm, tmp_path, gate=20, script=False) as bot:
+        channels = [CH, sp.OTHER_CHANNEL_ID, sp.KNOWLEDGE_CHANNEL_ID, sp.PRIVATE_CHANNEL_ID]
+        bodies = [mention(f"q{i}", channel=channels[i % 4]) for i in range(20)]
+        await bot.settled(*[bot.slack.push_event(b) for b in bodies], within=30)
+        for i, body in enumerate(bodies):
+            assert bot.answer(channels[i % 4], ts_of(body)) == reply({"messages": [{"content": f"q{i}"}]})
+        updates = [c for c in bot.slack.calls if c.method == "chat.update"]
+        assert all(c.status == 200 for c in updates), (
+            bot.slack.rate_limited
+        )  # no 429 at all, so none unhandled
+        times = sorted(c.time for c in updates)
+        busiest = max(sum(1 for t in times if start <= t < start + WINDOW_S) for start in times)
+        assert busiest <= 50 and len(updates) > 40  # streamed, and inside Tier 3 in every window
+        assert all(r["status"] == "done" for r in await runs(bot))
+
+
+# ---------------------------------------------------------------------------------------------- HTTP mode
+
+
+async def test_http_mode_verifies_signatures_and_answers(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path, http=True) as bot:
+        url, slack = bot.events_url, bot.slack
+        challenge = await slack.deliver_http(url, sp.url_verification("c-123"), SIGNING_SECRET)
+        assert challenge[0] == 200 and json.loads(challenge[1]) == {"challenge": "c-123"}
+        body = mention("over http")
+        assert (await slack.deliver_http(url, body, "wrong-secret"))[0] == 401
+        stale = int(time.time()) - 400
+        assert (await slack.deliver_http(url, body, SIGNING_SECRET, timestamp=stale))[0] == 401
+        assert bot.aggregations == 0 and bot.adapter.in_progress == 0
+        started = time.monotonic()
+        assert (await slack.deliver_http(url, body, SIGNING_SECRET))[0] == 200
+        assert time.monotonic() - started < 1.0  # acknowledged long before the answer
+        assert (
+            await slack.deliver_http(url, body, SIGNING_SECRET, retry_num=1, retry_reason="http_timeout")
+        )[0] == 200
+        await bot.settled()
+        assert bot.answer(CH, ts_of(body)) == EXPECTED.format("over http") and bot.aggregations == 1
+        status, text = await slack.deliver_http(url, slack.slash_command_form("by command"), SIGNING_SECRET)
+        assert (status, text) == (200, "")
+        await bot.settled()
+        [asked] = [m for m in slack.bot_messages(CH) if not m["thread_ts"] and "asked" in m["text"]]
+        assert bot.answer(CH, asked["ts"]) == EXPECTED.format("by command")
+        assert bot.adapter.connected
+
+
+async def test_http_mode_refuses_events_while_not_running(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path, http=True) as bot:
+        await bot.adapter.aclose()
+        assert not bot.adapter.connected
+        status, _ = await bot.slack.deliver_http(bot.events_url, mention("too early"), SIGNING_SECRET)
+        assert status == 503  # Slack delivers it again later
+        await bot.adapter.start()  # the supervisor's restart: the same routes work again
+        assert (await bot.slack.deliver_http(bot.events_url, mention("now"), SIGNING_SECRET))[0] == 200
+        await bot.settled()
+        assert bot.aggregations == 1
+
+
+# ---------------------------------------------------------------------------------------------- lifecycle
+
+
+async def test_socket_mode_reconnects_and_reports_its_state(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        assert bot.adapter.connected and bot.adapter.socket_mode
+        await bot.slack.send_disconnect("refresh_requested")
+        await bot.slack.wait_connected(total=2)
+        await bot.settled(bot.slack.push_event(mention("still there?")))
+        assert bot.aggregations == 1
+        await bot.adapter.aclose()
+        assert not bot.adapter.connected
+        await bot.slack.wait_disconnected()
+
+
+async def test_reopen_edits_the_stored_placeholder(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        fake_llm.script("p/a", latency=30)  # the run is still in flight when the "crash" happens
+        body = mention("slow one")
+        await asyncio.wait_for(bot.slack.push_event(body), 3)
+        await eventually(lambda: bool(bot.thread(CH, ts_of(body))))
+        [run] = await bot.store.unfinished_runs()
+        await eventually(lambda: bool(fake_llm.requests_for("p/a")))
+        await bot.adapter.aclose()  # cancels the answer: it says so in its placeholder
+        [reply] = bot.thread(CH, ts_of(body))
+        assert "interrupted" in reply["text"]
+        assert await bot.adapter.reopen({"platform": "discord", "channel": "1"}) is None
+        assert await bot.adapter.reopen({"platform": "slack"}) is None
+        placeholder = (await bot.store.get_run(run.id))["placeholder"]  # type: ignore[index]
+        sink = await bot.adapter.reopen(placeholder)
+        assert sink is not None
+        record = RunRecord(
+            run.id, run.key, run.user, run.question, run.preset, run.status, placeholder, run.created_at
+        )
+        await bot.answerer.interrupt(record, sink)
+        assert (
+            bot.slack.message(CH, reply["ts"])["text"] == ":warning: " + "The answer was interrupted "
+            "(the bot restarted). Please ask again."
+        )
+        await sink.show(ReplyView(Phase.DONE, "Done", "recovered **answer**", "f"))
+        assert markdown_of(bot.slack.message(CH, reply["ts"])) == "recovered **answer**"
+
+
+async def test_bad_credentials_fail_at_start_and_in_check(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        ok, detail = await bot.adapter.check()
+        assert ok and "auth.test ok" in detail and sp.TEAM_ID in detail
+        common = dict(
+            signing_secret=None,
+            api_url=bot.slack.api_url,
+            knowledge_channels=(),
+            answerer=bot.answerer,
+            store=bot.store,
+        )
+        wrong_bot = SlackAdapter(bot_token="xoxb-wrong", app_token=bot.slack.app_token, **common)  # type: ignore[arg-type]
+        with pytest.raises(SlackCallError, match="invalid_auth"):
+            await wrong_bot.start()
+        assert not wrong_bot.connected
+        assert (await wrong_bot.check())[1].startswith("auth.test failed (invalid_auth)")
+        wrong_app = SlackAdapter(bot_token=bot.slack.bot_token, app_token="xapp-wrong", **common)  # type: ignore[arg-type]
+        with pytest.raises(SlackCallError, match="invalid_auth"):
+            await wrong_app.start()
+        assert not wrong_app.connected and len(bot.slack.live_connections) == 1
+
+
+async def test_doctor_checks_slack_auth(tmp_path: Path) -> None:
+    async with FakeSlack() as slack:
+        good = Settings(
+            slack_bot_token=slack.bot_token, slack_app_token=slack.app_token, slack_api_url=slack.api_url
+        )
+        [(ok, what, detail)] = await check_platforms(good, 5.0)
+        assert ok and what == "slack" and "auth.test ok" in detail and "Socket Mode" in detail
+        bad = Settings(slack_bot_token="xoxb-nope", slack_signing_secret="s", slack_api_url=slack.api_url)
+        [(ok, what, detail)] = await check_platforms(bad, 5.0)
+        assert not ok and "invalid_auth" in detail and "SLACK_BOT_TOKEN" in detail
+
+
+def _key(channel: str, thread_ts: str):  # type: ignore[no-untyped-def]
+    from moa.conversation import ConversationKey
+
+    return ConversationKey("slack", sp.TEAM_ID, channel, thread_ts)
