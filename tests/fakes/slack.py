@@ -282,6 +282,7 @@ class FakeSlack:
         connect_wait_s: float = 5.0,
         response_url_ttl_s: float = 1800.0,
         clock: Callable[[], float] = time.monotonic,
+        port: int = 0,
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -302,6 +303,7 @@ class FakeSlack:
         self.latency_s = latency_s
         self.connect_wait_s = connect_wait_s
         self.response_url_ttl_s = response_url_ttl_s
+        self.requested_port = port  # 0: any free port; a fixed one lets a test restart "the same" Slack
         self.clock = clock
 
         # Recorded state, for assertions.
@@ -343,7 +345,7 @@ class FakeSlack:
         # Bind ourselves: the port is known without reaching into the site's private server.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self.requested_port))
         self._port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
         self._conn_changed = asyncio.Event()
@@ -373,6 +375,12 @@ class FakeSlack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeSlack is not started")
+        return self._port
 
     @property
     def base_url(self) -> str:

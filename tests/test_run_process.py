@@ -1,0 +1,255 @@
+"""`moa-bot run` as an operator runs it: a real process against the fake Slack and the fake LLM.
+
+These tests send real signals (SIGTERM, SIGKILL) and restart the process on the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from storage import Store
+from tests.fakes import slack_payloads as sp
+from tests.fakes.llm import FakeLLM
+from tests.fakes.slack import FakeSlack
+from tests.slack_harness import markdown_of
+
+REPO = Path(__file__).resolve().parents[1]
+LONG_ANSWER = " ".join(f"word{i}" for i in range(60))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class BotProcess:
+    def __init__(self, env: dict[str, str], cwd: Path, port: int) -> None:
+        self.env, self.cwd, self.port = env, cwd, port
+        self.process: asyncio.subprocess.Process | None = None
+        self.log = cwd / f"bot-{time.monotonic_ns()}.log"
+
+    async def start(self) -> None:
+        with self.log.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot.cli", "run", env=self.env, cwd=self.cwd,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+            )
+        await self.wait_health(200)
+
+    async def health(self) -> tuple[int, dict[str, object]]:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{self.port}/healthz",
+                                   timeout=aiohttp.ClientTimeout(total=2)) as response:
+                return response.status, await response.json()
+
+    async def wait_health(self, status: int, within: float = 20.0) -> dict[str, object]:
+        deadline = time.monotonic() + within
+        last: object = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                raise AssertionError(f"moa-bot run exited {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                code, body = await self.health()
+                last = (code, body)
+                if code == status:
+                    return body
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                last = exc
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"health never became {status}; last: {last}\n{self.log.read_text()}")
+
+    async def signal(self, sig: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return await asyncio.wait_for(self.process.wait(), 60)
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_bot(env: dict[str, str], cwd: Path, port: int) -> AsyncIterator[BotProcess]:
+    bot = BotProcess(env, cwd, port)
+    try:
+        await bot.start()
+        yield bot
+    finally:
+        await bot.kill()
+
+
+def bot_env(llm: FakeLLM, slack: FakeSlack, tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.default]\nproposers = ["p/a", "p/b"]\naggregator = "agg/x"\nretries = 0\n')
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO),
+        "TOGETHER_API_KEY": "together-secret-key-123",
+        "TOGETHER_BASE_URL": llm.base_url,
+        "MOA_CONFIG": str(config),
+        "MOA_DB": str(tmp_path / "data" / "moa.sqlite3"),
+        "MOA_HTTP_PORT": str(port),
+        "MOA_LOG_FORMAT": "json",
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_APP_TOKEN": slack.app_token,
+        "SLACK_API_URL": slack.api_url,
+        **extra,
+    }
+
+
+async def eventually(check, within: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not met within {within} s")
+
+
+def thread_texts(slack: FakeSlack, ts: str) -> list[str]:
+    return [markdown_of(m) or m.get("text", "") for m in slack.bot_messages(sp.CHANNEL_ID, thread_ts=ts)
+            if m["ts"] != ts]
+
+
+async def test_sigkill_mid_answer_then_restart_answers_it(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    fake_llm.script("p/a")
+    fake_llm.script("p/b")
+    fake_llm.script("agg/x", reply=LONG_ANSWER, tokens_per_s=6)  # ten seconds of streaming
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port)
+        async with running_bot(env, tmp_path, port) as bot:
+            event = sp.event_callback(sp.app_mention("what survives a crash?"))
+            await asyncio.wait_for(slack.push_event(event), 10)
+            ts = event["event"]["ts"]
+            await eventually(lambda: any("word3" in t for t in thread_texts(slack, ts)), what="streaming")
+            await bot.kill()  # SIGKILL: no chance to clean up
+        async with Store(tmp_path / "data" / "moa.sqlite3") as store:
+            [run] = await store.unfinished_runs()
+            assert run.question == "what survives a crash?" and run.placeholder["ts"]
+        fake_llm.script("agg/x", reply=LONG_ANSWER)  # the restarted process gets a quick aggregator
+        async with running_bot(env, tmp_path, port):
+            await eventually(lambda: any(t.rstrip().endswith("word59") for t in thread_texts(slack, ts)),
+                             what="the answer completed after the restart")
+        texts = thread_texts(slack, ts)
+        assert len(texts) == 1 and texts[0].strip() == LONG_ANSWER  # the same placeholder, answered in full
+        async with Store(tmp_path / "data" / "moa.sqlite3") as store:
+            assert await store.unfinished_runs() == []
+            record = await store.get_run(run.id)
+            assert record is not None and record["status"] == "done"
+
+
+async def test_sigkill_then_late_restart_marks_the_answer_interrupted(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    fake_llm.script("p/a", latency=30)
+    fake_llm.script("p/b")
+    fake_llm.script("agg/x")
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port)
+        async with running_bot(env, tmp_path, port) as bot:
+            event = sp.event_callback(sp.app_mention("slow question"))
+            await asyncio.wait_for(slack.push_event(event), 10)
+            ts = event["event"]["ts"]
+            await eventually(lambda: thread_texts(slack, ts), what="placeholder")
+            await bot.kill()
+        env["MOA_RECOVER_MAX_AGE_S"] = "0"  # too old to answer again
+        async with running_bot(env, tmp_path, port):
+            await eventually(lambda: any("interrupted" in t for t in thread_texts(slack, ts)),
+                             what="placeholder marked interrupted")
+        assert not any("Asking" in t or "drafts in" in t for t in thread_texts(slack, ts))
+
+
+async def test_sigterm_finishes_quick_answers_and_interrupts_slow_ones(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    fake_llm.script("p/a")
+    fake_llm.script("p/b")
+    fake_llm.script("agg/x", reply=lambda body: "slow" if "slow" in str(body["messages"][-1]) else "quick",
+                    latency=0.0)
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port, MOA_SHUTDOWN_GRACE_S="2")
+        async with running_bot(env, tmp_path, port) as bot:
+            fake_llm.script("p/a", latency=60)  # the slow question never gets its drafts
+            slow = sp.event_callback(sp.app_mention("slow one"))
+            await asyncio.wait_for(slack.push_event(slow), 10)
+            await eventually(lambda: thread_texts(slack, slow["event"]["ts"]), what="slow placeholder")
+            started = time.monotonic()
+            assert await bot.signal(signal.SIGTERM) == 0
+            assert time.monotonic() - started < 10
+        slow_texts = thread_texts(slack, slow["event"]["ts"])
+        assert len(slow_texts) == 1 and "interrupted" in slow_texts[0] and "ask again" in slow_texts[0]
+        lines = [json.loads(line) for line in bot.log.read_text().splitlines() if line.startswith("{")]
+        answers = [line for line in lines if line["logger"] == "moa.answer"]
+        assert [a["status"] for a in answers] == ["interrupted"]
+        log_text = bot.log.read_text()
+        for secret in (slack.bot_token, slack.app_token, "together-secret-key-123"):
+            assert secret not in log_text
+
+
+async def test_health_follows_slack_going_away_and_coming_back(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    fake_llm.script("p/a")
+    fake_llm.script("p/b")
+    fake_llm.script("agg/x")
+    port = free_port()
+    slack = FakeSlack()
+    await slack.start()
+    slack_port = slack.port
+    env = bot_env(fake_llm, slack, tmp_path, port)
+    try:
+        async with running_bot(env, tmp_path, port) as bot:
+            body = await bot.wait_health(200)
+            assert body["components"] == {"database": "ok", "slack": "connected"}
+            await slack.aclose()  # Slack goes away
+            body = await bot.wait_health(503)
+            assert body["components"]["slack"] == "disconnected"
+            slack = FakeSlack(port=slack_port)  # and comes back
+            await slack.start()
+            await bot.wait_health(200, within=60)
+            event = sp.event_callback(sp.app_mention("still there?"))
+            await asyncio.wait_for(slack.push_event(event), 10)
+            await eventually(lambda: any("answer to: still there?" in t
+                                         for t in thread_texts(slack, event["event"]["ts"])), what="answer")
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    metrics = await response.text()
+            assert 'moa_runs_total{platform="slack",preset="default",status="done"} 1.0' in metrics
+            assert 'moa_platform_api_calls_total{method="chat.postMessage",outcome="ok",platform="slack"}' in metrics
+    finally:
+        await slack.aclose()
+
+
+@pytest.mark.parametrize("variable", ["MOA_USER_RATE", "MOA_ALLOWED_CHANNELS"])
+async def test_limits_and_allow_lists_reply_once(fake_llm: FakeLLM, tmp_path: Path, variable: str) -> None:
+    fake_llm.script("p/a")
+    fake_llm.script("p/b")
+    fake_llm.script("agg/x")
+    port = free_port()
+    value = {"MOA_USER_RATE": "1/hour", "MOA_ALLOWED_CHANNELS": "C0SOMEWHEREELSE"}[variable]
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port, **{variable: value})
+        async with running_bot(env, tmp_path, port):
+            first = sp.event_callback(sp.app_mention("first"))
+            await asyncio.wait_for(slack.push_event(first), 10)
+            second = sp.event_callback(sp.app_mention("second"))
+            await asyncio.wait_for(slack.push_event(second), 10)
+            expected = "limit of 1 questions" if variable == "MOA_USER_RATE" else "not enabled in this channel"
+            await eventually(lambda: any(expected in t for t in thread_texts(slack, second["event"]["ts"])),
+                             what="refusal")
+            assert len(thread_texts(slack, second["event"]["ts"])) == 1
+            if variable == "MOA_ALLOWED_CHANNELS":
+                assert all(r.model != "agg/x" for r in fake_llm.requests)
