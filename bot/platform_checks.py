@@ -17,4 +17,9 @@ async def check_platforms(settings: Settings, timeout_s: float) -> list[Check]:
         ok, detail = await check_auth(settings.slack_bot_token, settings.slack_api_url, timeout_s=timeout_s)
         mode = "Socket Mode" if settings.slack_app_token else "HTTP mode on POST /slack/events"
         checks.append((ok, "slack", f"{detail}; {mode}" if ok else detail))
+    if settings.discord_bot_token:
+        from adapters.discord import check_token
+
+        ok, detail = await check_token(settings.discord_bot_token, settings.discord_api_base, timeout_s=timeout_s)
+        checks.append((ok, "discord", detail))
     return checks

@@ -50,6 +50,22 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 observer=metrics,
             )
         )
+    if settings.discord_bot_token:
+        from adapters.discord import DiscordAdapter
+
+        adapters.append(
+            DiscordAdapter(
+                bot_token=settings.discord_bot_token,
+                answerer=core.answerer,
+                store=core.store,
+                observer=metrics,
+                # with DISCORD_API_BASE set, the gateway is discovered from it (GET /gateway/bot)
+                api_base=settings.discord_api_base if settings.discord_api_base_set else None,
+                gateway_url=settings.discord_gateway_url,
+                guild_ids=settings.discord_guild_ids,
+                knowledge_channels=settings.knowledge_channels,
+            )
+        )
     return adapters
 
 

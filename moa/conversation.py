@@ -36,6 +36,9 @@ class Question:
     # Context read from the platform when the bot joins an existing conversation; used only while the stored
     # history is empty, so the platform is never read again for this conversation.
     seed_history: tuple[Message, ...] = field(default=())
+    # The channel a thread belongs to when the platform keeps threads as channels (Discord), so that an
+    # allow-list naming a channel also covers the threads the bot opens in it. "" elsewhere.
+    parent_channel: str = ""
 
 
 class Phase(StrEnum):

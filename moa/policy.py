@@ -50,7 +50,8 @@ class AccessPolicy:
         An accepted question counts against the user's rate.
         """
         key = question.key
-        if self.allowed_channels and not ({key.channel, key.thread} & self.allowed_channels):
+        places = {key.channel, key.thread, question.parent_channel}
+        if self.allowed_channels and not (places & self.allowed_channels):
             return "I'm not enabled in this channel. Ask an admin to add it to MOA_ALLOWED_CHANNELS."
         if self.allowed_users and question.user not in self.allowed_users:
             return "You're not on the list of people who can ask me questions. Ask an admin for access."

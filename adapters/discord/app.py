@@ -1,0 +1,421 @@
+"""The Discord adapter: discord.py client lifecycle, and events turned into questions for the answerer.
+
+Everything an event starts runs in a task this adapter owns (discord.py's own handler tasks are not cancelled
+on close), so `aclose` stops answers cleanly and no task outlives the adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, Coroutine, Sequence
+from typing import Any
+
+import discord
+import yarl
+from aiohttp import web
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from adapters.base import ApiObserver, NullObserver
+from adapters.discord.api import (
+    DEFAULT_API_BASE,
+    PLATFORM,
+    DiscordSetupError,
+    check_token,
+    discover_gateway,
+    observing_trace,
+)
+from adapters.discord.commands import install_commands, sync_commands
+from adapters.discord.events import classify, forget_target, interaction_target, is_from_a_person
+from adapters.discord.sink import (
+    NO_PINGS,
+    ChannelBudgets,
+    DiscordPacing,
+    InteractionSink,
+    MessageSink,
+    SinkContext,
+    _Sink,
+)
+from moa.answering import Answerer
+from moa.conversation import Question, ReplySink
+from moa.store import ConversationStore
+
+log = logging.getLogger("adapters.discord")
+
+SORRY = "Something went wrong on my side and I could not answer. Please try again."
+
+
+class _NoVoiceWarnings(logging.Filter):
+    """discord.py warns at every start that voice libraries are missing; a text bot never needs them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
+
+
+_NO_VOICE_WARNINGS = _NoVoiceWarnings()
+
+
+class _Client(discord.Client):
+    """A discord.Client with the command tree; it hands every event to the adapter."""
+
+    def __init__(self, adapter: DiscordAdapter, intents: discord.Intents, **options: Any) -> None:
+        super().__init__(intents=intents, allowed_mentions=NO_PINGS, **options)
+        self.adapter = adapter
+        self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
+
+    async def setup_hook(self) -> None:
+        # here, not in on_ready: on_ready runs again after every reconnect
+        await sync_commands(self.tree, self.adapter.guild_ids)
+
+    async def on_ready(self) -> None:
+        self.adapter._gateway_changed(True)
+
+    async def on_resumed(self) -> None:
+        self.adapter._gateway_changed(True)
+
+    async def on_disconnect(self) -> None:
+        self.adapter._gateway_changed(False)
+
+    async def on_message(self, message: discord.Message) -> None:
+        self.adapter._spawn(self.adapter._on_message(message), f"discord-message-{message.id}")
+
+
+class DiscordAdapter:
+    """Answers `/moa`, mentions, knowledge channels and DMs on Discord. Implements `adapters.base.Adapter`."""
+
+    name = PLATFORM
+
+    def __init__(
+        self,
+        *,
+        bot_token: str,
+        answerer: Answerer,
+        store: ConversationStore,
+        observer: ApiObserver | None = None,
+        api_base: str | None = None,
+        gateway_url: str | None = None,
+        guild_ids: Sequence[int] = (),
+        knowledge_channels: Collection[str] = frozenset(),
+        message_content: bool | None = None,
+        pacing: DiscordPacing = DiscordPacing(),
+        guild_ready_timeout: float = 2.0,
+        start_timeout_s: float = 60.0,
+        http_timeout_s: float = 10.0,
+    ) -> None:
+        """
+        Args:
+            api_base: DISCORD_API_BASE; when given, REST goes there and the gateway URL is discovered from it.
+            gateway_url: DISCORD_GATEWAY_URL; overrides discovery.
+            guild_ids: DISCORD_GUILD_IDS; slash commands are synced there (instantly) instead of globally.
+            knowledge_channels: channel ids where every top-level message is answered without a mention (ids
+                that are not Discord's, such as Slack's, are ignored).
+            message_content: ask for the privileged Message Content intent; default: when knowledge channels are
+                set (mentions and DMs carry their content without it).
+            guild_ready_timeout: discord.py's wait for GUILD_CREATEs after READY (tests shrink it).
+        """
+        self._token = bot_token
+        self._answerer = answerer
+        self._store = store
+        self._observer = observer or NullObserver()
+        self._api_base = api_base.rstrip("/") if api_base else None
+        self._gateway_url = gateway_url
+        self.guild_ids = tuple(guild_ids)
+        # MOA_KNOWLEDGE_CHANNELS may list Slack channels too; Discord's ids are numbers (snowflakes)
+        self.knowledge_channels = frozenset(c for c in knowledge_channels if c.isdigit())
+        self._message_content = bool(self.knowledge_channels) if message_content is None else message_content
+        self.pacing = pacing
+        self._guild_ready_timeout = guild_ready_timeout
+        self._start_timeout_s = start_timeout_s
+        self._http_timeout_s = http_timeout_s
+        self._budgets = ChannelBudgets(pacing)
+        self._client: _Client | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._gateway_up = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._saved_settings: tuple[str, yarl.URL] | None = None
+
+    # --- the Adapter protocol -------------------------------------------------------------------------
+
+    @property
+    def intents(self) -> discord.Intents:
+        """Only what the bot uses: guilds (channels and threads), guild and DM messages, and content if needed."""
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = True
+        intents.dm_messages = True
+        intents.message_content = self._message_content
+        return intents
+
+    async def start(self) -> None:
+        if self._client is not None:
+            raise RuntimeError("the Discord adapter is already started")
+        gateway = self._gateway_url
+        if gateway is None and self._api_base is not None:
+            gateway = await discover_gateway(
+                self._api_base, self._token, self._http_timeout_s, self._observer
+            )
+        # The only two library settings the adapter touches; restored by aclose.
+        self._saved_settings = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+        if self._api_base is not None:
+            Route.BASE = self._api_base
+        if gateway is not None:
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+        logging.getLogger("discord.client").addFilter(
+            _NO_VOICE_WARNINGS
+        )  # the same filter once, however often
+        client = _Client(
+            self,
+            self.intents,
+            guild_ready_timeout=self._guild_ready_timeout,
+            http_trace=observing_trace(self._observer, self._api_base or DEFAULT_API_BASE),
+        )
+        install_commands(client.tree, self._answerer.catalog.presets, self._on_moa, self._on_forget)
+        self._client = client
+        try:
+            await self._connect(client)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _connect(self, client: _Client) -> None:
+        try:
+            async with asyncio.timeout(self._start_timeout_s):
+                await client.login(
+                    self._token
+                )  # GET /users/@me, the application, then setup_hook (command sync)
+        except discord.LoginFailure as exc:
+            raise DiscordSetupError(
+                "DISCORD_BOT_TOKEN: Discord refused the token; copy it again from the application's Bot page"
+            ) from exc
+        self._runner = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        ready = asyncio.create_task(client.wait_until_ready(), name="discord-ready")
+        done, _ = await asyncio.wait(
+            {self._runner, ready}, timeout=self._start_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready in done:
+            log.info(
+                "Discord: connected as %s (%s), %d guilds",
+                client.user,
+                client.application_id,
+                len(client.guilds),
+            )
+            return
+        ready.cancel()
+        await asyncio.gather(ready, return_exceptions=True)
+        if self._runner in done:
+            failure = self._runner.exception()
+            if isinstance(failure, discord.PrivilegedIntentsRequired):
+                raise DiscordSetupError(
+                    "Discord refused the Message Content intent (4014): turn on 'Message Content Intent' on the "
+                    "application's Bot page (needed for knowledge channels), or remove MOA_KNOWLEDGE_CHANNELS"
+                ) from failure
+            raise ConnectionError(f"the Discord gateway closed before READY: {failure!r}") from failure
+        raise TimeoutError(f"no READY from the Discord gateway within {self._start_timeout_s:g} s")
+
+    async def aclose(self) -> None:
+        self._closing = True
+        try:
+            await self._close()
+        finally:
+            self._closing = False
+
+    async def _close(self) -> None:
+        # answers first, while the client can still mark them interrupted
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        client, self._client = self._client, None
+        runner, self._runner = self._runner, None
+        self._gateway_up = False
+        if client is not None:
+            await client.close()
+        if runner is not None:
+            try:
+                await asyncio.wait_for(runner, 10.0)
+            except (Exception, asyncio.CancelledError) as exc:  # closing: whatever ended it was logged
+                if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                    raise
+                log.debug("Discord gateway task ended with %r", exc)
+        if self._saved_settings is not None:
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._saved_settings
+            self._saved_settings = None
+
+    @property
+    def in_progress(self) -> int:
+        """Events being handled right now (questions being answered, forgets)."""
+        return len(self._tasks)
+
+    @property
+    def connected(self) -> bool:
+        """True while the gateway session is up: READY or RESUMED seen, no disconnect since."""
+        client, runner = self._client, self._runner
+        return (
+            self._gateway_up
+            and client is not None
+            and not client.is_closed()
+            and runner is not None
+            and not runner.done()
+        )
+
+    def mount(self, app: web.Application) -> None:
+        return None  # everything arrives over the gateway
+
+    async def reopen(self, placeholder: dict[str, str]) -> ReplySink | None:
+        if placeholder.get("platform") != PLATFORM or self._client is None:
+            return None
+        try:
+            channel_id, message_id = int(placeholder["channel"]), int(placeholder["message"])
+        except (KeyError, ValueError):
+            return None
+        return MessageSink(self._context(), source=None, channel_id=channel_id, message_id=message_id)
+
+    async def check(self) -> tuple[bool, str]:
+        return await check_token(
+            self._token, self._api_base or DEFAULT_API_BASE, self._http_timeout_s, self._observer
+        )
+
+    # --- events ---------------------------------------------------------------------------------------
+
+    def _gateway_changed(self, up: bool) -> None:
+        if up != self._gateway_up:
+            log.log(logging.INFO if up else logging.WARNING, "Discord gateway %s", "up" if up else "lost")
+        self._gateway_up = up
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        if self._closing:
+            coro.close()  # an event that raced aclose: nobody would own its task
+            return
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    def _context(self) -> SinkContext:
+        assert self._client is not None
+        return SinkContext(self._client, self.pacing, self._budgets)
+
+    async def _on_message(self, message: discord.Message) -> None:
+        client = self._client
+        if client is None or client.user is None or not is_from_a_person(message):
+            return
+        channel: object = message.channel
+        if isinstance(channel, discord.PartialMessageable) and message.guild is not None:
+            # a thread discord.py has not cached: ask Discord what it is, so thread rules apply
+            try:
+                channel = await client.fetch_channel(channel.id)
+            except discord.HTTPException as exc:
+                log.warning("could not look up channel %s: %s", message.channel.id, exc.text)
+        role = message.guild.self_role if message.guild is not None else None
+        target = classify(
+            message,
+            channel,
+            bot_id=client.user.id,
+            bot_role_id=role.id if role is not None else None,
+            knowledge_channels=self.knowledge_channels,
+        )
+        if target is None:
+            return
+        # gateway RESUMEs replay events: answer each message once
+        if not await self._store.first_time(PLATFORM, f"message:{message.id}"):
+            return
+        sink = MessageSink(
+            self._context(),
+            source=message,
+            channel_id=message.channel.id,
+            open_thread=target.open_thread,
+            thread_name=target.thread_name,
+        )
+        question = Question(
+            target.key,
+            str(message.author.id),
+            target.text,
+            event_id=f"message:{message.id}",
+            parent_channel=target.parent_channel,
+        )
+        await self._answer(question, sink)
+
+    async def _on_moa(self, interaction: discord.Interaction, question: str, preset: str | None) -> None:
+        # runs in discord.py's handler task: hand over to a task this adapter owns at once
+        received = time.monotonic()
+        self._spawn(
+            self._answer_interaction(interaction, question, preset, received),
+            f"discord-interaction-{interaction.id}",
+        )
+
+    async def _answer_interaction(
+        self, interaction: discord.Interaction, text: str, preset: str | None, received: float
+    ) -> None:
+        sink = InteractionSink(self._context(), interaction, received)
+        # the answerer defers when it opens the placeholder, within milliseconds; this is the safety net for
+        # a slow database, so that Discord never drops the interaction
+        watchdog = asyncio.create_task(sink.defer_by(self.pacing.ack_within_s), name="discord-defer")
+        try:
+            if not await self._store.first_time(PLATFORM, f"interaction:{interaction.id}"):
+                watchdog.cancel()
+                return
+            target = interaction_target(interaction, text)
+            question = Question(
+                target.key,
+                str(interaction.user.id),
+                target.text,
+                preset or None,
+                event_id=f"interaction:{interaction.id}",
+                parent_channel=target.parent_channel,
+            )
+            await self._answer(question, sink)
+        finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+
+    async def _on_forget(self, interaction: discord.Interaction) -> None:
+        self._spawn(self._forget(interaction), f"discord-forget-{interaction.id}")
+
+    async def _forget(self, interaction: discord.Interaction) -> None:
+        if not await self._store.first_time(PLATFORM, f"interaction:{interaction.id}"):
+            return
+        key = forget_target(interaction)
+        if key is None:
+            text = "Use `/moa-forget` inside a thread with me: it forgets that thread's conversation."
+        else:
+            count = await self._answerer.forget(Question(key, str(interaction.user.id), ""))
+            text = (
+                f"Done: I forgot this conversation ({count} messages)."
+                if count
+                else "There was nothing to forget here."
+            )
+        try:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            log.warning("could not confirm /moa-forget: %s %s", exc.status, exc.text)
+
+    async def _answer(self, question: Question, sink: _Sink) -> None:
+        try:
+            await self._answerer.answer(question, sink)
+        except discord.HTTPException as exc:
+            log.error(
+                "could not answer %s: Discord said %s %s %s",
+                question.event_id,
+                exc.status,
+                exc.code,
+                exc.text,
+            )
+            await sink.salvage(SORRY)
+        except Exception:  # a failure before the answer began: log it, tell the user if possible
+            log.exception("could not answer %s", question.event_id)
+            await sink.salvage(SORRY)
+        finally:
+            await sink.aclose()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,170 @@
+"""A running moa-bot Discord adapter against the fake Discord and the fake LLM, for the Discord tests.
+
+    async with discord_bot(fake_llm, tmp_path) as bot:
+        inter = await bot.dc.slash_command("moa", {"question": "what is MoA?"})
+        await bot.settled()
+        assert "answer to: what is MoA?" in bot.dc.original_response(inter.token).content
+
+Time runs five times faster than Discord's: the fake allows 5 creates or edits per channel per second (Discord:
+per 5 s), and the adapter's pacing is scaled to match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from adapters.discord import DiscordAdapter, DiscordPacing
+from adapters.render import close_fences
+from moa.answering import Answerer
+from moa.orchestrator import Orchestrator
+from moa.policy import AccessPolicy, ConcurrencyGate
+from moa.presets import BUILTIN_PRESETS, Catalog
+from storage import Store
+from tests.fakes.discord import FakeDiscord, StoredMessage
+from tests.fakes.llm import FakeLLM
+from tests.helpers import FAST_BACKOFF, preset, registry_for
+
+FAKE_RATE = (5, 1.0)  # creates or edits per channel per second, in the fake (Discord: per 5 s)
+FAKE_WEBHOOK_RATE = (5, 1.0)  # requests per interaction token
+PACING = DiscordPacing(
+    edit_interval_s=0.3,
+    channel_count=5,
+    channel_per_s=1.2,  # the same margin under the fake's limit as production keeps under Discord's
+    ack_within_s=1.5,
+)
+NO_PINGS = {"parse": []}
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    def api_call(self, platform: str, method: str, outcome: str) -> None:
+        assert platform == "discord"
+        self.calls[(method, outcome)] += 1
+
+    def count(self, outcome: str) -> int:
+        return sum(n for (_, o), n in self.calls.items() if o == outcome)
+
+
+async def eventually(check: Callable[[], object], within: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {within} s")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class DiscordBot:
+    dc: FakeDiscord
+    llm: FakeLLM
+    store: Store
+    answerer: Answerer
+    adapter: DiscordAdapter
+    observer: RecordingObserver
+
+    async def settled(self, within: float = 10.0) -> None:
+        """Wait until every event the adapter took is fully handled."""
+        await asyncio.sleep(0.05)  # let the gateway deliver what the test just sent
+        await eventually(lambda: self.adapter.in_progress == 0, within, "all events handled")
+
+    def thread_of(self, message: StoredMessage) -> int:
+        return message.id  # a thread started from a message has the message's id
+
+    def bot_texts(self, channel_id: int) -> list[str]:
+        return [m.content for m in self.dc.bot_messages(channel_id)]
+
+
+def assert_no_pings(dc: FakeDiscord) -> None:
+    """Every message the bot created or edited said `allowed_mentions: none`, and none notified anyone."""
+    for channel_id in list(dc.channels):
+        for message in dc.bot_messages(channel_id):
+            if message.interaction_token is not None and message.history[0] == "":
+                sent = message.allowed_mentions[1:]  # the deferred "thinking…" response carries no content
+            else:
+                sent = message.allowed_mentions
+            assert all(a == NO_PINGS for a in sent), (message.id, message.allowed_mentions)
+            assert message.pinged == set() and not message.mention_everyone, message
+
+
+def _started_by_bot(task: asyncio.Task[Any]) -> bool:
+    """A task running the adapter's or discord.py's code (the fake servers' handlers are theirs to close)."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    filename = code.co_filename if code is not None else ""
+    return "/adapters/" in filename or "/discord/" in filename
+
+
+def fences_balanced(text: str) -> bool:
+    return close_fences(text) == text
+
+
+@contextlib.asynccontextmanager
+async def discord_bot(
+    llm: FakeLLM,
+    tmp_path: Path,
+    *,
+    knowledge: Callable[[FakeDiscord], Collection[int]] | None = None,
+    policy: AccessPolicy | Callable[[FakeDiscord], AccessPolicy] | None = None,
+    pacing: DiscordPacing = PACING,
+    fake: dict[str, Any] | None = None,
+    adapter: dict[str, Any] | None = None,
+    gate: int = 8,
+    setup: Callable[[FakeDiscord], None] | None = None,
+) -> AsyncIterator[DiscordBot]:
+    for model in ("p/a", "p/b"):
+        if model not in llm.scripts:
+            llm.script(model)
+    if "agg/x" not in llm.scripts:
+        llm.script("agg/x", tokens_per_s=400)
+    registry = registry_for(llm)
+    catalog = Catalog({**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b"))})
+    saved = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    options = {"message_rate": FAKE_RATE, "webhook_rate": FAKE_WEBHOOK_RATE, **(fake or {})}
+    async with FakeDiscord(**options) as dc, Store(tmp_path / "moa.sqlite3") as store:
+        if setup is not None:
+            setup(dc)
+        answerer = Answerer(
+            Orchestrator(registry, backoff=FAST_BACKOFF),
+            store,
+            catalog,
+            default_preset="test",
+            policy=policy(dc) if callable(policy) else policy or AccessPolicy(),
+            gate=ConcurrencyGate(gate),
+        )
+        observer = RecordingObserver()
+        options = {
+            "api_base": dc.api_base,
+            "guild_ids": (dc.guild_id,),
+            "knowledge_channels": {str(c) for c in knowledge(dc)} if knowledge else frozenset(),
+            "pacing": pacing,
+            "guild_ready_timeout": 0.05,
+            **(adapter or {}),
+        }
+        bot_adapter = DiscordAdapter(
+            bot_token=dc.token, answerer=answerer, store=store, observer=observer, **options
+        )
+        bot = DiscordBot(dc, llm, store, answerer, bot_adapter, observer)
+        try:
+            await bot_adapter.start()
+            yield bot
+            assert_no_pings(dc)
+        finally:
+            await bot_adapter.aclose()
+            await registry.aclose()
+        # nothing the adapter started outlives it
+        await asyncio.sleep(0)
+        leftover = [t for t in asyncio.all_tasks() if not t.done() and _started_by_bot(t)]
+        assert leftover == [], leftover
+    # the adapter put discord.py's two settings back as it found them
+    assert (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY) == saved
