@@ -253,3 +253,43 @@ async def test_limits_and_allow_lists_reply_once(fake_llm: FakeLLM, tmp_path: Pa
             assert len(thread_texts(slack, second["event"]["ts"])) == 1
             if variable == "MOA_ALLOWED_CHANNELS":
                 assert all(r.model != "agg/x" for r in fake_llm.requests)
+
+
+async def test_slack_and_discord_together_survive_discord_going_away(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    from tests.fakes.discord import FakeDiscord
+
+    fake_llm.script("p/a")
+    fake_llm.script("p/b")
+    fake_llm.script("agg/x")
+    port = free_port()
+    discord = FakeDiscord()
+    await discord.start()
+    discord_port = discord.port
+    try:
+        async with FakeSlack() as slack:
+            env = bot_env(fake_llm, slack, tmp_path, port,
+                          DISCORD_BOT_TOKEN=discord.token, DISCORD_API_BASE=discord.api_base)
+            async with running_bot(env, tmp_path, port) as bot:
+                body = await bot.wait_health(200)
+                assert body["components"] == {"database": "ok", "slack": "connected", "discord": "connected"}
+                interaction = await discord.slash_command(options={"question": "hello discord"})
+                def answered() -> bool:
+                    original = discord.original_response(interaction.token)
+                    return original is not None and "answer to: hello discord" in original.content
+
+                await eventually(answered, what="discord answer")
+                await discord.aclose()  # Discord goes away; Slack keeps working
+                body = await bot.wait_health(503)
+                assert body["components"]["discord"] == "disconnected"
+                assert body["components"]["slack"] == "connected"
+                event = sp.event_callback(sp.app_mention("slack still answers?"))
+                await asyncio.wait_for(slack.push_event(event), 10)
+                await eventually(lambda: any("answer to: slack still answers?" in t
+                                             for t in thread_texts(slack, event["event"]["ts"])), what="slack")
+                discord = FakeDiscord(port=discord_port)  # and Discord comes back
+                await discord.start()
+                body = await bot.wait_health(200, within=90)
+                assert body["components"]["discord"] == "connected"
+                assert await bot.signal(signal.SIGTERM) == 0
+    finally:
+        await discord.aclose()

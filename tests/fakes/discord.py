@@ -280,6 +280,7 @@ class FakeDiscord:
         heartbeat_interval_ms: int = 41_250,
         privileged_intents: bool = True,
         echo_bot_events: bool = True,
+        port: int = 0,
     ) -> None:
         """
         Args:
@@ -297,6 +298,7 @@ class FakeDiscord:
             privileged_intents: False makes IDENTIFY with MESSAGE_CONTENT / GUILD_MEMBERS / GUILD_PRESENCES
                 close with 4014, as for an app whose toggles are off in the developer portal.
             echo_bot_events: dispatch gateway events for the bot's own REST actions, as Discord does.
+            port: 0 for any free port; a fixed one lets a test restart "the same" Discord.
         """
         self.token = token
         self.interaction_token_ttl = interaction_token_ttl
@@ -335,6 +337,7 @@ class FakeDiscord:
         self._connections: set[_Connection] = set()
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self.requested_port = port
         self._port: int | None = None
 
         self.bot_id = p.snowflake()
@@ -387,7 +390,7 @@ class FakeDiscord:
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.requested_port)
         await site.start()
         self._port = self._runner.addresses[0][1]
 
