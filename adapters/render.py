@@ -47,12 +47,17 @@ def close_fences(text: str) -> str:
         match = _FENCE.match(line)
         if match is None:
             continue
-        marker = match.group(1)
         if fence is None:
-            fence = marker
-        elif marker.startswith(fence[0]) and len(marker) >= len(fence) and not match.group(2).strip():
+            fence = match.group(1)
+        elif _closes(match, fence):
             fence = None
     return text if fence is None else f"{text}\n{fence}"
+
+
+def _closes(match: re.Match[str], fence: str) -> bool:
+    """A closing fence uses the opener's character, at least as many of them, and no info string."""
+    marker = match.group(1)
+    return marker.startswith(fence[0]) and len(marker) >= len(fence) and not match.group(2).strip()
 
 
 def _blocks(text: str) -> list[str]:
@@ -74,8 +79,7 @@ def _blocks(text: str) -> list[str]:
                 current = []
         else:
             current.append(line)
-            if match is not None and match.group(1).startswith(fence[0]) and len(match.group(1)) >= len(fence) \
-                    and not match.group(2).strip():
+            if match is not None and _closes(match, fence):
                 blocks.append("\n".join(current))
                 current, fence = [], None
     if current:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from moa.presets import BUILTIN_PRESETS, Catalog
 from storage import Store
 from tests.fakes.discord import FakeDiscord, StoredMessage
 from tests.fakes.llm import FakeLLM
-from tests.helpers import FAST_BACKOFF, preset, registry_for
+from tests.helpers import FAST_BACKOFF, eventually, preset, registry_for
 
 FAKE_RATE = (5, 1.0)  # creates or edits per channel per second, in the fake (Discord: per 5 s)
 FAKE_WEBHOOK_RATE = (5, 1.0)  # requests per interaction token
@@ -55,14 +54,6 @@ class RecordingObserver:
 
     def count(self, outcome: str) -> int:
         return sum(n for (_, o), n in self.calls.items() if o == outcome)
-
-
-async def eventually(check: Callable[[], object], within: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from moa.events import Event
@@ -28,3 +30,15 @@ def preset(
 
 async def collect(orchestrator: Orchestrator, p: Preset, question: str = "What is WAL?") -> list[Event]:
     return [e async for e in orchestrator.run(p, [{"role": "user", "content": question}])]
+
+
+async def eventually(check: Callable[[], object], within: float = 5.0, what: str = "condition") -> object:
+    """Poll `check` until it returns something truthy (returned), or fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {within} s")
+        await asyncio.sleep(0.01)

@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from storage import Store
 from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import Envelope, FakeSlack
-from tests.helpers import FAST_BACKOFF, preset, registry_for
+from tests.helpers import FAST_BACKOFF, eventually, preset, registry_for
 
 WINDOW_S = 3.0  # the fake's "minute"
 SIGNING_SECRET = "test-signing-secret"
@@ -46,14 +45,6 @@ class RecordingObserver:
     def api_call(self, platform: str, method: str, outcome: str) -> None:
         assert platform == "slack"
         self.calls[(method, outcome)] += 1
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -23,9 +24,12 @@ from storage import Store
 from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
+from tests import helpers
 from tests.slack_harness import markdown_of
 
 REPO = Path(__file__).resolve().parents[1]
+# a real process takes longer to start and settle than an in-process adapter
+eventually = functools.partial(helpers.eventually, within=20.0)
 LONG_ANSWER = " ".join(f"word{i}" for i in range(60))
 
 
@@ -67,7 +71,7 @@ class BotProcess:
                 last = (code, body)
                 if code == status:
                     return body
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 last = exc
             await asyncio.sleep(0.1)
         raise AssertionError(f"health never became {status}; last: {last}\n{self.log.read_text()}")
@@ -110,16 +114,6 @@ def bot_env(llm: FakeLLM, slack: FakeSlack, tmp_path: Path, port: int, **extra: 
         "SLACK_API_URL": slack.api_url,
         **extra,
     }
-
-
-async def eventually(check, within: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not met within {within} s")
 
 
 def thread_texts(slack: FakeSlack, ts: str) -> list[str]:

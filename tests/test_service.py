@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
