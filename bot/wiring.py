@@ -11,7 +11,8 @@ from moa.answering import Answerer, RunSummary
 from moa.events import Event
 from moa.orchestrator import Orchestrator
 from moa.policy import AccessPolicy, ConcurrencyGate
-from moa.presets import Catalog, load_catalog
+from moa.errors import ConfigError
+from moa.presets import TOGETHER, Catalog, load_catalog, split_model
 from moa.providers.registry import ProviderRegistry
 from storage import Store
 
@@ -33,7 +34,13 @@ async def open_core(
     on_finished: Callable[[RunSummary], None] | None = None,
 ) -> AsyncIterator[Core]:
     catalog = load_catalog(settings.config_path)
-    catalog.get(settings.preset)
+    default = catalog.get(settings.preset)
+    uses_together = any(split_model(m, catalog.providers)[0] == TOGETHER for m in default.models)
+    if uses_together and not settings.together_api_key and not settings.together_base_url:
+        raise ConfigError(
+            f"TOGETHER_API_KEY: not set, and preset {default.name!r} uses Together models; set it to your "
+            "Together API key (or point MOA_PRESET at a preset whose models use your own providers)"
+        )
     registry = ProviderRegistry(
         catalog.providers,
         together_api_key=settings.together_api_key,

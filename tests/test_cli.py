@@ -174,3 +174,24 @@ async def test_doctor_checks_together_models(fake_llm: FakeLLM, tmp_path: Path) 
     assert code == 1  # the other built-in presets name models the fake does not serve
     assert "FAIL provider together: models not found:" in out and "agg/x" in out
     assert "ok   database" in out
+
+
+async def test_missing_together_key_is_one_clear_line(tmp_path: Path) -> None:
+    code, out, err = await moa_bot("ask", "hi", env={"MOA_DB": str(tmp_path / "db.sqlite3")}, cwd=tmp_path)
+    assert code == 2 and out == ""
+    assert err.strip().startswith("moa-bot: configuration error: TOGETHER_API_KEY: not set")
+    assert len(err.strip().splitlines()) == 1
+
+
+async def test_dotenv_in_the_working_directory_is_read(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    for model in ("p/a", "agg/x"):
+        fake_llm.script(model)
+    (tmp_path / "moa.toml").write_text('[presets.tiny]\nproposers = ["p/a"]\naggregator = "agg/x"\n')
+    (tmp_path / ".env").write_text(
+        f"TOGETHER_API_KEY=from-dotenv-key\nTOGETHER_BASE_URL={fake_llm.base_url}\nMOA_CONFIG=moa.toml\n"
+        "MOA_PRESET=tiny\n"
+    )
+    code, out, err = await moa_bot("ask", "hi", env={"MOA_DB": str(tmp_path / "db.sqlite3")}, cwd=tmp_path)
+    assert code == 0, err
+    assert out.strip() == "[agg/x] answer to: hi"
+    assert fake_llm.requests[0].authorization == "Bearer from-dotenv-key"
