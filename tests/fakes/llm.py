@@ -44,6 +44,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 Reply = str | Callable[[dict[str, Any]], str | Awaitable[str]]
+# Seconds before the first response byte, drawn per request from its JSON body (e.g. a seeded heavy-tailed RNG).
+LatencySampler = Callable[[dict[str, Any]], float]
 FailureKind = Literal["http", "cut", "hang", "stream_error"]
 
 _TOKEN_RE = re.compile(r"\s*\S+(?:\s+$)?")
@@ -152,6 +154,13 @@ class ModelScript:
     latency: float = 0.0  # seconds before the first response byte
     tokens_per_s: float | None = None  # streaming pace; None: as fast as possible
     failures: deque[Failure] = field(default_factory=deque)  # consumed one per call, oldest first
+    latency_sampler: LatencySampler | None = None  # when set, replaces `latency` for each request
+    # Token i is sent at first_token + i / tokens_per_s (timer overshoot does not add up over a long stream);
+    # off: each token waits 1 / tokens_per_s after the previous one was written.
+    steady_pace: bool = False
+
+    def latency_for(self, body: dict[str, Any]) -> float:
+        return self.latency if self.latency_sampler is None else max(0.0, self.latency_sampler(body))
 
 
 Outcome = Literal["pending", "ok", "error", "cut", "hang", "stream_error", "client_gone"]
@@ -228,10 +237,21 @@ class FakeLLM:
         latency: float = 0.0,
         tokens_per_s: float | None = None,
         failures: Iterable[Failure] = (),
+        latency_sampler: LatencySampler | None = None,
+        steady_pace: bool = False,
     ) -> ModelScript:
-        """Set (replace) how `model` behaves and return its script."""
+        """Set (replace) how `model` behaves and return its script.
+
+        `latency_sampler(body)`, when given, draws each request's latency instead of the fixed `latency`;
+        `steady_pace` schedules streamed tokens against the first one, so a long stream does not drift.
+        """
         script = ModelScript(
-            reply=reply, latency=latency, tokens_per_s=tokens_per_s, failures=deque(failures)
+            reply=reply,
+            latency=latency,
+            tokens_per_s=tokens_per_s,
+            failures=deque(failures),
+            latency_sampler=latency_sampler,
+            steady_pace=steady_pace,
         )
         self.scripts[model] = script
         return script
@@ -414,8 +434,9 @@ class FakeLLM:
         failure = script.failures.popleft() if script.failures else None
         stream = bool(body.get("stream"))
 
-        if script.latency > 0:
-            await self._sleep(script.latency)
+        latency = script.latency_for(body)
+        if latency > 0:
+            await self._sleep(latency)
 
         if failure is not None and failure.kind == "http":
             headers = {}
@@ -516,12 +537,15 @@ class FakeLLM:
         # An empty reply still sends one (empty) chunk, which carries finish_reason and usage.
         pieces = tokens or [""]
         sent: list[str] = []
+        first_at = time.monotonic()
         try:
             for i, piece in enumerate(pieces):
                 if stop_at is not None and i >= stop_at:
                     break
                 if i > 0 and delay:
-                    await self._sleep(delay)
+                    wait = first_at + i * delay - time.monotonic() if script.steady_pace else delay
+                    if wait > 0:
+                        await self._sleep(wait)
                 last = i == len(pieces) - 1
                 chunk = {
                     "id": completion_id,
