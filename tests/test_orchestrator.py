@@ -246,3 +246,21 @@ async def test_cancelling_a_run_cancels_its_calls(fake_llm: FakeLLM, orchestrato
         await asyncio.sleep(0.02)
     assert fake_llm.in_flight == 0
     assert {r.outcome for r in fake_llm.requests} == {"client_gone"}
+
+
+async def test_error_inside_the_stream_is_retried(fake_llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    fake_llm.script("p/a")
+    fake_llm.script("agg/x", reply="alpha beta gamma delta").failures.append(Failure.stream_error(after_tokens=2))
+    events = await collect(orchestrator, preset(proposers=("p/a",)))
+    assert done(events).text == "alpha beta gamma delta"
+    assert [r.outcome for r in fake_llm.requests_for("agg/x")] == ["stream_error", "ok"]
+    assert any(e.reset for e in events if isinstance(e, AnswerDelta))
+
+
+async def test_aggregator_rate_limit_is_retried_before_streaming(fake_llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    fake_llm.script("p/a")
+    fake_llm.script("agg/x").failures.append(Failure.rate_limit(retry_after=0.1))
+    events = await collect(orchestrator, preset(proposers=("p/a",)))
+    assert not done(events).fallback
+    assert [r.status for r in fake_llm.requests_for("agg/x")] == [429, 200]
+    assert done(events).usage_by_model["agg/x"].completion_tokens > 0

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
 
 import httpx
 import together
-from together import AsyncStream
-from together.types.chat import ChatCompletionChunk
 
 from moa.errors import (
     ProviderError,
@@ -19,6 +17,8 @@ from moa.errors import (
 )
 from moa.events import Message, Usage
 from moa.providers.base import Completion, Delta
+
+POOL_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30.0)
 
 
 def _sdk_base_url(base_url: str | None) -> str | None:
@@ -81,10 +81,31 @@ def _error_message(body: object) -> str:
     return ""
 
 
-def _usage(raw: Any) -> Usage | None:
-    if raw is None:
+def _decode_chunk(data: str, model: str) -> tuple[Delta | None, bool]:
+    """One `chat.completion.chunk` event: the delta it carries (if any) and whether it ends the answer."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise ProviderUnavailable(f"{model}: malformed stream event", model=model) from None
+    if not isinstance(chunk, dict):
+        raise ProviderUnavailable(f"{model}: malformed stream event", model=model)
+    if "error" in chunk:  # an error reported inside the stream, after a 200
+        raise ProviderUnavailable(f"{model}: {_error_message(chunk)}"[:500] or f"{model}: stream error", model=model)
+    usage = _usage(chunk.get("usage"))
+    text = ""
+    done = usage is not None
+    choices = chunk.get("choices") or []
+    if choices and isinstance(choices[0], dict):
+        delta = choices[0].get("delta") or {}
+        text = str(delta.get("content") or "") if isinstance(delta, dict) else ""
+        done = done or choices[0].get("finish_reason") is not None
+    return (Delta(text, usage) if text or usage else None), done
+
+
+def _usage(raw: object) -> Usage | None:
+    if not isinstance(raw, dict):
         return None
-    return Usage(int(raw.prompt_tokens or 0), int(raw.completion_tokens or 0))
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
 
 
 class TogetherProvider:
@@ -97,6 +118,9 @@ class TogetherProvider:
             api_key=api_key or "unset",
             base_url=_sdk_base_url(base_url),
             max_retries=0,
+            # The SDK keeps only 20 idle connections; a busy bot has five calls per answer in flight, and every
+            # connection beyond 20 would be torn down and set up again (TLS included) for the next call.
+            http_client=together.DefaultAsyncHttpxClient(limits=POOL_LIMITS),
         )
 
     async def complete(
@@ -108,20 +132,26 @@ class TogetherProvider:
         max_tokens: int,
         timeout_s: float,
     ) -> Completion:
+        # Raw response, decoded here: the typed response's pydantic models cost more CPU than the request.
         try:
-            response = await self._client.chat.completions.create(
+            raw = await self._client.chat.completions.with_raw_response.create(
                 model=model,
                 messages=list(messages),  # type: ignore[arg-type]
                 temperature=temperature,
                 max_tokens=max_tokens,
                 timeout=timeout_s,
             )
+            body = json.loads(await raw.read())
+        except ValueError:
+            raise ProviderUnavailable(f"{model}: malformed response", model=model) from None
         except Exception as exc:
             raise map_error(exc, model) from exc
-        if not response.choices:
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not choices or not isinstance(choices[0], dict):
             raise ProviderUnavailable(f"{model}: the response had no choices", model=model)
-        text = response.choices[0].message.content or ""  # type: ignore[union-attr]
-        return Completion(text=str(text), usage=_usage(response.usage) or Usage())
+        message = choices[0].get("message") or {}
+        text = message.get("content") if isinstance(message, dict) else None
+        return Completion(text=str(text or ""), usage=_usage(body.get("usage")) or Usage())
 
     async def stream(
         self,
@@ -132,8 +162,12 @@ class TogetherProvider:
         max_tokens: int,
         timeout_s: float,
     ) -> AsyncIterator[Delta]:
+        # The SDK's typed stream builds a pydantic model per chunk, half the CPU of a streamed answer; reading
+        # the server-sent events through the SDK's streaming response and decoding them here keeps its request
+        # building, auth and status errors but costs a json.loads per chunk.
+        finished = False
         try:
-            created = await self._client.chat.completions.create(
+            async with self._client.chat.completions.with_streaming_response.create(
                 model=model,
                 messages=list(messages),  # type: ignore[arg-type]
                 temperature=temperature,
@@ -141,26 +175,22 @@ class TogetherProvider:
                 stream=True,
                 # connect and each read of the stream are bounded; the whole answer may take longer
                 timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            )
+            ) as response:
+                async for line in response.iter_lines():
+                    data = line[5:].strip() if line.startswith("data:") else ""
+                    if not data:
+                        continue  # blank separators, comments, `event:` lines
+                    if data == "[DONE]":
+                        finished = True
+                        break
+                    delta, done = _decode_chunk(data, model)
+                    finished = finished or done
+                    if delta is not None:
+                        yield delta
+        except ProviderError:
+            raise
         except Exception as exc:
             raise map_error(exc, model) from exc
-        response = cast(AsyncStream[ChatCompletionChunk], created)  # stream=True always returns a stream
-        finished = False
-        try:
-            async for chunk in response:
-                usage = _usage(chunk.usage)
-                text = ""
-                if chunk.choices:
-                    choice = chunk.choices[0]
-                    text = (choice.delta.content if choice.delta else None) or ""
-                    finished = finished or choice.finish_reason is not None
-                if text or usage:
-                    yield Delta(text=text, usage=usage)
-                finished = finished or usage is not None
-        except Exception as exc:
-            raise map_error(exc, model) from exc
-        finally:
-            await response.close()
         if not finished:
             raise ProviderUnavailable(f"{model}: the stream ended before the answer was complete", model=model)
 
