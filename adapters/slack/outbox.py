@@ -36,7 +36,7 @@ T = TypeVar("T")
 class SlackPacing:
     window_s: float = 60.0  # Slack's rate-limit minute
     updates_per_window: int = 45  # chat.update per workspace (Tier 3 is ~50)
-    update_burst: int = 4
+    update_burst: int = 3  # 45 + 3 = 48 in any window: two to spare for network jitter
     posts_per_window: int = 60  # chat.postMessage per channel (~1/s, bursts allowed)
     post_burst: int = 2
     edit_interval_s: float = 1.0  # per message
