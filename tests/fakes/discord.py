@@ -51,13 +51,13 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import yarl
 from aiohttp import WSMsgType, web
 
 from tests.fakes import discord_payloads as p
+from tests.fakes.base import LoopbackServer
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -257,7 +257,7 @@ Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # --- the fake ----------------------------------------------------------------------------------------------
 
 
-class FakeDiscord:
+class FakeDiscord(LoopbackServer):
     """aiohttp server on 127.0.0.1 (free port) speaking Discord's REST API v10 and gateway.
 
     Starts with one guild (`guild_id`, named "moa-test") holding text channels `channel_id` ("general") and
@@ -361,12 +361,6 @@ class FakeDiscord:
     # --- lifecycle --------------------------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeDiscord is not started")
-        return self._port
-
-    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -401,15 +395,6 @@ class FakeDiscord:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     # --- world setup ------------------------------------------------------------------------------------
 

@@ -37,11 +37,12 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.fakes.base import LoopbackServer
 
 Reply = str | Callable[[dict[str, Any]], str | Awaitable[str]]
 # Seconds before the first response byte, drawn per request from its JSON body (e.g. a seeded heavy-tailed RNG).
@@ -207,7 +208,7 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-class FakeLLM:
+class FakeLLM(LoopbackServer):
     """aiohttp server on 127.0.0.1 (free port) speaking Together's chat-completions API.
 
     `models` are answered with the default script; `script()`/`fail()` add models. With `any_model=True`
@@ -273,12 +274,6 @@ class FakeLLM:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeLLM is not started")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         """What together 3.x takes as `base_url` (it appends `/v1/chat/completions`)."""
         return f"http://127.0.0.1:{self.port}"
@@ -305,15 +300,6 @@ class FakeLLM:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> FakeLLM:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     # --- handlers -------------------------------------------------------------------------------------
 

@@ -42,14 +42,14 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
 from tests.fakes import slack_payloads as sp
+from tests.fakes.base import LoopbackServer
 
 Json = dict[str, Any]
 
@@ -257,7 +257,7 @@ def _ts_key(ts: str) -> tuple[int, int]:
     return int(sec), int(frac.ljust(6, "0")[:6] or 0)
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """A Slack workspace, its Web API and Socket Mode server on 127.0.0.1 (a free port).
 
     Time knobs: `window_s` is Slack's 60 s rate-limit minute; shrink it to speed tests up (the per-channel
@@ -367,26 +367,9 @@ class FakeSlack:
             if not env.future.done():
                 env.future.cancel()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeSlack is not started")
-        return self._port
-
     @property
     def base_url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("FakeSlack is not started: use `async with FakeSlack() as slack`")
-        return f"http://127.0.0.1:{self._port}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def api_url(self) -> str:
