@@ -26,7 +26,7 @@ from moa.events import (
     Usage,
 )
 from moa.orchestrator import Orchestrator
-from moa.policy import AccessPolicy, ConcurrencyGate
+from moa.policy import AccessPolicy, ConcurrencyGate, TurnLocks
 from moa.presets import Catalog, Preset
 from moa.store import ConversationStore, HistoryBudget, ProposalRecord, RunRecord
 
@@ -76,6 +76,7 @@ class Answerer:
         self._accepting = True
         self._in_flight: set[asyncio.Task[object]] = set()
         self._active_runs: set[str] = set()
+        self._turns = TurnLocks()
 
     @property
     def in_flight(self) -> int:
@@ -170,19 +171,29 @@ class Answerer:
     async def _run_tracked(
         self, run_id: str, question: Question, preset: Preset, sink: ReplySink, started: float
     ) -> None:
+        waited = False
+
         async def queued(ahead: int) -> None:
+            nonlocal waited
+            waited = True
             status = "Queued, next in line…" if ahead == 0 else f"Queued, {ahead} ahead…"
             await sink.show(ReplyView(Phase.QUEUED, status))
+
+        async def after_previous() -> None:
+            nonlocal waited
+            waited = True
+            await sink.show(ReplyView(Phase.QUEUED, "Waiting for the answer before this one to finish…"))
 
         summary: RunSummary | None = None
         acquired = False
         try:
-            await self.gate.acquire(queued)
-            acquired = True
-            await self._store.mark_running(run_id)
-            if self.gate.waiting or self.gate.active > 1:
-                await sink.show(ReplyView(Phase.WORKING, _asking(preset)))
-            summary = await self._answer(run_id, question, preset, sink, started)
+            async with self._turns.turn(question.key, after_previous):
+                await self.gate.acquire(queued)
+                acquired = True
+                await self._store.mark_running(run_id)
+                if waited:
+                    await sink.show(ReplyView(Phase.WORKING, _asking(preset)))
+                summary = await self._answer(run_id, question, preset, sink, started)
         except asyncio.CancelledError:
             summary = RunSummary(
                 run_id, question.key.platform, preset.name, "interrupted", time.monotonic() - started, Usage(),

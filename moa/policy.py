@@ -7,7 +7,8 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from moa.conversation import Question
@@ -132,3 +133,27 @@ class ConcurrencyGate:
         async with self._changed:
             self.active -= 1
             self._changed.notify_all()
+
+
+class TurnLocks:
+    """One answer at a time per conversation, so that a follow-up asked while an answer is still streaming is
+    answered after it, with it in the history, instead of beside it without it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, key: Hashable, on_wait: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            if lock.locked():
+                await on_wait()
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]  # nobody else is in this conversation: keep the table small
+            else:
+                self._locks[key] = (lock, users - 1)

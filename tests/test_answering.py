@@ -168,3 +168,27 @@ async def test_drain_interrupts_what_cannot_finish(setup, fake_llm: FakeLLM) -> 
     late = RecordingSink()
     await answerer.answer(Question(KEY, "U1", "q"), late)
     assert "restarting" in late.refusals[0]
+
+
+async def test_a_follow_up_waits_for_the_answer_before_it(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, _ = setup
+    fake_llm.script("p/a", latency=0.3)
+    first, second = RecordingSink(), RecordingSink()
+    task = asyncio.create_task(answerer.answer(Question(KEY, "U1", "first question"), first))
+    while not fake_llm.requests:
+        await asyncio.sleep(0.01)
+    await answerer.answer(Question(KEY, "U2", "follow-up"), second)
+    await task
+    assert "Waiting for the answer before this one to finish…" in [v.status for v in second.views]
+    assert second.final.phase is Phase.DONE
+    messages = fake_llm.requests_for("agg/x")[-1].messages
+    assert [m["content"] for m in messages[1:]] == [
+        "first question", "[agg/x] answer to: first question", "follow-up"]
+    # another conversation is not held up
+    other = RecordingSink()
+    blocker = asyncio.create_task(answerer.answer(Question(KEY, "U1", "again"), RecordingSink()))
+    while len(fake_llm.requests_for("p/a")) < 3:
+        await asyncio.sleep(0.01)
+    await answerer.answer(Question(ConversationKey("slack", "T1", "C1", "other"), "U3", "elsewhere"), other)
+    assert all(v.phase is not Phase.QUEUED for v in other.views)
+    await blocker
