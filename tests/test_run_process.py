@@ -138,9 +138,11 @@ async def test_sigkill_mid_answer_then_restart_answers_it(fake_llm: FakeLLM, tmp
             [run] = await store.unfinished_runs()
             assert run.question == "what survives a crash?" and run.placeholder["ts"]
         fake_llm.script("agg/x", reply=LONG_ANSWER)  # the restarted process gets a quick aggregator
-        async with running_bot(env, tmp_path, port):
+        async with running_bot(env, tmp_path, port) as bot:
             await eventually(lambda: any(t.rstrip().endswith("word59") for t in thread_texts(slack, ts)),
                              what="the answer completed after the restart")
+            # the text is visible a moment before the run record is closed: stop the way an operator would
+            assert await bot.signal(signal.SIGTERM) == 0
         texts = thread_texts(slack, ts)
         assert len(texts) == 1 and texts[0].strip() == LONG_ANSWER  # the same placeholder, answered in full
         async with Store(tmp_path / "data" / "moa.sqlite3") as store:
@@ -218,10 +220,17 @@ async def test_health_follows_slack_going_away_and_coming_back(fake_llm: FakeLLM
             await asyncio.wait_for(slack.push_event(event), 10)
             await eventually(lambda: any("answer to: still there?" in t
                                          for t in thread_texts(slack, event["event"]["ts"])), what="answer")
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-                    metrics = await response.text()
-            assert 'moa_runs_total{platform="slack",preset="default",status="done"} 1.0' in metrics
+            # the answer is visible a moment before its run is counted
+            done_line = 'moa_runs_total{platform="slack",preset="default",status="done"} 1.0'
+            metrics = ""
+            for _ in range(100):
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                        metrics = await response.text()
+                if done_line in metrics:
+                    break
+                await asyncio.sleep(0.05)
+            assert done_line in metrics
             assert 'moa_platform_api_calls_total{method="chat.postMessage",outcome="ok",platform="slack"}' in metrics
     finally:
         await slack.aclose()

@@ -195,10 +195,11 @@ async def test_recovery_resumes_young_runs_and_interrupts_old_ones(settings) -> 
         assert adapter.sinks["young"].final.phase is Phase.DONE
         assert adapter.sinks["young"].final.text == "[agg/x] answer to: young question"
         assert adapter.sinks["old"].final.phase is Phase.INTERRUPTED
-        statuses = {rid: (await core.store.get_run(rid))["status"] for rid in (young, old, orphan, cli)}
-        assert statuses == {young: "done", old: "interrupted", orphan: "interrupted", cli: "pending"}
+        # the final view is shown a moment before the run record is closed; stopping waits for that
         running.service.stop()
         assert await running.task == 0
+        statuses = {rid: (await core.store.get_run(rid))["status"] for rid in (young, old, orphan, cli)}
+        assert statuses == {young: "done", old: "interrupted", orphan: "interrupted", cli: "pending"}
 
 
 async def test_jobs_survive_a_failing_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
