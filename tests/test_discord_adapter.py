@@ -496,3 +496,33 @@ async def test_models_failing_ends_with_a_clear_message(fake_llm: FakeLLM, tmp_p
         assert FOOTER not in original.content
         rows = await runs(bot)
         assert [r[0] for r in rows] == ["failed", "failed"] and all(r[2] for r in rows)
+
+
+async def test_sync_goes_ahead_when_the_registered_commands_cannot_be_read() -> None:
+    from types import SimpleNamespace
+
+    import discord
+
+    from adapters.discord.commands import sync_commands
+
+    class Tree:
+        """Just the CommandTree calls sync_commands makes, with Discord refusing the read."""
+
+        def __init__(self) -> None:
+            self.synced: list[object] = []
+
+        def copy_global_to(self, *, guild: object) -> None:
+            return None
+
+        def get_commands(self, *, guild: object) -> list[object]:
+            return []
+
+        async def fetch_commands(self, *, guild: object) -> list[object]:
+            raise discord.HTTPException(SimpleNamespace(status=404, reason="Not Found"), {"code": 0, "message": "404"})
+
+        async def sync(self, *, guild: object) -> None:
+            self.synced.append(guild)
+
+    tree = Tree()
+    assert await sync_commands(tree, ()) == 1  # type: ignore[arg-type]
+    assert tree.synced == [None]

@@ -94,11 +94,17 @@ async def sync_commands(tree: app_commands.CommandTree[Any], guild_ids: Sequence
         if guild is not None:
             tree.copy_global_to(guild=guild)
         local = fingerprint([c.to_dict(tree) for c in tree.get_commands(guild=guild)])
+        remote: str | None
         try:
             remote = fingerprint([c.to_dict() for c in await tree.fetch_commands(guild=guild)])
-            if remote == local:
-                log.info("slash commands (%s) unchanged (%s); not synced", where, local)
-                continue
+        except discord.HTTPException as exc:
+            # cannot tell what is registered (a proxy without the GET route, a hiccup): sync to be sure
+            log.warning("could not fetch slash commands (%s): %s %s; syncing", where, exc.status, exc.code)
+            remote = None
+        if remote == local:
+            log.info("slash commands (%s) unchanged (%s); not synced", where, local)
+            continue
+        try:
             await tree.sync(guild=guild)
         except discord.HTTPException as exc:
             log.error("could not sync slash commands (%s): %s %s %s", where, exc.status, exc.code, exc.text)
