@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -577,3 +578,27 @@ def _key(channel: str, thread_ts: str):  # type: ignore[no-untyped-def]
     from moa.conversation import ConversationKey
 
     return ConversationKey("slack", sp.TEAM_ID, channel, thread_ts)
+
+
+async def test_a_question_can_name_its_preset(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        fake_llm.script("solo/model")
+        bot.answerer.catalog.presets["solo"] = replace(
+            bot.answerer.catalog.get("test"), name="solo", proposers=("solo/model",), layers=2
+        )
+        named = mention("preset:solo what is WAL?")
+        unknown = mention("preset:nope what is WAL?")
+        await bot.settled(bot.slack.push_event(named), bot.slack.push_event(unknown))
+        [reply] = bot.thread(CH, ts_of(named))
+        assert markdown_of(reply) == EXPECTED.format("what is WAL?")
+        assert footer_of(reply).startswith("solo · model → x")
+        assert fake_llm.requests_for("solo/model")[0].messages[-1]["content"] == "what is WAL?"
+        [refusal] = bot.thread(CH, ts_of(unknown))
+        assert "I don't know the preset 'nope'" in json.dumps(refusal)
+
+
+def test_split_preset() -> None:
+    from adapters.slack.formatting import split_preset
+
+    assert split_preset("preset:lite  what is WAL?") == ("lite", "what is WAL?")
+    assert split_preset("what is preset:lite?") == (None, "what is preset:lite?")

@@ -29,7 +29,7 @@ from adapters.pacing import RetryLater
 from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, check_auth, web_client
 from adapters.slack.directory import Directory
 from adapters.slack.events import Incoming, addressed, is_forget, is_human_message
-from adapters.slack.formatting import asked_message, notice_message
+from adapters.slack.formatting import asked_message, notice_message, split_preset
 from adapters.slack.outbox import Outbox, SlackPacing
 from adapters.slack.sink import SlackSink
 from moa.answering import Answerer
@@ -303,7 +303,10 @@ class SlackAdapter:
                 await self._forget(incoming, key)
                 return
             seed = await self._seed(incoming, key, bot_user_id)
-            question = Question(key, incoming.user, text, event_id=incoming.event_id, seed_history=seed)
+            preset, text = split_preset(text)
+            question = Question(
+                key, incoming.user, text, preset=preset, event_id=incoming.event_id, seed_history=seed
+            )
             sink = self._sink(incoming.team, incoming.channel, incoming.thread_ts)
             await self._answerer.answer(question, sink)
         except (SlackCallError, RetryLater) as exc:
@@ -377,7 +380,8 @@ class SlackAdapter:
 
             key = ConversationKey(PLATFORM, team, channel, asked_ts)
             sink = self._sink(team, channel, asked_ts, response_url=response_url, on_refused=withdraw)
-            question = Question(key, user, text, event_id=str(command.get("trigger_id", "")))
+            preset, text = split_preset(text)
+            question = Question(key, user, text, preset=preset, event_id=str(command.get("trigger_id", "")))
             await self._answerer.answer(question, sink)
         except (SlackCallError, RetryLater) as exc:
             log.warning("could not answer %s in %s: %s", COMMAND, channel, exc)
