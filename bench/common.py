@@ -12,14 +12,19 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moa.answering import Answerer
 from moa.conversation import ReplyView
-from moa.presets import Preset
+from moa.events import Event
+from moa.orchestrator import Orchestrator
+from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
+from moa.presets import Catalog, Preset
 from moa.providers.registry import ProviderRegistry
+from moa.store import ConversationStore
 from tests.fakes.llm import count_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,6 +265,26 @@ class FakeLLMProcess:
 
 def registry_for(base_url: str) -> ProviderRegistry:
     return ProviderRegistry({}, together_api_key="bench-key", together_base_url=base_url)
+
+
+def bench_answerer(
+    registry: ProviderRegistry,
+    store: ConversationStore,
+    preset: Preset,
+    *,
+    gate: int,
+    on_event: Callable[[str, Event], None] | None = None,
+) -> Answerer:
+    """An answerer for one preset, with no per-user limit: load tests ask far more than 20 questions an hour."""
+    return Answerer(
+        Orchestrator(registry),
+        store,
+        Catalog({preset.name: preset}),
+        default_preset=preset.name,
+        policy=AccessPolicy(user_rate=UserRate(0, 1.0)),
+        gate=ConcurrencyGate(gate),
+        on_event=on_event,
+    )
 
 
 # --- a sink that only takes times -----------------------------------------------------------------------

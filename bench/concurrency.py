@@ -32,6 +32,7 @@ from bench.common import (
     FakeLLMProcess,
     ModelTiming,
     TimingSink,
+    bench_answerer,
     cpu_seconds,
     critical_path,
     percentile,
@@ -41,11 +42,8 @@ from bench.common import (
     tokens_in,
     words,
 )
-from moa.answering import Answerer
 from moa.conversation import ConversationKey, Question
-from moa.orchestrator import Orchestrator
-from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
-from moa.presets import BUILTIN_PRESETS, Catalog, Preset
+from moa.presets import BUILTIN_PRESETS, Preset
 from moa.providers.registry import ProviderRegistry
 from moa.events import Usage
 from moa.providers.base import Completion, Delta
@@ -178,14 +176,7 @@ async def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     rng = random.Random(n)
     store = TimedStore(Path(cfg["folder"]) / "moa.sqlite3")
     await store.start()
-    answerer = Answerer(
-        Orchestrator(registry),
-        store,
-        Catalog({preset.name: preset}),
-        default_preset=preset.name,
-        policy=AccessPolicy(user_rate=UserRate(0, 1.0)),
-        gate=ConcurrencyGate(500),
-    )
+    answerer = bench_answerer(registry, store, preset, gate=500)
     failed: list[str] = []  # answers that ended without the synthesized answer (timeouts under load)
     running: dict[int, float] = {}  # answers in flight: id -> started
 

@@ -32,12 +32,10 @@ from typing import Any
 
 from adapters.discord import DiscordAdapter, DiscordPacing
 from adapters.slack import SlackAdapter, SlackPacing
-from bench.common import FakeLLMProcess, registry_for, summary, words
+from bench.common import FakeLLMProcess, bench_answerer, registry_for, summary, words
 from moa.answering import Answerer
 from moa.events import AnswerDelta, Event
-from moa.orchestrator import Orchestrator
-from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
-from moa.presets import BUILTIN_PRESETS, Catalog, Preset
+from moa.presets import BUILTIN_PRESETS, Preset
 from storage import Store
 from tests.fakes import discord as fake_discord
 from tests.fakes import slack_payloads as sp
@@ -109,15 +107,7 @@ async def answerer_for(llm: FakeLLMProcess, gate: int, probe: Probe) -> AsyncIte
     registry = registry_for(llm.base_url)
     with tempfile.TemporaryDirectory(prefix="moa-bench-") as folder:
         async with Store(Path(folder) / "moa.sqlite3") as store:
-            answerer = Answerer(
-                Orchestrator(registry),
-                store,
-                Catalog({preset.name: preset}),
-                default_preset=preset.name,
-                policy=AccessPolicy(user_rate=UserRate(0, 1.0)),
-                gate=ConcurrencyGate(gate),
-                on_event=probe,
-            )
+            answerer = bench_answerer(registry, store, preset, gate=gate, on_event=probe)
             try:
                 yield answerer, store
             finally:

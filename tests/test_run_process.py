@@ -25,7 +25,7 @@ from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
 from tests import helpers
-from tests.slack_harness import markdown_of
+from tests.slack_harness import markdown_of, script_models
 
 REPO = Path(__file__).resolve().parents[1]
 # a real process takes longer to start and settle than an in-process adapter
@@ -198,9 +198,7 @@ async def test_sigterm_finishes_quick_answers_and_interrupts_slow_ones(fake_llm:
 
 
 async def test_health_follows_slack_going_away_and_coming_back(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    fake_llm.script("p/a")
-    fake_llm.script("p/b")
-    fake_llm.script("agg/x")
+    script_models(fake_llm)
     port = free_port()
     slack = FakeSlack()
     await slack.start()
@@ -238,9 +236,7 @@ async def test_health_follows_slack_going_away_and_coming_back(fake_llm: FakeLLM
 
 @pytest.mark.parametrize("variable", ["MOA_USER_RATE", "MOA_ALLOWED_CHANNELS"])
 async def test_limits_and_allow_lists_reply_once(fake_llm: FakeLLM, tmp_path: Path, variable: str) -> None:
-    fake_llm.script("p/a")
-    fake_llm.script("p/b")
-    fake_llm.script("agg/x")
+    script_models(fake_llm)
     port = free_port()
     value = {"MOA_USER_RATE": "1/hour", "MOA_ALLOWED_CHANNELS": "C0SOMEWHEREELSE"}[variable]
     async with FakeSlack() as slack:
@@ -261,9 +257,7 @@ async def test_limits_and_allow_lists_reply_once(fake_llm: FakeLLM, tmp_path: Pa
 async def test_slack_and_discord_together_survive_discord_going_away(fake_llm: FakeLLM, tmp_path: Path) -> None:
     from tests.fakes.discord import FakeDiscord
 
-    fake_llm.script("p/a")
-    fake_llm.script("p/b")
-    fake_llm.script("agg/x")
+    script_models(fake_llm)
     port = free_port()
     discord = FakeDiscord()
     await discord.start()
