@@ -56,12 +56,7 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
     """Serve `app`; returns the runner (to clean up) and the bound port (useful when `port` is 0)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    server = site._server  # aiohttp exposes the bound sockets only here
-    bound = port
-    if server is not None and getattr(server, "sockets", None):
-        bound = server.sockets[0].getsockname()[1]
-    return runner, bound
+    await web.TCPSite(runner, host, port).start()
+    return runner, int(runner.addresses[0][1])
 
 
