@@ -17,19 +17,8 @@ def split_markdown(text: str, limit: int) -> list[str]:
     """
     if limit < 20:
         raise ValueError("limit is too small to split Markdown sensibly")
-    pieces: list[str] = []
-    current = ""
-    for block in _blocks(text.strip("\n")):
-        for part in _fit(block, limit):
-            joined = f"{current}\n\n{part}" if current else part
-            if len(joined) <= limit:
-                current = joined
-            else:
-                pieces.append(current)
-                current = part
-    if current or not pieces:
-        pieces.append(current)
-    return pieces
+    parts = [part for block in _blocks(text.strip("\n")) for part in _fit(block, limit)]
+    return _join_up_to(parts, limit, "\n\n") or [""]
 
 
 def preview(text: str, limit: int) -> str:
@@ -103,17 +92,21 @@ def _fit(block: str, limit: int) -> list[str]:
 
 def _pack(lines: list[str], limit: int) -> list[str]:
     """Greedily join lines up to `limit`; a line longer than that is cut, at a space when there is one."""
+    return _join_up_to([part for line in lines for part in _cut(line, limit)], limit, "\n")
+
+
+def _join_up_to(parts: list[str], limit: int, separator: str) -> list[str]:
+    """Consecutive parts joined by `separator` into pieces of at most `limit` (each part already fits)."""
     out: list[str] = []
     current: str | None = None
-    for line in lines:
-        for part in _cut(line, limit):
-            if current is None:
-                current = part
-            elif len(current) + 1 + len(part) <= limit:
-                current = f"{current}\n{part}"
-            else:
-                out.append(current)
-                current = part
+    for part in parts:
+        if current is None:
+            current = part
+        elif len(current) + len(separator) + len(part) <= limit:
+            current = f"{current}{separator}{part}"
+        else:
+            out.append(current)
+            current = part
     if current is not None:
         out.append(current)
     return out
