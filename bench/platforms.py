@@ -145,7 +145,6 @@ async def slack_run(
             api_url=slack.api_url,
             knowledge_channels=(),
             answerer=answerer,
-            store=store,
             pacing=SlackPacing() if window_s == 60 else SlackPacing.scaled(window_s),
         )
         await adapter.start()
@@ -233,7 +232,6 @@ async def discord_run(
         adapter = DiscordAdapter(
             bot_token=dc.token,
             answerer=answerer,
-            store=store,
             api_base=dc.api_base,
             guild_ids=(dc.guild_id,),
             pacing=pacing,

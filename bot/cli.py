@@ -126,8 +126,7 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
             if line in ("/exit", "/quit"):
                 return 0
             if line == "/forget":
-                count = await core.answerer.forget(Question(_console_key(thread), "local", ""))
-                print(f"Forgot {count} messages.", file=sys.stderr)
+                await core.answerer.answer(Question(_console_key(thread), "local", "forget"), ConsoleSink(sys.stdout, sys.stderr))
                 continue
             if line.startswith("/preset"):
                 name = line.removeprefix("/preset").strip()

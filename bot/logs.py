@@ -8,30 +8,34 @@ import sys
 import time
 from collections.abc import Iterable
 
+from moa.redaction import Redactor
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces any configured secret value in a record's final text, whatever path it took to get there."""
+    """Masks secrets in a record's final text, its traceback and its `extra` fields, whatever path they took.
+
+    Configured secret values are masked, and so is anything shaped like a credential (`moa.redaction`).
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = tuple(s for s in secrets if len(s) >= 6)
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        self.redact = Redactor(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         message = self.redact(record.getMessage())
         record.msg, record.args = message, None
         if record.exc_info:
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_info, record.exc_text = None, None
             record.msg = f"{message}\n{self.redact(text)}"
+        for name, value in list(vars(record).items()):
+            if name in _STANDARD or name.startswith("_") or value is None or isinstance(value, int | float):
+                continue
+            masked = self.redact(str(value))
+            if isinstance(value, str) or masked != str(value):
+                setattr(record, name, masked)  # a structure holding a secret is logged as masked text
         return True
 
 

@@ -46,7 +46,6 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 api_url=settings.slack_api_url,
                 knowledge_channels=settings.knowledge_channels,
                 answerer=core.answerer,
-                store=core.store,
                 observer=metrics,
             )
         )
@@ -57,7 +56,6 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
             DiscordAdapter(
                 bot_token=settings.discord_bot_token,
                 answerer=core.answerer,
-                store=core.store,
                 observer=metrics,
                 # with DISCORD_API_BASE set, the gateway is discovered from it (GET /gateway/bot)
                 api_base=settings.discord_api_base if settings.discord_api_base_set else None,

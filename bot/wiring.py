@@ -14,6 +14,7 @@ from moa.policy import AccessPolicy, ConcurrencyGate
 from moa.errors import ConfigError
 from moa.presets import TOGETHER, Catalog, load_catalog, split_model
 from moa.providers.registry import ProviderRegistry
+from moa.redaction import Redactor
 from storage import Store
 
 
@@ -64,6 +65,7 @@ async def open_core(
             history=settings.history,
             on_event=on_event,
             on_finished=on_finished,
+            redact=Redactor(settings.secrets),
         )
         yield Core(settings, catalog, store, registry, answerer)
     finally:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 
 from moa.conversation import Phase, Question, ReplySink, ReplyView
-from moa.errors import ConfigError, MoaError
+from moa.errors import ConfigError, MoaError, StorageError
 from moa.events import (
+    AggregationRetrying,
     AggregationStarted,
     AnswerDelta,
     AnswerDone,
@@ -26,6 +28,7 @@ from moa.events import (
     Usage,
 )
 from moa.orchestrator import Orchestrator
+from moa.intake import read_request
 from moa.policy import AccessPolicy, ConcurrencyGate, TurnLocks
 from moa.presets import Catalog, Preset
 from moa.store import ConversationStore, HistoryBudget, ProposalRecord, RunRecord
@@ -33,7 +36,15 @@ from moa.store import ConversationStore, HistoryBudget, ProposalRecord, RunRecor
 log = logging.getLogger("moa.answer")
 
 INTERRUPTED_TEXT = "The answer was interrupted (the bot restarted). Please ask again."
+RESTARTING_TEXT = "I'm restarting right now. Please ask again in a minute."
+CANNOT_STORE_TEXT = (
+    "I can't store questions right now (my database is not writable), so I can't answer this one. "
+    "An operator has been alerted by the health check; please ask again later."
+)
 SHOW_TIMEOUT_S = 60.0  # how long a final view may take to deliver before the run is recorded without it
+# After the shutdown grace, the answers still running are cancelled; this bounds how long their "interrupted"
+# message may take, so that a stuck platform cannot hold the process past its orchestrator's patience.
+INTERRUPT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,9 @@ class Answerer:
         history: HistoryBudget = HistoryBudget(),
         on_event: Callable[[str, Event], None] | None = None,
         on_finished: Callable[[RunSummary], None] | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
+        """`redact` masks secrets in every text that is stored or shown (errors from providers may echo keys)."""
         catalog.get(default_preset)  # fail at start, not at the first question
         self.catalog = catalog
         self.default_preset = default_preset
@@ -73,6 +86,7 @@ class Answerer:
         self._history = history
         self._on_event = on_event
         self._on_finished = on_finished
+        self._redact = redact
         self._accepting = True
         self._in_flight: set[asyncio.Task[object]] = set()
         self._active_runs: set[str] = set()
@@ -91,10 +105,28 @@ class Answerer:
         return self._accepting
 
     async def answer(self, question: Question, sink: ReplySink) -> str | None:
-        """Answer one question through `sink`; returns the run id, or None when the question was refused."""
-        if not self._accepting:
-            await sink.refuse("I'm restarting right now. Please ask again in a minute.")
-            return None
+        """Handle one message addressed to the bot through `sink`: a question, `forget`, or a duplicate delivery.
+
+        Returns the run id of an answered question; None when nothing was answered (a refusal, a `forget`, an
+        event seen before). From the moment it is called until it returns, the message counts as in flight, so
+        a shutdown waits for it (or marks it interrupted at the end of the grace), even while its placeholder
+        still waits for the platform's rate limit.
+        """
+        async with self._tracked():
+            if not self._accepting:
+                await sink.refuse(RESTARTING_TEXT)
+                return None
+            if not await self._first_delivery(question):
+                log.debug("%s delivered before; not answered again", question.event_id)
+                return None
+            request = read_request(question.text)
+            if request.kind == "forget":
+                await self._forget(question, sink)
+                return None
+            question = replace(question, text=request.text, preset=request.preset or question.preset)
+            return await self._take(question, sink)
+
+    async def _take(self, question: Question, sink: ReplySink) -> str | None:
         try:
             preset = self.catalog.get(question.preset or self.default_preset)
         except ConfigError as exc:
@@ -104,21 +136,72 @@ class Answerer:
         if refusal is not None:
             await sink.refuse(refusal)
             return None
-        # the question is on disk before anything can go wrong with a model
-        run_id = await self._store.create_run(
-            question.key, question.user, question.text, preset.name, question.event_id
-        )
+        # the question is on disk before anything is posted or any model is asked
+        try:
+            run_id = await self._store.create_run(
+                question.key, question.user, question.text, preset.name, question.event_id
+            )
+        except StorageError as exc:
+            log.error("could not store a question from %s: %s", question.key, exc)
+            await sink.refuse(CANNOT_STORE_TEXT)
+            return None
         self._active_runs.add(run_id)
         try:
             placeholder = await sink.open(ReplyView(Phase.WORKING, _asking(preset)))
         except BaseException as exc:
             # nowhere to answer: record why, and let the adapter tell the user another way if it can
             self._active_runs.discard(run_id)
-            await self._store.finish_run(run_id, status="failed", error=f"placeholder not posted: {exc!r}"[:500])
+            interrupted = isinstance(exc, asyncio.CancelledError)
+            await self._record(
+                self._store.finish_run(
+                    run_id,
+                    status="interrupted" if interrupted else "failed",
+                    error="interrupted before a reply was posted"
+                    if interrupted
+                    else self._redact(f"placeholder not posted: {exc}")[:500],
+                )
+            )
+            if interrupted:
+                await self._finish_quietly(sink.refuse(INTERRUPTED_TEXT), INTERRUPT_TIMEOUT_S)
             raise
-        await self._store.set_placeholder(run_id, placeholder)
+        thread = placeholder.get("thread")
+        if thread and thread != question.key.thread:
+            question = replace(question, key=replace(question.key, thread=thread))
+            await self._record(self._store.move_run(run_id, question.key))
+        await self._record(self._store.set_placeholder(run_id, placeholder))
         await self._run(run_id, question, preset, sink)
         return run_id
+
+    async def _first_delivery(self, question: Question) -> bool:
+        """False when any id of this delivery was seen before. A database that cannot record it does not stop
+        the question: the store refuses it a moment later with a message the user sees."""
+        fresh = True
+        for delivery in question.delivery_ids:
+            try:
+                fresh = await self._store.first_time(question.key.platform, delivery) and fresh
+            except StorageError as exc:
+                log.warning("could not record event %s: %s", delivery, exc)
+        return fresh
+
+    async def _forget(self, question: Question, sink: ReplySink) -> None:
+        refusal = self.policy.access_refusal(question)
+        if refusal is not None:
+            await sink.refuse(refusal)
+            return
+        try:
+            removed = await self._store.forget(question.key)
+        except StorageError as exc:
+            log.error("could not forget %s: %s", question.key, exc)
+            await sink.refuse("I couldn't delete the history right now (my database is not writable). "
+                              "Please try again later.")
+            return
+        if removed:
+            text = (f"Done: I deleted this conversation's stored history ({removed} messages). "
+                    "My next answer here starts from scratch.")
+        else:
+            text = ("There is no stored history for this conversation, so there is nothing to forget. "
+                    "(To forget a thread, say `forget` inside that thread.)")
+        await sink.refuse(text)
 
     async def resume(self, run: RunRecord, sink: ReplySink) -> None:
         """Answer again a run that a crash interrupted, into its existing placeholder."""
@@ -127,7 +210,8 @@ class Answerer:
             preset = self.catalog.get(run.preset)
         except ConfigError:
             preset = self.catalog.get(self.default_preset)
-        await self._run(run.id, question, preset, sink)
+        async with self._tracked():
+            await self._run(run.id, question, preset, sink)
 
     async def interrupt(self, run: RunRecord, sink: ReplySink) -> None:
         """Tell the user a run will not be answered, and record it so."""
@@ -135,9 +219,6 @@ class Answerer:
             await sink.show(ReplyView(Phase.INTERRUPTED, "Interrupted", INTERRUPTED_TEXT))
         finally:
             await self._store.finish_run(run.id, status="interrupted", error="interrupted by a restart")
-
-    async def forget(self, question: Question) -> int:
-        return await self._store.forget(question.key)
 
     def stop_intake(self) -> None:
         self._accepting = False
@@ -152,21 +233,37 @@ class Answerer:
         for task in late:
             task.cancel()
         if late:
-            await asyncio.wait(late, timeout=SHOW_TIMEOUT_S)
+            await asyncio.wait(late, timeout=INTERRUPT_TIMEOUT_S)
         return len(late)
 
-    async def _run(self, run_id: str, question: Question, preset: Preset, sink: ReplySink) -> None:
+    @asynccontextmanager
+    async def _tracked(self) -> AsyncIterator[None]:
+        """The calling task counts as in flight (for `drain` and /healthz) while inside."""
         task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
+        if task is None or task in self._in_flight:
+            yield
+            return
+        self._in_flight.add(task)
+        try:
+            yield
+        finally:
+            self._in_flight.discard(task)
+
+    async def _record(self, write: Awaitable[None]) -> None:
+        """A bookkeeping write during a run: a database that fails now is logged, and the answer goes on
+        (the question itself was stored before the run began)."""
+        try:
+            await write
+        except StorageError as exc:
+            log.error("could not record a run's progress: %s", exc)
+
+    async def _run(self, run_id: str, question: Question, preset: Preset, sink: ReplySink) -> None:
         self._active_runs.add(run_id)
         started = time.monotonic()
         try:
             await self._run_tracked(run_id, question, preset, sink, started)
         finally:
             self._active_runs.discard(run_id)
-            if task is not None:
-                self._in_flight.discard(task)
 
     async def _run_tracked(
         self, run_id: str, question: Question, preset: Preset, sink: ReplySink, started: float
@@ -190,7 +287,7 @@ class Answerer:
             async with self._turns.turn(question.key, after_previous):
                 await self.gate.acquire(queued)
                 acquired = True
-                await self._store.mark_running(run_id)
+                await self._record(self._store.mark_running(run_id))
                 if waited:
                     await sink.show(ReplyView(Phase.WORKING, _asking(preset)))
                 summary = await self._answer(run_id, question, preset, sink, started)
@@ -199,18 +296,21 @@ class Answerer:
                 run_id, question.key.platform, preset.name, "interrupted", time.monotonic() - started, Usage(),
                 "interrupted by shutdown",
             )
-            await self._finish_quietly(sink, ReplyView(Phase.INTERRUPTED, "Interrupted", INTERRUPTED_TEXT))
-            await self._store.finish_run(run_id, status="interrupted", error=summary.error,
-                                         elapsed_s=summary.seconds)
+            view = ReplyView(Phase.INTERRUPTED, "Interrupted", INTERRUPTED_TEXT)
+            await self._finish_quietly(sink.show(view), INTERRUPT_TIMEOUT_S)
+            await self._record(self._store.finish_run(run_id, status="interrupted", error=summary.error,
+                                                      elapsed_s=summary.seconds))
             raise
         except Exception as exc:
             log.exception("run %s failed", run_id)
-            error = exc.args[0] if isinstance(exc, MoaError) and exc.args else type(exc).__name__
+            # a product error's message is written for people; anything else is a bug, named in the log only
+            error = self._redact(str(exc)) if isinstance(exc, MoaError) else "an unexpected error"
             message = f"Something went wrong on my side ({error}). Please try again."
             summary = RunSummary(run_id, question.key.platform, preset.name, "failed",
-                                 time.monotonic() - started, Usage(), str(error))
-            await self._finish_quietly(sink, ReplyView(Phase.FAILED, "Failed", message))
-            await self._store.finish_run(run_id, status="failed", error=summary.error, elapsed_s=summary.seconds)
+                                 time.monotonic() - started, Usage(), error)
+            await self._finish_quietly(sink.show(ReplyView(Phase.FAILED, "Failed", message)), SHOW_TIMEOUT_S)
+            await self._record(self._store.finish_run(run_id, status="failed", error=summary.error,
+                                                      elapsed_s=summary.seconds))
         finally:
             if acquired:
                 await self.gate.release()
@@ -221,42 +321,63 @@ class Answerer:
         self, run_id: str, question: Question, preset: Preset, sink: ReplySink, started: float
     ) -> RunSummary:
         key = question.key
-        if question.seed_history and not await self._store.has_history(key):
-            await self._store.seed_history(key, question.seed_history)
+        await self._seed_context(question)
         history = await self._store.load_history(key, self._history)
         conversation: list[Message] = [*history, {"role": "user", "content": question.text}]
         progress = _Progress(preset)
+        redact = self._redact
         async for event in self._orchestrator.run(preset, conversation):
             if self._on_event is not None:
                 self._on_event(run_id, event)
             if isinstance(event, (ProposalDone, ProposalFailed)):
-                await self._store.add_proposals(run_id, [_record(event)])
+                await self._record(self._store.add_proposals(run_id, [_proposal_record(event, redact)]))
             if isinstance(event, AnswerDone):
                 status = "fallback" if event.fallback else "done"
                 footer = _footer(preset, event)
                 await sink.show(ReplyView(Phase.DONE, "Done", event.text, footer))
-                await self._store.append_turn(key, question.text, event.text, run_id)
-                await self._store.finish_run(
-                    run_id, status=status, answer=event.text, error=event.aggregator_error,
+                # the answer is delivered: a database failing from here on costs the record, not the answer
+                await self._record(self._store.append_turn(key, question.text, event.text, run_id))
+                error = redact(event.aggregator_error)
+                await self._record(self._store.finish_run(
+                    run_id, status=status, answer=event.text, error=error,
                     elapsed_s=event.elapsed_s, usage=event.usage,
-                )
+                ))
                 return RunSummary(run_id, key.platform, preset.name, status, time.monotonic() - started,
-                                  event.usage, event.aggregator_error)
+                                  event.usage, error)
             if isinstance(event, RunFailed):
-                await sink.show(ReplyView(Phase.FAILED, "Failed", event.message))
-                await self._store.finish_run(run_id, status="failed", error=event.message, elapsed_s=event.elapsed_s)
+                message = redact(event.message)
+                await sink.show(ReplyView(Phase.FAILED, "Failed", message))
+                await self._record(
+                    self._store.finish_run(run_id, status="failed", error=message, elapsed_s=event.elapsed_s)
+                )
                 return RunSummary(run_id, key.platform, preset.name, "failed", time.monotonic() - started,
-                                  Usage(), event.message)
+                                  Usage(), message)
             view = progress.update(event)
             if view is not None:
                 await sink.show(view)
         raise MoaError("the run ended without an answer")  # the orchestrator always ends with one of the above
 
-    async def _finish_quietly(self, sink: ReplySink, view: ReplyView) -> None:
-        """Deliver a final view while already failing; a second failure is logged, not raised."""
+    async def _seed_context(self, question: Question) -> None:
+        """The first time the bot is asked inside a thread it has not been part of, read the thread once.
+
+        Every conversation's first question records the visit, with or without a loader (a thread the bot
+        starts itself is one it has been part of), so that a restart or a `forget` never makes the platform be
+        read again for this conversation.
+        """
+        key = question.key
+        if not await self._store.first_time(key.platform, f"context:{key}"):
+            return
+        if question.context is None or await self._store.has_history(key):
+            return
+        messages = await question.context()
+        if messages:
+            await self._store.seed_history(key, messages)
+
+    async def _finish_quietly(self, delivery: Awaitable[None], timeout_s: float) -> None:
+        """Deliver a final message while already failing; a second failure is logged, not raised."""
         try:
-            async with asyncio.timeout(SHOW_TIMEOUT_S):
-                await sink.show(view)
+            async with asyncio.timeout(timeout_s):
+                await delivery
         except Exception:
             log.warning("could not show the final message", exc_info=True)
 
@@ -298,6 +419,9 @@ class _Progress:
             if event.proposers == 0:
                 return None
             return ReplyView(Phase.WORKING, f"{event.drafts}/{event.proposers} drafts in, synthesizing…")
+        if isinstance(event, AggregationRetrying):
+            status = f"The synthesizing model {event.reason}; retrying (attempt {event.attempt})…"
+            return ReplyView(Phase.STREAMING if self.text else Phase.WORKING, status, self.text)
         if isinstance(event, AnswerDelta):
             self.text = event.text if event.reset else self.text + event.text
             return ReplyView(Phase.STREAMING, "Writing…", self.text)
@@ -330,7 +454,9 @@ def _footer(preset: Preset, done: AnswerDone) -> str:
     return " · ".join(parts)
 
 
-def _record(event: ProposalDone | ProposalFailed) -> ProposalRecord:
+def _proposal_record(event: ProposalDone | ProposalFailed, redact: Callable[[str], str]) -> ProposalRecord:
     if isinstance(event, ProposalDone):
         return ProposalRecord(event.layer, event.model, event.text, event.latency_s, event.usage)
-    return ProposalRecord(event.layer, event.model, "", event.latency_s, Usage(), event.error, event.straggler)
+    return ProposalRecord(
+        event.layer, event.model, "", event.latency_s, Usage(), redact(event.error), event.straggler
+    )

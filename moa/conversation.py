@@ -6,11 +6,15 @@ does everything in between (access checks, storage, the MoA run) and drives the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from moa.events import Message
+
+# Reads the messages a platform thread held before the bot joined it, as context for the models.
+ContextLoader = Callable[[], Awaitable[Sequence[Message]]]
 
 
 @dataclass(frozen=True)
@@ -28,17 +32,34 @@ class ConversationKey:
 
 @dataclass(frozen=True)
 class Question:
+    """One message addressed to the bot, as the adapter received it; the core decides what to do with it.
+
+    The text may be a question, `forget`, or start with `preset:NAME` (see `moa.intake`).
+    """
+
     key: ConversationKey
     user: str  # platform user id
     text: str
-    preset: str | None = None  # None: the configured default
-    event_id: str = ""  # the platform event that asked it, for logs and records
-    # Context read from the platform when the bot joins an existing conversation; used only while the stored
-    # history is empty, so the platform is never read again for this conversation.
-    seed_history: tuple[Message, ...] = field(default=())
+    preset: str | None = None  # None: the configured default (a `preset:NAME` prefix in the text wins)
+    # The platform event that delivered it; the core answers each id once (retries, replays, RESUMEs).
+    event_id: str = ""
+    # Other ids under which the same message may be delivered again (Slack sends a mention both as
+    # `app_mention` and as `message`, with different event ids but one message ts).
+    also_delivered_as: tuple[str, ...] = ()
+    # Reads the thread's earlier messages when the bot is asked inside a thread it has not been part of.
+    # Called at most once per conversation, and only while it has no stored history.
+    context: ContextLoader | None = None
     # The channel a thread belongs to when the platform keeps threads as channels (Discord), so that an
     # allow-list naming a channel also covers the threads the bot opens in it. "" elsewhere.
     parent_channel: str = ""
+    # Where the user id names one person, for the per-user rate: None means the conversation's workspace (a
+    # Slack user id belongs to a workspace); "" means everywhere on the platform (a Discord user is the same
+    # person in every guild and in DMs, so a DM is no way around the limit).
+    user_scope: str | None = None
+
+    @property
+    def delivery_ids(self) -> tuple[str, ...]:
+        return tuple(i for i in (self.event_id, *self.also_delivered_as) if i)
 
 
 class Phase(StrEnum):
@@ -68,10 +89,12 @@ class ReplySink(Protocol):
     """Implemented by each adapter for one answer.
 
     `open` posts the placeholder and returns where it is, as JSON-able strings, so that the answer can be
-    resumed or marked interrupted after a crash. `show` must return promptly for non-final views (the sink
-    coalesces and paces edits); a final view returns only once it is delivered in full, split across messages
-    as the platform needs. `refuse` answers a question that was not accepted (limits, access), ephemerally
-    where the platform allows.
+    resumed or marked interrupted after a crash. A sink that creates the conversation's thread as it opens (Slack's
+    `/moa` posts "… asked: …" and answers under it) returns the new thread as `"thread"`, and the core moves the
+    question's conversation there. `show` must return promptly for non-final views (the sink coalesces and paces
+    edits); a final view returns only once it is delivered in full, split across messages as the platform
+    needs. `refuse` sends a one-off reply that is not an answer (a refusal, the confirmation of a `forget`),
+    ephemerally where the platform allows.
     """
 
     async def open(self, view: ReplyView) -> dict[str, str]: ...

@@ -69,6 +69,16 @@ class AggregationStarted:
 
 
 @dataclass(frozen=True)
+class AggregationRetrying:
+    """The aggregator's attempt failed (stalled, cut off, rate limited); another one starts after `delay_s`."""
+
+    model: str
+    attempt: int  # the attempt about to start, 2 = the first retry
+    reason: str  # short, safe to show: "stalled", "stream cut", "rate limited", "unavailable"
+    delay_s: float
+
+
+@dataclass(frozen=True)
 class AnswerDelta:
     text: str  # the new piece only
     reset: bool = False  # the aggregator was retried: this piece starts the answer over
@@ -97,6 +107,7 @@ Event = (
     | ProposalDone
     | ProposalFailed
     | AggregationStarted
+    | AggregationRetrying
     | AnswerDelta
     | AnswerDone
     | RunFailed

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from moa.errors import ProviderError, ProviderRejected, ProviderTimeout, RateLimited
 from moa.events import (
+    AggregationRetrying,
     AggregationStarted,
     AnswerDelta,
     AnswerDone,
@@ -29,7 +30,7 @@ from moa.presets import Preset
 from moa.prompts import FALLBACK_NOTE, with_references
 from moa.providers.base import Delta, Provider
 from moa.providers.registry import ProviderRegistry
-from moa.retry import Backoff, call_with_retries
+from moa.retry import Backoff, Retrying, call_with_retries
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,9 @@ class Orchestrator:
                 raise ProviderRejected(f"{model}: empty answer", model=model)
             return completion.text, completion.usage
 
-        def count(attempt_no: int, _: ProviderError) -> None:
+        def count(next_attempt: int, _: ProviderError, __: float) -> None:
             nonlocal attempts
-            attempts = attempt_no + 1
+            attempts = next_attempt
 
         try:
             (text, usage), attempts = await call_with_retries(
@@ -189,57 +190,101 @@ class Orchestrator:
 
     async def _aggregate(
         self, preset: Preset, messages: list[Message], parts: list[str], usage: dict[str, Usage]
-    ) -> AsyncIterator[AnswerDelta]:
-        """Stream the aggregator into `parts`, retrying from scratch if it fails; raises its last error."""
+    ) -> AsyncIterator[AnswerDelta | AggregationRetrying]:
+        """Stream the aggregator into `parts`, retrying from scratch if it fails; raises its last error.
+
+        A stalled stream (no piece for the idle timeout) is the costly failure: the user watches a frozen answer.
+        So the time spent stalled is bounded across all attempts by `stall_budget_s`, while the attempts keep
+        the preset's idle timeout otherwise (a retry after a stall gets only what is left of the budget).
+        """
         provider, bare = self._registry.resolve(preset.aggregator)
-        attempt = 0
-        while True:
-            attempt += 1
+        stall_left = stall_budget_s(preset)
+        retries: list[AggregationRetrying] = []
+
+        def note(next_attempt: int, error: ProviderError, delay: float) -> None:
+            retries.append(AggregationRetrying(preset.aggregator, next_attempt, _short_reason(error), delay))
+
+        retrying = Retrying(
+            retries=preset.retries,
+            backoff=self._backoff,
+            sleep=_no_wait,  # the wait happens below, after the user has been told about the retry
+            on_retry=note,
+            give_up=lambda _: stall_left < MIN_IDLE_TIMEOUT_S,
+        )
+        async for attempt in retrying:
+            if retries:
+                retry = retries.pop()
+                yield retry
+                await asyncio.sleep(retry.delay_s)
             restarted = bool(parts)
             parts.clear()
-            try:
-                async for delta in self._stream(provider, bare, preset, messages):
-                    if delta.usage is not None:
-                        usage[preset.aggregator] = usage.get(preset.aggregator, Usage()) + delta.usage
-                    if delta.text:
-                        parts.append(delta.text)
-                        # after a failed attempt already showed text, the first new piece replaces all of it
-                        yield AnswerDelta(delta.text, reset=restarted)
-                        restarted = False
+            idle_timeout = min(preset.timeout_s, stall_left)
+            quiet_since = self._clock()
+            with attempt:
+                try:
+                    async for delta in self._stream(provider, bare, preset, messages, idle_timeout):
+                        quiet_since = self._clock()
+                        if delta.usage is not None:
+                            usage[preset.aggregator] = usage.get(preset.aggregator, Usage()) + delta.usage
+                        if delta.text:
+                            parts.append(delta.text)
+                            # after a failed attempt already showed text, the first new piece replaces it all
+                            yield AnswerDelta(delta.text, reset=restarted)
+                            restarted = False
+                except ProviderTimeout:
+                    stall_left -= self._clock() - quiet_since
+                    raise
                 if not "".join(parts).strip():
                     raise ProviderRejected(f"{preset.aggregator}: empty answer", model=preset.aggregator)
-                return
-            except ProviderError as exc:
-                too_long = exc.retry_after is not None and exc.retry_after > self._backoff.max_retry_after_s
-                if not exc.retryable or attempt > preset.retries or too_long:
-                    raise
-                await asyncio.sleep(self._backoff.delay(attempt, exc))
 
     async def _stream(
-        self, provider: Provider, model: str, preset: Preset, messages: list[Message]
+        self, provider: Provider, model: str, preset: Preset, messages: list[Message], idle_timeout_s: float
     ) -> AsyncIterator[Delta]:
-        """The provider's stream with an idle timeout: each piece must arrive within `timeout_s`."""
+        """The provider's stream with an idle timeout: each piece must arrive within `idle_timeout_s`."""
         stream = provider.stream(
             model,
             messages,
             temperature=preset.temperature,
             max_tokens=preset.aggregator_max_tokens,
-            timeout_s=preset.timeout_s,
+            timeout_s=idle_timeout_s,
         )
         try:
             while True:
                 try:
-                    async with asyncio.timeout(preset.timeout_s):
+                    async with asyncio.timeout(idle_timeout_s):
                         delta = await anext(stream)
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
                     raise ProviderTimeout(
-                        f"{preset.aggregator}: stalled for {preset.timeout_s:g} s", model=preset.aggregator
+                        f"{preset.aggregator}: stalled for {idle_timeout_s:g} s", model=preset.aggregator
                     ) from None
                 yield delta
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+
+MIN_IDLE_TIMEOUT_S = 5.0  # a retry with less patience than this would only stall again
+
+
+def stall_budget_s(preset: Preset) -> float:
+    """How long the aggregator may stall in total, across its attempts: one idle timeout and a half."""
+    return preset.timeout_s * 1.5
+
+
+async def _no_wait(_: float) -> None:
+    return None
+
+
+def _short_reason(error: ProviderError) -> str:
+    """A few words for the placeholder while the aggregator is retried."""
+    if isinstance(error, ProviderTimeout):
+        return "stalled" if "stalled" in str(error) else "timed out"
+    if isinstance(error, RateLimited):
+        return "rate limited"
+    if "stream ended" in str(error):
+        return "stream cut"
+    return "unavailable"
 
 
 def describe_failure(errors: Sequence[ProviderError]) -> str:

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from moa.conversation import Question
+from moa.intake import visible
 
 
 @dataclass(frozen=True)
@@ -50,20 +51,30 @@ class AccessPolicy:
 
         An accepted question counts against the user's rate.
         """
-        key = question.key
-        places = {key.channel, key.thread, question.parent_channel}
-        if self.allowed_channels and not (places & self.allowed_channels):
-            return "I'm not enabled in this channel. Ask an admin to add it to MOA_ALLOWED_CHANNELS."
-        if self.allowed_users and question.user not in self.allowed_users:
-            return "You're not on the list of people who can ask me questions. Ask an admin for access."
-        if not question.text.strip():
+        refusal = self.access_refusal(question)
+        if refusal is not None:
+            return refusal
+        if not visible(question.text):
             return "I didn't find a question in your message. Write it after the mention, e.g. `@moa what is WAL?`"
         if len(question.text) > self.max_question_chars:
             return (
                 f"Your question is {len(question.text):,} characters long; the limit is "
                 f"{self.max_question_chars:,}. Please shorten it (or attach the essentials only) and ask again."
             )
-        return self._rate_refusal((key.platform, key.workspace, question.user))
+        # One bucket per person (per Slack workspace, per Discord application), whatever the place: a DM or
+        # another channel is no way around the limit.
+        scope = question.key.workspace if question.user_scope is None else question.user_scope
+        return self._rate_refusal((question.key.platform, scope, question.user))
+
+    def access_refusal(self, question: Question) -> str | None:
+        """The allow-lists alone, for every action (asking, forgetting); None when the user may act here."""
+        key = question.key
+        places = {key.channel, key.thread, question.parent_channel}
+        if self.allowed_channels and not (places & self.allowed_channels):
+            return "I'm not enabled in this channel. Ask an admin to add it to MOA_ALLOWED_CHANNELS."
+        if self.allowed_users and question.user not in self.allowed_users:
+            return "You're not on the list of people who can ask me questions. Ask an admin for access."
+        return None
 
     def _rate_refusal(self, user: tuple[str, str, str]) -> str | None:
         rate = self.user_rate

@@ -185,6 +185,20 @@ class Store:
         await self._execute("UPDATE runs SET placeholder = ? WHERE id = ?", (json.dumps(placeholder), run_id))
         await self.db.commit()
 
+    async def move_run(self, run_id: str, key: ConversationKey) -> None:
+        """Attach the run to `key`'s conversation; the one it leaves is deleted if nothing else is in it."""
+        async with self.db.execute("SELECT conversation_id FROM runs WHERE id = ?", (run_id,)) as cursor:
+            row = await cursor.fetchone()
+        conversation = await self._conversation_id(key, create=True)
+        await self._execute("UPDATE runs SET conversation_id = ? WHERE id = ?", (conversation, run_id))
+        if row is not None and row[0] != conversation:
+            await self._execute(
+                "DELETE FROM conversations WHERE id = ? AND NOT EXISTS (SELECT 1 FROM runs WHERE conversation_id = ?)"
+                " AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ?)",
+                (row[0], row[0], row[0]),
+            )
+        await self.db.commit()
+
     async def mark_running(self, run_id: str) -> None:
         await self._execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
         await self.db.commit()

@@ -143,7 +143,7 @@ async def discord_bot(
             **(adapter or {}),
         }
         bot_adapter = DiscordAdapter(
-            bot_token=dc.token, answerer=answerer, store=store, observer=observer, **options
+            bot_token=dc.token, answerer=answerer, observer=observer, **options
         )
         bot = DiscordBot(dc, llm, store, answerer, bot_adapter, observer)
         try:

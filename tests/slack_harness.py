@@ -124,9 +124,7 @@ async def slack_bot(
             gate=ConcurrencyGate(gate),
         )
         observer = RecordingObserver()
-        adapter = build_adapter(
-            fake, answerer, store, observer, http=http, knowledge=knowledge, pacing=pacing
-        )
+        adapter = build_adapter(fake, answerer, observer, http=http, knowledge=knowledge, pacing=pacing)
         bot = SlackBot(fake, llm, store, answerer, adapter, observer)
         if http:
             bot.events_url = await stack.enter_async_context(serve(adapter))
@@ -138,7 +136,6 @@ async def slack_bot(
 def build_adapter(
     slack: FakeSlack,
     answerer: Answerer,
-    store: Store,
     observer: RecordingObserver,
     *,
     http: bool = False,
@@ -152,7 +149,6 @@ def build_adapter(
         api_url=slack.api_url,
         knowledge_channels=knowledge,
         answerer=answerer,
-        store=store,
         observer=observer,
         pacing=pacing or SlackPacing.scaled(slack.window_s),
         timeout_s=5.0,

@@ -100,7 +100,6 @@ async def test_bad_token_and_refused_intent_fail_start_clearly(fake_llm: FakeLLM
         wrong = DiscordAdapter(
             bot_token="wrong",
             answerer=bot.answerer,
-            store=bot.store,
             api_base=bot.dc.api_base,
             guild_ready_timeout=0.05,
         )
@@ -118,7 +117,6 @@ async def test_bad_token_and_refused_intent_fail_start_clearly(fake_llm: FakeLLM
         adapter = DiscordAdapter(
             bot_token=dc.token,
             answerer=bot.answerer,
-            store=bot.store,
             api_base=dc.api_base,
             knowledge_channels={str(dc.channel_id)},
             guild_ready_timeout=0.05,
@@ -133,7 +131,6 @@ async def test_gateway_url_overrides_discovery(fake_llm: FakeLLM, tmp_path: Path
         second = DiscordAdapter(
             bot_token=bot.dc.token,
             answerer=bot.answerer,
-            store=bot.store,
             api_base=bot.dc.api_base,
             gateway_url=bot.dc.gateway_url,
             guild_ids=(bot.dc.guild_id,),
@@ -350,7 +347,9 @@ async def test_forget_deletes_a_threads_history(fake_llm: FakeLLM, tmp_path: Pat
         record = dc.interaction(inter.token)
         assert record.callback_type == 4 and record.callback_data is not None
         assert record.callback_data["flags"] & p.FLAG_EPHEMERAL
-        assert record.callback_data["content"] == "Done: I forgot this conversation (2 messages)."
+        assert record.callback_data["content"].startswith(
+            "Done: I deleted this conversation's stored history (2 messages)."
+        )
         await dc.user_message(asked.id, mention(bot, "who am I?"))
         await bot.settled()
         assert last_question(fake_llm) == [{"role": "user", "content": "who am I?"}]

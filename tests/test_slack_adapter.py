@@ -114,11 +114,11 @@ async def test_direct_messages_are_questions_and_forget_works_there(
         forget = sp.event_callback(sp.dm_message("forget", thread_ts=ts_of(dm)))
         await bot.settled(bot.slack.push_event(forget))
         reply = bot.thread(sp.DM_CHANNEL_ID, ts_of(dm))[-1]
-        assert "deleted this thread's stored history (2 messages)" in reply["text"]
+        assert "deleted this conversation's stored history (2 messages)" in reply["text"]
         assert not await bot.store.has_history(_key(sp.DM_CHANNEL_ID, ts_of(dm)))
         top_level = sp.event_callback(sp.dm_message("forget"))
         await bot.settled(bot.slack.push_event(top_level))
-        assert "inside the thread" in bot.thread(sp.DM_CHANNEL_ID, ts_of(top_level))[-1]["text"]
+        assert "inside that thread" in bot.thread(sp.DM_CHANNEL_ID, ts_of(top_level))[-1]["text"]
         assert bot.aggregations == 1
 
 
@@ -127,7 +127,7 @@ async def test_forget_in_a_channel_thread(fake_llm: FakeLLM, tmp_path: Path) -> 
         first = mention("what is WAL?")
         await bot.settled(bot.slack.push_event(first))
         await bot.settled(bot.slack.push_event(mention("forget", thread_ts=ts_of(first))))
-        assert "deleted this thread's stored history" in bot.thread(CH, ts_of(first))[-1]["text"]
+        assert "deleted this conversation's stored history" in bot.thread(CH, ts_of(first))[-1]["text"]
         await bot.settled(bot.slack.push_event(mention("again?", thread_ts=ts_of(first))))
         assert [m["content"] for m in fake_llm.requests_for("p/a")[-1].messages] == ["again?"]
         # the thread has the bot's messages: it is not read back to rebuild what was forgotten
@@ -182,7 +182,9 @@ async def test_slash_command_where_the_bot_cannot_post(fake_llm: FakeLLM, tmp_pa
         assert "not a member" in bodies[0]["text"] and "/invite @moa" in bodies[0]["text"]
         assert "can't see it" in bodies[1]["text"]
         assert "Ask me something after the command" in bodies[2]["text"]
-        assert fake_llm.requests == [] and await runs(bot) == []
+        # nothing was posted anywhere and no model asked; the two questions are on record as failed
+        assert bot.slack.bot_messages(sp.NOT_MEMBER_CHANNEL_ID) == [] and fake_llm.requests == []
+        assert [r["status"] for r in await runs(bot)] == ["failed", "failed"]
 
 
 async def test_knowledge_channel_needs_no_mention(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -225,7 +227,7 @@ async def test_retried_events_are_answered_once_even_across_restarts(
         await bot.settled(bot.slack.push_event(body), bot.slack.push_event(body, retry_attempt=1))
         assert bot.aggregations == 1
         await bot.adapter.aclose()  # a restart: a new adapter on the same database
-        again = build_adapter(bot.slack, bot.answerer, bot.store, bot.observer)
+        again = build_adapter(bot.slack, bot.answerer, bot.observer)
         await again.start()
         try:
             await asyncio.wait_for(bot.slack.push_event(body, retry_attempt=2, retry_reason="http_error"), 3)
@@ -403,11 +405,11 @@ async def test_refusals_get_one_clear_reply(fake_llm: FakeLLM, tmp_path: Path) -
         await bot.settled(bot.slack.push_event(over))
         [limited] = bot.thread(CH, ts_of(over))
         assert "limit of 2 questions per 60 minutes" in limited["text"] and "ask again in" in limited["text"]
-        # a refused /moa: the refusal is ephemeral and the question does not stay in the channel
-        posted = len(bot.slack.bot_messages(CH))
+        # a refused /moa: the refusal is ephemeral, and nothing is posted in the channel, not even for a moment
+        posts = len(bot.slack.calls_to("chat.postMessage"))
         await bot.settled(bot.slack.push_slash_command(sp.slash_command("and via the command?")))
         assert "limit of 2 questions" in bot.slack.response_url_posts[-1]["body"]["text"]
-        assert len(bot.slack.bot_messages(CH)) == posted and bot.slack.calls_to("chat.delete", ok=True)
+        assert len(bot.slack.calls_to("chat.postMessage")) == posts and not bot.slack.calls_to("chat.delete")
         assert bot.aggregations == 2
 
 
@@ -549,7 +551,6 @@ async def test_bad_credentials_fail_at_start_and_in_check(fake_llm: FakeLLM, tmp
             api_url=bot.slack.api_url,
             knowledge_channels=(),
             answerer=bot.answerer,
-            store=bot.store,
         )
         wrong_bot = SlackAdapter(bot_token="xoxb-wrong", app_token=bot.slack.app_token, **common)  # type: ignore[arg-type]
         with pytest.raises(SlackCallError, match="invalid_auth"):
@@ -595,10 +596,3 @@ async def test_a_question_can_name_its_preset(fake_llm: FakeLLM, tmp_path: Path)
         assert fake_llm.requests_for("solo/model")[0].messages[-1]["content"] == "what is WAL?"
         [refusal] = bot.thread(CH, ts_of(unknown))
         assert "I don't know the preset 'nope'" in json.dumps(refusal)
-
-
-def test_split_preset() -> None:
-    from adapters.slack.formatting import split_preset
-
-    assert split_preset("preset:lite  what is WAL?") == ("lite", "what is WAL?")
-    assert split_preset("what is preset:lite?") == (None, "what is preset:lite?")

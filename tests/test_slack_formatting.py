@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from adapters.slack.events import addressed, is_forget, ts_before
+from adapters.slack.events import addressed, ts_before
 from adapters.slack.formatting import (
     FALLBACK_CHARS,
     MESSAGE_CHARS,
@@ -48,16 +48,6 @@ def test_user_mentions_stay_readable() -> None:
         clean_question("mail <mailto:a@b.c|a@b.c> <https://x.y>", bot_user_id=BOT, names={})
         == "mail a@b.c https://x.y"
     )
-
-
-@pytest.mark.parametrize("text", ["forget", "Forget.", "forget this thread", "FORGET the conversation!"])
-def test_forget_commands(text: str) -> None:
-    assert is_forget(text)
-
-
-@pytest.mark.parametrize("text", ["forget about it", "don't forget", "what is forget()"])
-def test_not_forget(text: str) -> None:
-    assert not is_forget(text)
 
 
 def test_timestamps_compare_as_numbers() -> None:

@@ -41,10 +41,11 @@ from adapters.discord.sink import (
 )
 from moa.answering import Answerer
 from moa.conversation import Question, ReplySink
-from moa.store import ConversationStore
 
 log = logging.getLogger("adapters.discord")
 
+# A Discord user id is the same person in every guild and in DMs: one rate bucket for the whole application.
+USER_SCOPE = ""
 SORRY = "Something went wrong on my side and I could not answer. Please try again."
 
 
@@ -93,7 +94,6 @@ class DiscordAdapter:
         *,
         bot_token: str,
         answerer: Answerer,
-        store: ConversationStore,
         observer: ApiObserver | None = None,
         api_base: str | None = None,
         gateway_url: str | None = None,
@@ -118,7 +118,6 @@ class DiscordAdapter:
         """
         self._token = bot_token
         self._answerer = answerer
-        self._store = store
         self._observer = observer or NullObserver()
         self._api_base = api_base.rstrip("/") if api_base else None
         self._gateway_url = gateway_url
@@ -324,9 +323,6 @@ class DiscordAdapter:
         )
         if target is None:
             return
-        # gateway RESUMEs replay events: answer each message once
-        if not await self._store.first_time(PLATFORM, f"message:{message.id}"):
-            return
         sink = MessageSink(
             self._context(),
             source=message,
@@ -338,8 +334,9 @@ class DiscordAdapter:
             target.key,
             str(message.author.id),
             target.text,
-            event_id=f"message:{message.id}",
+            event_id=f"message:{message.id}",  # gateway RESUMEs replay events: the core answers each once
             parent_channel=target.parent_channel,
+            user_scope=USER_SCOPE,
         )
         await self._answer(question, sink)
 
@@ -359,9 +356,6 @@ class DiscordAdapter:
         # a slow database, so that Discord never drops the interaction
         watchdog = asyncio.create_task(sink.defer_by(self.pacing.ack_within_s), name="discord-defer")
         try:
-            if not await self._store.first_time(PLATFORM, f"interaction:{interaction.id}"):
-                watchdog.cancel()
-                return
             target = interaction_target(interaction, text)
             question = Question(
                 target.key,
@@ -370,6 +364,7 @@ class DiscordAdapter:
                 preset or None,
                 event_id=f"interaction:{interaction.id}",
                 parent_channel=target.parent_channel,
+                user_scope=USER_SCOPE,
             )
             await self._answer(question, sink)
         finally:
@@ -380,22 +375,17 @@ class DiscordAdapter:
         self._spawn(self._forget(interaction), f"discord-forget-{interaction.id}")
 
     async def _forget(self, interaction: discord.Interaction) -> None:
-        if not await self._store.first_time(PLATFORM, f"interaction:{interaction.id}"):
-            return
         key = forget_target(interaction)
+        sink = InteractionSink(self._context(), interaction, time.monotonic())
         if key is None:
             text = "Use `/moa-forget` inside a thread with me: it forgets that thread's conversation."
-        else:
-            count = await self._answerer.forget(Question(key, str(interaction.user.id), ""))
-            text = (
-                f"Done: I forgot this conversation ({count} messages)."
-                if count
-                else "There was nothing to forget here."
-            )
-        try:
-            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
-        except discord.HTTPException as exc:
-            log.warning("could not confirm /moa-forget: %s %s", exc.status, exc.text)
+            try:
+                await sink.refuse(text)
+            except discord.HTTPException as exc:
+                log.warning("could not answer /moa-forget: %s %s", exc.status, exc.text)
+            return
+        question = Question(key, str(interaction.user.id), "forget", event_id=f"interaction:{interaction.id}")
+        await self._answer(question, sink)
 
     async def _answer(self, question: Question, sink: _Sink) -> None:
         try:

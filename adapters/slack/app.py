@@ -2,10 +2,12 @@
 
 Flow of one event: bolt verifies it (HTTP signatures) and drops this bot's own events; our global middleware
 drops other bots and every message subtype (edits, deletions, joins…); the listener decides whether the message
-is addressed to the bot (`events.addressed`), records it once (event id, then team + channel + ts, in SQLite so
-retries are answered once across restarts), and hands it to a task this adapter owns. Bolt runs with
-`process_before_response=True`, so it acknowledges Slack only after that quick bookkeeping, and every piece of
-longer work (Slack look-ups, the MoA run) lives in tasks that `aclose` cancels.
+is addressed to the bot (`events.addressed`) and hands it to a task this adapter owns, which turns it into a
+`Question` for the core. The core decides the rest: a retried or doubly delivered event is answered once (its
+event id and its team + channel + ts are recorded), `forget` and `preset:` are read from the text, and a thread
+the bot joins is read once as context (through the loader the question carries). Bolt runs with
+`process_before_response=True`, so it acknowledges Slack once the listener returns, and every piece of longer
+work (Slack look-ups, the MoA run) lives in tasks that `aclose` cancels.
 """
 
 from __future__ import annotations
@@ -28,15 +30,13 @@ from adapters.base import ApiObserver, NullObserver
 from adapters.pacing import RetryLater
 from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, check_auth, web_client
 from adapters.slack.directory import Directory
-from adapters.slack.events import Incoming, addressed, is_forget, is_human_message
-from adapters.slack.formatting import asked_message, notice_message, split_preset
+from adapters.slack.events import Incoming, addressed, is_human_message
 from adapters.slack.outbox import Outbox, SlackPacing
 from adapters.slack.sink import SlackSink
 from moa.answering import Answerer
-from moa.conversation import ConversationKey, Question, ReplySink
+from moa.conversation import ContextLoader, ConversationKey, Question, ReplySink
 from moa.errors import ConfigError
 from moa.events import Message
-from storage import Store
 
 log = logging.getLogger("adapters.slack")
 
@@ -76,7 +76,6 @@ class SlackAdapter:
         api_url: str,
         knowledge_channels: Collection[str],
         answerer: Answerer,
-        store: Store,
         observer: ApiObserver | None = None,
         pacing: SlackPacing = SlackPacing(),
         timeout_s: float = 10.0,
@@ -90,7 +89,6 @@ class SlackAdapter:
         self._api_url = api_url
         self._knowledge = frozenset(knowledge_channels)
         self._answerer = answerer
-        self._store = store
         self._timeout_s = timeout_s
         self._ping_interval_s = ping_interval_s
         self._connect_timeout_s = connect_timeout_s
@@ -257,17 +255,8 @@ class SlackAdapter:
             raise RuntimeError("the Slack adapter is not running")  # 500: Slack delivers it again later
         bot_user_id = self._bot_user_id(context)
         incoming = addressed(body, bot_user_id=bot_user_id, knowledge_channels=self._knowledge)
-        if incoming is None:
-            return
-        # Retries carry the same event id; a message delivered as both app_mention and message has two event
-        # ids but one ts. Both are recorded in SQLite, so this holds across restarts too.
-        if incoming.event_id and not await self._store.first_time(PLATFORM, incoming.event_id):
-            log.debug("event %s seen before (a retry)", incoming.event_id)
-            return
-        if not await self._store.first_time(PLATFORM, incoming.message_key):
-            log.debug("message %s seen before (delivered twice)", incoming.message_key)
-            return
-        self._spawn(self._handle(incoming, bot_user_id), f"slack-{incoming.event_id or incoming.ts}")
+        if incoming is not None:
+            self._spawn(self._handle(incoming, bot_user_id), f"slack-{incoming.event_id or incoming.ts}")
 
     async def _on_command(
         self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], context: AsyncBoltContext
@@ -298,14 +287,14 @@ class SlackAdapter:
     async def _handle(self, incoming: Incoming, bot_user_id: str) -> None:
         try:
             text = await self._directory.question(incoming.text, bot_user_id=bot_user_id)
-            key = ConversationKey(PLATFORM, incoming.team, incoming.channel, incoming.thread_ts)
-            if is_forget(text):
-                await self._forget(incoming, key)
-                return
-            seed = await self._seed(incoming, key, bot_user_id)
-            preset, text = split_preset(text)
             question = Question(
-                key, incoming.user, text, preset=preset, event_id=incoming.event_id, seed_history=seed
+                ConversationKey(PLATFORM, incoming.team, incoming.channel, incoming.thread_ts),
+                incoming.user,
+                text,
+                event_id=incoming.event_id,
+                # the same message arrives as `app_mention` and as `message`, with two event ids but one ts
+                also_delivered_as=(incoming.message_key,),
+                context=self._thread_reader(incoming, bot_user_id) if incoming.in_thread else None,
             )
             sink = self._sink(incoming.team, incoming.channel, incoming.thread_ts)
             await self._answerer.answer(question, sink)
@@ -314,45 +303,16 @@ class SlackAdapter:
         except Exception:  # one question's failure must not stop the adapter
             log.exception("could not answer %s in %s", incoming.ts, incoming.channel)
 
-    async def _seed(self, incoming: Incoming, key: ConversationKey, bot_user_id: str) -> tuple[Message, ...]:
-        """Context for a question asked inside an existing thread the bot has never been part of.
-
-        The thread is read at most once: the first visit is recorded like an event (so a restart or a `forget`
-        does not make it read again), and only while the conversation has no stored history.
-        """
-        thread = f"thread:{key.workspace}:{key.channel}:{key.thread}"
-        if not await self._store.first_time(PLATFORM, thread) or not incoming.in_thread:
-            return ()
-        if await self._store.has_history(key):
-            return ()
+    def _thread_reader(self, incoming: Incoming, bot_user_id: str) -> ContextLoader:
+        """Reads the thread's earlier messages (the core calls it at most once per conversation)."""
         bot_id = self._identity.bot_id if self._identity else ""
-        return await self._directory.thread_context(
-            incoming.channel,
-            incoming.thread_ts,
-            before_ts=incoming.ts,
-            bot_user_id=bot_user_id,
-            bot_id=bot_id,
-        )
 
-    async def _forget(self, incoming: Incoming, key: ConversationKey) -> None:
-        removed = await self._answerer.forget(
-            Question(key, incoming.user, "forget", event_id=incoming.event_id)
-        )
-        if removed:
-            text = (
-                f"Done: I deleted this thread's stored history ({removed} messages). "
-                "My next answer here starts from scratch."
+        async def read() -> tuple[Message, ...]:
+            return await self._directory.thread_context(
+                incoming.channel, incoming.thread_ts, before_ts=incoming.ts, bot_user_id=bot_user_id, bot_id=bot_id
             )
-        elif incoming.kind == "dm" and not incoming.in_thread:
-            text = (
-                "Nothing to forget here: each message you send me starts its own thread. "
-                "Reply `forget` inside the thread whose history you want deleted."
-            )
-        else:
-            text = "There is no stored history for this thread, so there is nothing to forget."
-        await self._outbox.post(
-            incoming.team, incoming.channel, notice_message(text), thread_ts=incoming.thread_ts
-        )
+
+        return read
 
     async def _handle_command(self, command: dict[str, Any], bot_user_id: str) -> None:
         team, channel = str(command.get("team_id", "")), str(command.get("channel_id", ""))
@@ -366,23 +326,19 @@ class SlackAdapter:
                     f"Ask me something after the command, e.g. `{COMMAND} what is a write-ahead log?`",
                 )
                 return
+            # The question is posted in the channel ("… asked: …") and answered in its thread, so the
+            # conversation's thread is known only once the sink opens; until then it is the channel's.
+            sink = self._sink(team, channel, "", response_url=response_url, asked=(user, text))
+            question = Question(
+                ConversationKey(PLATFORM, team, channel), user, text,
+                event_id=f"command:{command.get('trigger_id', '')}",
+            )
             try:
-                asked_ts = await self._outbox.post(team, channel, asked_message(user, text))
+                await self._answerer.answer(question, sink)
             except SlackCallError as exc:
                 if exc.error not in CANNOT_POST:
                     raise
                 await self._outbox.respond(response_url, _cannot_post(exc.error))
-                return
-
-            async def withdraw() -> None:
-                # a refused question should not stay in the channel unanswered; the refusal is ephemeral
-                await self._outbox.delete(channel, asked_ts)
-
-            key = ConversationKey(PLATFORM, team, channel, asked_ts)
-            sink = self._sink(team, channel, asked_ts, response_url=response_url, on_refused=withdraw)
-            preset, text = split_preset(text)
-            question = Question(key, user, text, preset=preset, event_id=str(command.get("trigger_id", "")))
-            await self._answerer.answer(question, sink)
         except (SlackCallError, RetryLater) as exc:
             log.warning("could not answer %s in %s: %s", COMMAND, channel, exc)
             await self._outbox.respond(

@@ -10,7 +10,6 @@ The answer goes in the message's thread, or in a new thread under it: one conver
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,8 +17,6 @@ from typing import Any, Literal
 from adapters.slack.formatting import mentions
 
 Kind = Literal["mention", "dm", "knowledge"]
-
-_FORGET = re.compile(r"forget(?: (?:this|the) (?:thread|conversation))?[.!]?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -94,11 +91,6 @@ def addressed(
         text=text,
         event_id=str(body.get("event_id") or ""),
     )
-
-
-def is_forget(question: str) -> bool:
-    """`forget` (or `forget this thread`) once the bot's mention is gone."""
-    return _FORGET.fullmatch(question.strip()) is not None
 
 
 def ts_before(a: str, b: str) -> bool:

@@ -66,17 +66,6 @@ def mentions(text: str, user_id: str) -> bool:
     return any(m.group(1) == user_id for m in _USER.finditer(text))
 
 
-_PRESET = re.compile(r"^\s*preset:(\S+)\s*", re.IGNORECASE)
-
-
-def split_preset(text: str) -> tuple[str | None, str]:
-    """`preset:lite what is WAL?` -> ("lite", "what is WAL?"); text without that prefix -> (None, text)."""
-    match = _PRESET.match(text)
-    if match is None:
-        return None, text
-    return match.group(1), text[match.end() :]
-
-
 def clean_question(text: str, *, bot_user_id: str, names: Mapping[str, str]) -> str:
     """A user's message as the models should read it.
 

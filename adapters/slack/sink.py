@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from adapters.pacing import PacedMessage
 from adapters.slack.api import SlackCallError
 from adapters.slack.formatting import (
     SlackMessage,
     answer_message,
+    asked_message,
     escape,
     neutralize,
     notice_message,
@@ -43,16 +44,18 @@ class SlackSink:
         thread_ts: str,
         placeholder_ts: str | None = None,
         response_url: str | None = None,
-        on_refused: Callable[[], Awaitable[None]] | None = None,
+        asked: tuple[str, str] | None = None,
         on_closed: Callable[[SlackSink], None] | None = None,
     ) -> None:
+        """`response_url`: a slash command's, where refusals go (ephemeral). `asked`: (user, question) of a
+        slash command, posted in the channel as "… asked: …" when the sink opens; the answer goes in its thread."""
         self.team = team
         self.channel = channel
         self.thread_ts = thread_ts
         self.ts: str | None = None  # the placeholder, once posted
         self._outbox = outbox
-        self._response_url = response_url  # set for slash commands: refusals are ephemeral
-        self._on_refused = on_refused
+        self._response_url = response_url
+        self._asked = asked
         self._on_closed = on_closed
         self._paced: PacedMessage[SlackMessage] | None = None
         self._shown: SlackMessage | None = None
@@ -70,11 +73,23 @@ class SlackSink:
         }
 
     async def open(self, view: ReplyView) -> dict[str, str]:
+        asked_ts = None
+        if self._asked is not None:
+            asked_ts = await self._outbox.post(self.team, self.channel, asked_message(*self._asked))
+            self.thread_ts = asked_ts
         message = status_message(view.status)
-        ts = await self._outbox.post(self.team, self.channel, message, thread_ts=self.thread_ts)
+        try:
+            ts = await self._outbox.post(self.team, self.channel, message, thread_ts=self.thread_ts)
+        except BaseException:
+            if asked_ts is not None:  # a question nobody will answer must not stay in the channel
+                await self._outbox.delete(self.channel, asked_ts)
+            raise
         self._attach(ts)
         self._shown = message
-        return self.placeholder()
+        opened = self.placeholder()
+        if asked_ts is not None:
+            opened["thread"] = asked_ts
+        return opened
 
     async def show(self, view: ReplyView) -> None:
         if not view.final:
@@ -100,8 +115,6 @@ class SlackSink:
     async def refuse(self, message: str) -> None:
         if self._response_url:
             await self._outbox.respond(self._response_url, escape(neutralize(message)))
-            if self._on_refused is not None:
-                await self._on_refused()
             return
         await self._outbox.post(self.team, self.channel, notice_message(message), thread_ts=self.thread_ts)
 
