@@ -228,7 +228,7 @@ async def discord_run(
     probe = Probe()
     pacing = discord_pacing(speed)
     rates = {"message_rate": (5, 5.0 / speed), "webhook_rate": (5, 2.0 / speed)}
-    async with FakeDiscord(**rates) as dc, answerer_for(llm, max(8, answers), probe) as (answerer, store):
+    async with FakeDiscord(**rates) as dc, answerer_for(llm, max(8, answers), probe) as (answerer, _):
         adapter = DiscordAdapter(
             bot_token=dc.token,
             answerer=answerer,

@@ -209,7 +209,8 @@ class Orchestrator:
             backoff=self._backoff,
             sleep=_no_wait,  # the wait happens below, after the user has been told about the retry
             on_retry=note,
-            give_up=lambda _: stall_left < MIN_IDLE_TIMEOUT_S,
+            # a retry with much less patience than the preset's would only stall again
+            give_up=lambda _: stall_left < preset.timeout_s / 4,
         )
         async for attempt in retrying:
             if retries:
@@ -262,9 +263,6 @@ class Orchestrator:
                 yield delta
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
-
-
-MIN_IDLE_TIMEOUT_S = 5.0  # a retry with less patience than this would only stall again
 
 
 def stall_budget_s(preset: Preset) -> float:

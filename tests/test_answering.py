@@ -12,6 +12,7 @@ from moa.conversation import ConversationKey, Phase, Question, ReplyView
 from moa.orchestrator import Orchestrator
 from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
 from moa.presets import BUILTIN_PRESETS, Catalog
+from moa.providers.registry import ProviderRegistry
 from moa.store import HistoryBudget
 from storage import Store
 from tests.fakes.llm import FakeLLM, Failure
@@ -192,3 +193,126 @@ async def test_a_follow_up_waits_for_the_answer_before_it(setup, fake_llm: FakeL
     await answerer.answer(Question(ConversationKey("slack", "T1", "C1", "other"), "U3", "elsewhere"), other)
     assert all(v.phase is not Phase.QUEUED for v in other.views)
     await blocker
+
+
+async def test_a_question_waiting_for_its_placeholder_counts_for_the_drain(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    """A placeholder held back by the platform's pacing is still an accepted question: the drain waits for it."""
+    answerer, _ = setup
+    release = asyncio.Event()
+
+    class PacedSink(RecordingSink):
+        async def open(self, view: ReplyView) -> dict[str, str]:
+            await release.wait()  # the channel's posting budget is spent for now
+            return await super().open(view)
+
+    sink = PacedSink()
+    task = asyncio.create_task(answerer.answer(Question(KEY, "U1", "q"), sink))
+    while answerer.in_flight == 0:
+        await asyncio.sleep(0.01)
+    drain = asyncio.create_task(answerer.drain(5.0))
+    await asyncio.sleep(0.2)
+    assert not drain.done()  # not given up on: it is in flight
+    release.set()
+    assert await drain == 0
+    assert (await task) is not None and sink.final.phase is Phase.DONE
+
+
+async def test_a_question_still_without_placeholder_at_the_end_of_the_grace_is_interrupted(setup) -> None:  # type: ignore[no-untyped-def]
+    answerer, store = setup
+
+    class StuckSink(RecordingSink):
+        async def open(self, view: ReplyView) -> dict[str, str]:
+            await asyncio.sleep(60)
+            raise AssertionError("unreachable")
+
+    sink = StuckSink()
+    task = asyncio.create_task(answerer.answer(Question(KEY, "U1", "q"), sink))
+    while answerer.in_flight == 0:
+        await asyncio.sleep(0.01)
+    assert await answerer.drain(0.2) == 1
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sink.refusals and "interrupted" in sink.refusals[-1]
+    async with store.db.execute("SELECT status, error FROM runs") as cursor:
+        assert list(await cursor.fetchall()) == [("interrupted", "interrupted before a reply was posted")]
+
+
+async def test_secrets_echoed_by_a_provider_are_masked_in_records_and_messages(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    from moa.redaction import Redactor
+
+    key = "together-live-key-0123456789"
+    echo = f"Invalid API key {key}; sent header Authorization: Bearer sk-abcdefghijklmnop0123"
+    for model in ("p/a", "p/b", "agg/x"):
+        fake_llm.fail(model, Failure.http(500, message=echo))
+    registry = ProviderRegistry({}, together_api_key=key, together_base_url=fake_llm.base_url)
+    catalog = Catalog({"test": preset(proposers=("p/a", "p/b"), retries=0)})
+    async with Store(tmp_path / "moa.sqlite3") as store:
+        answerer = Answerer(Orchestrator(registry, backoff=FAST_BACKOFF), store, catalog,
+                            default_preset="test", redact=Redactor([key]))
+        sink = RecordingSink()
+        run_id = await answerer.answer(Question(KEY, "U1", "q"), sink)
+        record = await store.get_run(run_id)
+    await registry.aclose()
+    stored = [record["error"], *(p["error"] for p in record["proposals"])]
+    assert all(stored) and sink.final.phase is Phase.FAILED
+    for text in (*stored, sink.final.text):
+        assert key not in text and "sk-abcdefghijklmnop0123" not in text
+    assert any("***" in text for text in stored)
+
+
+async def test_a_stalled_aggregator_is_bounded_and_the_user_sees_it_retrying(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    from moa.orchestrator import stall_budget_s
+
+    answerer, store = setup
+    stalling = preset(proposers=("p/a", "p/b"), timeout_s=1.0, retries=5)
+    answerer.catalog.presets["test"] = stalling
+    fake_llm.fail("agg/x", *[Failure.hang(after_tokens=2)] * 6)
+    sink = RecordingSink()
+    started = asyncio.get_running_loop().time()
+    run_id = await answerer.answer(Question(KEY, "U1", "q"), sink)
+    elapsed = asyncio.get_running_loop().time() - started
+    # stalled 1 s, then 0.5 s, then the budget is spent: the best draft instead, not six stalls of a second
+    assert stall_budget_s(stalling) == 1.5 and elapsed < 1.5 + 1.0
+    assert len(fake_llm.requests_for("agg/x")) == 2
+    retrying = [v for v in sink.views if "retrying" in v.status]
+    assert retrying and retrying[0].status == "The synthesizing model stalled; retrying (attempt 2)…"
+    assert retrying[0].text  # what was written so far stays on screen while it retries
+    assert sink.final.phase is Phase.DONE and "most complete single draft" in sink.final.text
+    assert (await store.get_run(run_id))["status"] == "fallback"
+
+
+async def test_a_question_of_invisible_characters_is_no_question(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, _ = setup
+    sink = RecordingSink()
+    assert await answerer.answer(Question(KEY, "U1", "\u200b\u200d\ufeff "), sink) is None
+    assert "didn't find a question" in sink.refusals[0] and fake_llm.requests == []
+
+
+async def test_forget_obeys_the_allow_lists(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    catalog = Catalog({"test": preset(proposers=("p/a",))})
+    fake_llm.script("p/a")
+    fake_llm.script("agg/x")
+    registry = registry_for(fake_llm)
+    async with Store(tmp_path / "moa.sqlite3") as store:
+        answerer = Answerer(Orchestrator(registry, backoff=FAST_BACKOFF), store, catalog, default_preset="test",
+                            policy=AccessPolicy(allowed_users=frozenset({"U1"})))
+        await answerer.answer(Question(KEY, "U1", "remember this"), RecordingSink())
+        intruder = RecordingSink()
+        await answerer.answer(Question(KEY, "U2", "forget"), intruder)
+        assert "not on the list" in intruder.refusals[0]
+        assert await store.has_history(KEY)  # someone else's history is untouched
+        owner = RecordingSink()
+        await answerer.answer(Question(KEY, "U1", "forget"), owner)
+        assert "deleted this conversation's stored history (2 messages)" in owner.refusals[0]
+    await registry.aclose()
+
+
+async def test_each_delivery_is_answered_once(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, _ = setup
+    first = await answerer.answer(Question(KEY, "U1", "q", event_id="Ev1", also_delivered_as=("msg:1",)), RecordingSink())
+    retried = RecordingSink()
+    again = await answerer.answer(Question(KEY, "U1", "q", event_id="Ev1"), retried)  # a retry
+    twin = await answerer.answer(Question(KEY, "U1", "q", event_id="Ev2", also_delivered_as=("msg:1",)), RecordingSink())
+    assert first is not None and again is None and twin is None
+    assert retried.views == [] and retried.refusals == []
+    assert len(fake_llm.requests_for("agg/x")) == 1

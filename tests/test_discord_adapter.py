@@ -525,3 +525,34 @@ async def test_sync_goes_ahead_when_the_registered_commands_cannot_be_read() -> 
     tree = Tree()
     assert await sync_commands(tree, ()) == 1  # type: ignore[arg-type]
     assert tree.synced == [None]
+
+
+async def test_a_dm_is_no_way_around_the_user_rate(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    from moa.policy import UserRate
+
+    async with discord_bot(fake_llm, tmp_path, policy=AccessPolicy(user_rate=UserRate(1, 3600))) as bot:
+        dc = bot.dc
+        await dc.user_message(dc.channel_id, mention(bot, "in the server"), author=dc.bob)
+        await bot.settled()
+        dm = dc.dm_channel_id(dc.bob)
+        await dc.user_message(dm, "and by DM?", author=dc.bob)
+        await bot.settled()
+        assert "limit of 1 questions" in dc.bot_messages(dm)[-1].content
+        assert [r[0] for r in await runs(bot)] == ["done"]
+
+
+async def test_forget_by_someone_not_allowed_deletes_nothing(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    def policy(dc: FakeDiscord) -> AccessPolicy:
+        return AccessPolicy(allowed_users=frozenset({str(dc.alice["id"])}))
+
+    async with discord_bot(fake_llm, tmp_path, policy=policy) as bot:
+        dc = bot.dc
+        asked = await dc.user_message(dc.channel_id, mention(bot, "remember me"))
+        await bot.settled()
+        inter = await dc.slash_command("moa-forget", channel_id=asked.id, user=dc.bob)
+        await bot.settled()
+        data = dc.interaction(inter.token).callback_data
+        assert data is not None and data["flags"] & p.FLAG_EPHEMERAL and "not on the list" in data["content"]
+        await dc.user_message(asked.id, mention(bot, "who am I?"))
+        await bot.settled()
+        assert last_question(fake_llm)[0]["content"] == "remember me"  # the history is intact

@@ -290,3 +290,26 @@ async def test_slack_and_discord_together_survive_discord_going_away(fake_llm: F
                 assert await bot.signal(signal.SIGTERM) == 0
     finally:
         await discord.aclose()
+
+
+async def test_sigterm_answers_every_question_accepted_before_it(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    """Ten questions in one channel: their placeholders are paced at about one a second, so most are still
+    waiting to be posted when SIGTERM comes. All were accepted, so all are answered within the grace."""
+    script_models(fake_llm)
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port, MOA_SHUTDOWN_GRACE_S="30")
+        async with running_bot(env, tmp_path, port) as bot:
+            events = [sp.event_callback(sp.app_mention(f"question {i}")) for i in range(10)]
+            for event in events:
+                await asyncio.wait_for(slack.push_event(event), 10)
+            assert len(slack.calls_to("chat.postMessage")) < 10  # the channel's pacing holds most back
+            started = time.monotonic()
+            assert await bot.signal(signal.SIGTERM) == 0
+            took = time.monotonic() - started
+        for i, event in enumerate(events):
+            texts = thread_texts(slack, event["event"]["ts"])
+            assert texts == [f"[agg/x] answer to: question {i}"], texts
+        lines = [json.loads(line) for line in bot.log.read_text().splitlines() if line.startswith("{")]
+        statuses = [line["status"] for line in lines if line["logger"] == "moa.answer"]
+        assert statuses == ["done"] * 10 and took < 30

@@ -596,3 +596,22 @@ async def test_a_question_can_name_its_preset(fake_llm: FakeLLM, tmp_path: Path)
         assert fake_llm.requests_for("solo/model")[0].messages[-1]["content"] == "what is WAL?"
         [refusal] = bot.thread(CH, ts_of(unknown))
         assert "I don't know the preset 'nope'" in json.dumps(refusal)
+
+
+async def test_forget_by_someone_not_allowed_deletes_nothing(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    policy = AccessPolicy(allowed_users=frozenset({sp.USER_ID}), user_rate=UserRate(0, 1))
+    async with slack_bot(fake_llm, tmp_path, policy=policy) as bot:
+        first = mention("what is WAL?")
+        await bot.settled(bot.slack.push_event(first))
+        outsider = mention("forget", thread_ts=ts_of(first), user=sp.OTHER_USER_ID)
+        await bot.settled(bot.slack.push_event(outsider))
+        assert "not on the list" in bot.thread(CH, ts_of(first))[-1]["text"]
+        assert await bot.store.has_history(_key(CH, ts_of(first)))
+
+
+async def test_a_mention_of_only_invisible_characters_asks_nothing(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        empty = mention("\u200b\u200b \u2060")
+        await bot.settled(bot.slack.push_event(empty))
+        [reply] = bot.thread(CH, ts_of(empty))
+        assert "didn't find a question" in reply["text"] and fake_llm.requests == []
