@@ -1,24 +1,26 @@
 """The Slack adapter: slack-bolt's `AsyncApp` in Socket Mode or HTTP mode, turning events into questions.
 
-Flow of one event: bolt verifies it (HTTP signatures) and drops this bot's own events; our global middleware
-drops other bots and every message subtype (edits, deletions, joins…); the listener decides whether the message
-is addressed to the bot (`events.addressed`), records it once (event id, then team + channel + ts, in SQLite so
-retries are answered once across restarts), and hands it to a task this adapter owns. Bolt runs with
-`process_before_response=True`, so it acknowledges Slack only after that quick bookkeeping, and every piece of
-longer work (Slack look-ups, the MoA run) lives in tasks that `aclose` cancels.
+Flow of one event: in HTTP mode `inbound` checks its signature, then its shape, before anything parses it (401 and
+400, logged at most once a minute); bolt drops this bot's own events; our global middleware drops other bots and
+every message subtype (edits, deletions, joins…); the listener decides whether the message is addressed to the bot
+(`events.addressed`), records it once (event id, then team + channel + ts, in SQLite so retries are answered once
+across restarts), and hands it to a task this adapter owns. Bolt runs with `process_before_response=True`, so it
+acknowledges Slack only after that quick bookkeeping, and every piece of longer work (Slack look-ups, the MoA run)
+lives in tasks that `aclose` cancels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -26,12 +28,14 @@ from slack_bolt.response import BoltResponse
 
 from adapters.base import ApiObserver, NullObserver
 from adapters.pacing import RetryLater
+from adapters.slack import inbound
 from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, check_auth, web_client
 from adapters.slack.directory import Directory
 from adapters.slack.events import Incoming, addressed, is_forget, is_human_message
 from adapters.slack.formatting import asked_message, notice_message, split_preset
 from adapters.slack.outbox import Outbox, SlackPacing
 from adapters.slack.sink import SlackSink
+from adapters.throttle import ThrottledLog
 from moa.answering import Answerer
 from moa.conversation import ConversationKey, Question, ReplySink
 from moa.errors import ConfigError
@@ -87,6 +91,7 @@ class SlackAdapter:
             raise ConfigError("SLACK_SIGNING_SECRET: required in HTTP mode; set it, or set SLACK_APP_TOKEN")
         self._bot_token = bot_token
         self._app_token = app_token
+        self._signing_secret = signing_secret or ""
         self._api_url = api_url
         self._knowledge = frozenset(knowledge_channels)
         self._answerer = answerer
@@ -99,7 +104,17 @@ class SlackAdapter:
         self._api = SlackApi(self._client, observer, timeout_s=timeout_s)
         self._outbox = Outbox(self._api, pacing, observer)
         self._directory = Directory(self._api)
-        self._bolt = self._build_bolt(signing_secret or "")
+        self._bolt = self._build_bolt()
+        self._unsigned = ThrottledLog(
+            log,
+            f"refused an unsigned request to {EVENTS_PATH}",
+            f"refused {{count}} unsigned requests to {EVENTS_PATH}",
+        )
+        self._malformed = ThrottledLog(
+            log,
+            f"refused a malformed signed request to {EVENTS_PATH}",
+            f"refused {{count}} malformed signed requests to {EVENTS_PATH}",
+        )
         self._handler: AsyncSocketModeHandler | None = None
         self._session: aiohttp.ClientSession | None = None
         self._identity: Identity | None = None
@@ -155,6 +170,8 @@ class SlackAdapter:
     async def aclose(self) -> None:
         self._running = False
         await self._shutdown()
+        self._unsigned.close()  # what was refused since the last summary
+        self._malformed.close()
 
     def mount(self, app: web.Application) -> None:
         if not self.socket_mode:
@@ -224,12 +241,12 @@ class SlackAdapter:
 
     # ------------------------------------------------------------------------------------ bolt wiring
 
-    def _build_bolt(self, signing_secret: str) -> AsyncApp:
+    def _build_bolt(self) -> AsyncApp:
         bolt = AsyncApp(
             client=self._client,
-            signing_secret=signing_secret,
             name="moa-bot",
             logger=_bolt_log,
+            request_verification_enabled=False,  # `_on_http` verifies every request before bolt sees it
             process_before_response=True,  # ack after our quick bookkeeping; the work runs in our own tasks
         )
         bolt.middleware(self._only_people)
@@ -281,11 +298,21 @@ class SlackAdapter:
         )
 
     async def _on_http(self, request: web.Request) -> web.Response:
-        """POST /slack/events: bolt verifies the signature (bad or stale: 401) and dispatches."""
+        """POST /slack/events: signature first (401), then the body's shape (400), then bolt dispatches it."""
+        raw = await request.read()
+        refused = inbound.refusal(raw, request.headers, self._signing_secret, time.time())
+        if refused is not None:
+            self._unsigned.record(refused)
+            return web.Response(status=401, text=f"refused: {refused}")
         if not self._running:
             # Slack retries a delivery that was not acknowledged: better than dropping it while we restart
             return web.Response(status=503, text="the Slack adapter is starting")
-        response = await self._bolt.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = inbound.bolt_request(raw, request.content_type, request.headers, request.query_string)
+        except inbound.MalformedBody as exc:
+            self._malformed.record(str(exc))
+            return web.Response(status=400, text=f"refused: {exc}")
+        response = await self._bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
     def _bot_user_id(self, context: AsyncBoltContext) -> str:
