@@ -292,9 +292,13 @@ class SlackAdapter:
         await ack()  # within Slack's 3 s, before anything slow
         if not self._running:
             return
+        trigger = str(command.get("trigger_id") or "")  # unique per invocation: a replay or redelivery repeats it
+        if trigger and not await self._store.first_time(PLATFORM, f"command:{trigger}"):
+            log.debug("command %s seen before (delivered twice)", trigger)
+            return
         self._spawn(
             self._handle_command(dict(command), self._bot_user_id(context)),
-            f"slack-command-{command.get('trigger_id', '')}",
+            f"slack-command-{trigger}",
         )
 
     async def _on_http(self, request: web.Request) -> web.Response:
