@@ -23,7 +23,7 @@ import pytest
 from storage import Store
 from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, sign_request
 from tests import helpers
 from tests.slack_harness import markdown_of, script_models
 
@@ -313,3 +313,44 @@ async def test_sigterm_answers_every_question_accepted_before_it(fake_llm: FakeL
         lines = [json.loads(line) for line in bot.log.read_text().splitlines() if line.startswith("{")]
         statuses = [line["status"] for line in lines if line["logger"] == "moa.answer"]
         assert statuses == ["done"] * 10 and took < 30
+
+
+async def test_http_mode_refuses_junk_quietly_and_answers_a_replayed_command_once(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    script_models(fake_llm)
+    port = free_port()
+    secret = "process-signing-secret"
+    url = f"http://127.0.0.1:{port}/slack/events"
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port, SLACK_SIGNING_SECRET=secret)
+        del env["SLACK_APP_TOKEN"]  # HTTP mode: Slack POSTs to /slack/events
+        async with running_bot(env, tmp_path, port) as bot, aiohttp.ClientSession() as session:
+
+            async def post(body: bytes, headers: dict[str, str]) -> int:
+                async with session.post(url, data=body, headers=headers) as response:
+                    return response.status
+
+            junk = b"\x00{]\xff" * 100
+            for _ in range(10):  # 500 requests from anyone who can reach the endpoint, in bursts of 50
+                statuses = await asyncio.gather(*(post(junk, {}) for _burst in range(50)))
+                assert set(statuses) == {401}
+            now = int(time.time())
+            assert await post(junk, {"X-Slack-Request-Timestamp": "x", "X-Slack-Signature": "v0=0"}) == 401
+            assert await post(junk, sign_request(junk, secret, now - 600)) == 401
+            assert await post(junk, sign_request(junk, "not-the-secret")) == 401
+            assert await post(junk, sign_request(junk, secret, content_type="application/json")) == 400
+            form = slack.slash_command_form("asked twice")
+            for _ in range(2):  # the same signed request replayed within its 5 minutes
+                assert (await slack.deliver_http(url, form, secret, timestamp=now))[0] == 200
+            await eventually(lambda: fake_llm.requests_for("agg/x"), what="the command's answer")
+            assert await bot.signal(signal.SIGTERM) == 0  # lets any second answer finish, were there one
+        [asked] = [m for m in slack.bot_messages(sp.CHANNEL_ID) if not m["thread_ts"]]
+        assert any("answer to: asked twice" in t for t in thread_texts(slack, asked["ts"]))
+        assert len(fake_llm.requests_for("agg/x")) == 1
+        lines = [json.loads(line) for line in bot.log.read_text().splitlines() if line.startswith("{")]
+        assert not [line for line in lines if "exception" in line or line["level"] in ("ERROR", "CRITICAL")]
+        refusals = [line["message"] for line in lines if "unsigned request" in line["message"]]
+        assert len(refusals) == 2  # one at once, one summary (at shutdown here; once a minute when it goes on)
+        assert refusals[1].startswith("refused 502 unsigned requests to /slack/events")
+        assert "(missing signature: 499, " in refusals[1] and secret not in bot.log.read_text()

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from adapters.slack import SlackAdapter
@@ -23,7 +25,7 @@ from moa.policy import AccessPolicy, UserRate
 from moa.store import RunRecord
 from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM, Failure
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, sign_request
 from tests.slack_harness import (
     SIGNING_SECRET,
     WINDOW_S,
@@ -170,6 +172,14 @@ async def test_slash_command_posts_the_question_and_answers_in_its_thread(
         # a follow-up mention in that thread continues the same conversation
         await bot.settled(bot.slack.push_event(mention("more?", thread_ts=asked["ts"])))
         assert len(fake_llm.requests_for("p/a")[-1].messages) == 3
+
+
+async def test_slash_command_delivered_twice_is_answered_once(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        form = bot.slack.slash_command_form("just once")  # one invocation: one trigger_id
+        await bot.settled(bot.slack.push_slash_command(form), bot.slack.push_slash_command(form))
+        assert len([m for m in bot.slack.bot_messages(CH) if not m["thread_ts"]]) == 1
+        assert bot.aggregations == 1
 
 
 async def test_slash_command_where_the_bot_cannot_post(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -485,6 +495,121 @@ async def test_http_mode_verifies_signatures_and_answers(fake_llm: FakeLLM, tmp_
         [asked] = [m for m in slack.bot_messages(CH) if not m["thread_ts"] and "asked" in m["text"]]
         assert bot.answer(CH, asked["ts"]) == EXPECTED.format("by command")
         assert bot.adapter.connected
+
+
+async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    """POST exactly these bytes and headers, as anyone who can reach the endpoint could."""
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+        return response.status, await response.text()
+
+
+def slack_log(caplog: pytest.LogCaptureFixture, containing: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "adapters.slack" and containing in r.getMessage()]
+
+
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> bool:
+    return not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_http_mode_refuses_unsigned_requests_before_reading_them(
+    fake_llm: FakeLLM, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with slack_bot(fake_llm, tmp_path, http=True) as bot:
+        junk = b"\xff{not a slack request"
+        signed = sign_request(junk, SIGNING_SECRET)
+        cases = {
+            "no headers": {},
+            "signed with another secret": sign_request(junk, "wrong-secret"),
+            "no signature": {"X-Slack-Request-Timestamp": signed["X-Slack-Request-Timestamp"]},
+            "no timestamp": {"X-Slack-Signature": signed["X-Slack-Signature"]},
+            "non-numeric timestamp": {**signed, "X-Slack-Request-Timestamp": "soon"},
+            "stale timestamp": sign_request(junk, SIGNING_SECRET, int(time.time()) - 301),
+            "future timestamp": sign_request(junk, SIGNING_SECRET, int(time.time()) + 301),
+            "altered body": signed,
+        }
+        for case, headers in cases.items():
+            body = junk + b"!" if case == "altered body" else junk
+            status, _ = await post(bot.events_url, body, headers)
+            assert status == 401, case
+        # the body would have been a 400 had it been signed; the same junk signed shows that
+        assert (await post(bot.events_url, junk, signed))[0] == 400
+        assert no_tracebacks(caplog) and bot.adapter.in_progress == 0 and fake_llm.requests == []
+
+
+async def test_http_mode_refuses_signed_malformed_bodies_with_400(
+    fake_llm: FakeLLM, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bodies: list[tuple[bytes, str]] = [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'"text"', "application/json"),
+        (b'{"no": "type"}', "application/json"),
+        (b'{"type": "event_callback"}', "application/json"),
+        (b'{"type": "event_callback", "event": "app_mention"}', "application/json"),
+        (b'{"type": "event_callback", "event": {"type": "message"}, "team": 5}', "application/json"),
+        (b"[" * 100_000, "application/json"),
+        (b'{"type": "url_verification", "challenge": "\xc3\x28"}', "application/json"),
+        (b"garbage", "application/x-www-form-urlencoded"),
+        (b"text=hi&user_id=U1", "application/x-www-form-urlencoded"),
+        (b"payload=%7Bnot", "application/x-www-form-urlencoded"),
+        (b"payload=%5B%5D", "application/x-www-form-urlencoded"),
+        (b"command=%2Fmoa&text=\xff\xfe", "application/x-www-form-urlencoded"),
+        (b"hello", "text/plain"),
+    ]
+    async with slack_bot(fake_llm, tmp_path, http=True) as bot:
+        for body, content_type in bodies:
+            headers = sign_request(body, SIGNING_SECRET, content_type=content_type)
+            status, text = await post(bot.events_url, body, headers)
+            assert status == 400 and text.startswith("refused: "), body[:60]
+        assert no_tracebacks(caplog) and bot.adapter.in_progress == 0 and fake_llm.requests == []
+        assert len(slack_log(caplog, "malformed")) == 1  # the rest are counted for the minute's summary
+
+
+async def test_a_burst_of_unsigned_requests_is_logged_once_with_counts(
+    fake_llm: FakeLLM, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with slack_bot(fake_llm, tmp_path, http=True) as bot:
+        stale = sign_request(b"{}", SIGNING_SECRET, int(time.time()) - 600)
+        async with aiohttp.ClientSession() as session:
+
+            async def attack(i: int) -> int:
+                headers = stale if i % 10 == 0 else sign_request(b"{}", "guessed-secret")
+                async with session.post(bot.events_url, data=b"{}", headers=headers) as response:
+                    return response.status
+
+            for start in range(0, 500, 50):
+                assert set(await asyncio.gather(*(attack(i) for i in range(start, start + 50)))) == {401}
+        [first] = slack_log(caplog, "unsigned")
+        assert first.startswith("refused an unsigned request to /slack/events (")
+        await bot.adapter.aclose()  # what was counted since is summed up, not lost
+        [_, summary] = slack_log(caplog, "unsigned")
+        assert summary.startswith("refused 499 unsigned requests to /slack/events in the last ")
+        assert summary.endswith("(bad signature: 450, stale timestamp: 49)") or summary.endswith(
+            "(bad signature: 449, stale timestamp: 50)"
+        )
+        assert no_tracebacks(caplog)
+
+
+async def test_replayed_signed_slash_command_is_answered_once(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path, http=True) as bot:
+        form = bot.slack.slash_command_form("only once")
+        sent_at = int(time.time())
+        for _ in range(3):  # the very same signed request: within the 5-minute window its signature holds
+            status, _ = await bot.slack.deliver_http(bot.events_url, form, SIGNING_SECRET, timestamp=sent_at)
+            assert status == 200
+        await bot.settled()
+        asked = [m for m in bot.slack.bot_messages(CH) if not m["thread_ts"]]
+        assert len(asked) == 1 and bot.aggregations == 1
+        assert bot.answer(CH, asked[0]["ts"]) == EXPECTED.format("only once")
+
+
+async def test_http_mode_slash_command_mentioning_payload_is_answered(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path, http=True) as bot:
+        form = bot.slack.slash_command_form("what is a payload?")
+        assert (await bot.slack.deliver_http(bot.events_url, form, SIGNING_SECRET))[0] == 200
+        await bot.settled()
+        [asked] = [m for m in bot.slack.bot_messages(CH) if not m["thread_ts"]]
+        assert bot.answer(CH, asked["ts"]) == EXPECTED.format("what is a payload?")
 
 
 async def test_http_mode_refuses_events_while_not_running(fake_llm: FakeLLM, tmp_path: Path) -> None:

@@ -1,26 +1,28 @@
 """The Slack adapter: slack-bolt's `AsyncApp` in Socket Mode or HTTP mode, turning events into questions.
 
-Flow of one event: bolt verifies it (HTTP signatures) and drops this bot's own events; our global middleware
-drops other bots and every message subtype (edits, deletions, joins…); the listener decides whether the message
-is addressed to the bot (`events.addressed`) and hands it to a task this adapter owns, which turns it into a
-`Question` for the core. The core decides the rest: a retried or doubly delivered event is answered once (its
-event id and its team + channel + ts are recorded), `forget` and `preset:` are read from the text, and a thread
-the bot joins is read once as context (through the loader the question carries). Bolt runs with
-`process_before_response=True`, so it acknowledges Slack once the listener returns, and every piece of longer
-work (Slack look-ups, the MoA run) lives in tasks that `aclose` cancels.
+Flow of one event: in HTTP mode `inbound` checks its signature, then its shape, before anything parses it (401 and
+400, logged at most once a minute); bolt drops this bot's own events; our global middleware drops other bots and
+every message subtype (edits, deletions, joins…); the listener decides whether the message is addressed to the bot
+(`events.addressed`) and hands it to a task this adapter owns, which turns it into a `Question` for the core. The
+core decides the rest: a retried, replayed or doubly delivered event is answered once (its event id and its team +
+channel + ts are recorded), `forget` and `preset:` are read from the text, and a thread the bot joins is read once
+as context (through the loader the question carries). Bolt runs with `process_before_response=True`, so it
+acknowledges Slack once the listener returns, and every piece of longer work (Slack look-ups, the MoA run) lives
+in tasks that `aclose` cancels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -28,11 +30,13 @@ from slack_bolt.response import BoltResponse
 
 from adapters.base import ApiObserver, NullObserver
 from adapters.pacing import RetryLater
+from adapters.slack import inbound
 from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, check_auth, web_client
 from adapters.slack.directory import Directory
 from adapters.slack.events import Incoming, addressed, is_human_message
 from adapters.slack.outbox import Outbox, SlackPacing
 from adapters.slack.sink import SlackSink
+from adapters.throttle import ThrottledLog
 from moa.answering import Answerer
 from moa.conversation import ContextLoader, ConversationKey, Question, ReplySink
 from moa.errors import ConfigError
@@ -86,6 +90,7 @@ class SlackAdapter:
             raise ConfigError("SLACK_SIGNING_SECRET: required in HTTP mode; set it, or set SLACK_APP_TOKEN")
         self._bot_token = bot_token
         self._app_token = app_token
+        self._signing_secret = signing_secret or ""
         self._api_url = api_url
         self._knowledge = frozenset(knowledge_channels)
         self._answerer = answerer
@@ -97,7 +102,17 @@ class SlackAdapter:
         self._api = SlackApi(self._client, observer, timeout_s=timeout_s)
         self._outbox = Outbox(self._api, pacing, observer)
         self._directory = Directory(self._api)
-        self._bolt = self._build_bolt(signing_secret or "")
+        self._bolt = self._build_bolt()
+        self._unsigned = ThrottledLog(
+            log,
+            f"refused an unsigned request to {EVENTS_PATH}",
+            f"refused {{count}} unsigned requests to {EVENTS_PATH}",
+        )
+        self._malformed = ThrottledLog(
+            log,
+            f"refused a malformed signed request to {EVENTS_PATH}",
+            f"refused {{count}} malformed signed requests to {EVENTS_PATH}",
+        )
         self._handler: AsyncSocketModeHandler | None = None
         self._session: aiohttp.ClientSession | None = None
         self._identity: Identity | None = None
@@ -153,6 +168,8 @@ class SlackAdapter:
     async def aclose(self) -> None:
         self._running = False
         await self._shutdown()
+        self._unsigned.close()  # what was refused since the last summary
+        self._malformed.close()
 
     def mount(self, app: web.Application) -> None:
         if not self.socket_mode:
@@ -222,12 +239,12 @@ class SlackAdapter:
 
     # ------------------------------------------------------------------------------------ bolt wiring
 
-    def _build_bolt(self, signing_secret: str) -> AsyncApp:
+    def _build_bolt(self) -> AsyncApp:
         bolt = AsyncApp(
             client=self._client,
-            signing_secret=signing_secret,
             name="moa-bot",
             logger=_bolt_log,
+            request_verification_enabled=False,  # `_on_http` verifies every request before bolt sees it
             process_before_response=True,  # ack after our quick bookkeeping; the work runs in our own tasks
         )
         bolt.middleware(self._only_people)
@@ -270,11 +287,21 @@ class SlackAdapter:
         )
 
     async def _on_http(self, request: web.Request) -> web.Response:
-        """POST /slack/events: bolt verifies the signature (bad or stale: 401) and dispatches."""
+        """POST /slack/events: signature first (401), then the body's shape (400), then bolt dispatches it."""
+        raw = await request.read()
+        refused = inbound.refusal(raw, request.headers, self._signing_secret, time.time())
+        if refused is not None:
+            self._unsigned.record(refused)
+            return web.Response(status=401, text=f"refused: {refused}")
         if not self._running:
             # Slack retries a delivery that was not acknowledged: better than dropping it while we restart
             return web.Response(status=503, text="the Slack adapter is starting")
-        response = await self._bolt.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = inbound.bolt_request(raw, request.content_type, request.headers, request.query_string)
+        except inbound.MalformedBody as exc:
+            self._malformed.record(str(exc))
+            return web.Response(status=400, text=f"refused: {exc}")
+        response = await self._bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
     def _bot_user_id(self, context: AsyncBoltContext) -> str:
@@ -331,7 +358,8 @@ class SlackAdapter:
             sink = self._sink(team, channel, "", response_url=response_url, asked=(user, text))
             question = Question(
                 ConversationKey(PLATFORM, team, channel), user, text,
-                event_id=f"command:{command.get('trigger_id', '')}",
+                # a trigger id is unique per invocation: a replayed or redelivered /moa repeats it
+                event_id=f"command:{command['trigger_id']}" if command.get("trigger_id") else "",
             )
             try:
                 await self._answerer.answer(question, sink)
