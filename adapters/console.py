@@ -25,11 +25,11 @@ class ConsoleSink:
         if view.status != self.status and not view.final and view.phase is not Phase.STREAMING:
             self.status = view.status
             self._err(view.status)
-        if view.phase in (Phase.STREAMING, Phase.DONE):
+        if view.phase is Phase.STREAMING or view.has_answer:
             self._print_answer(view.text)
         if view.final:
             self.final = view
-            if view.phase is Phase.DONE:
+            if view.has_answer:
                 if self.stream_answer:
                     self.out.write("\n")
                     self.out.flush()

@@ -10,7 +10,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from moa.conversation import Phase, Question, ReplySink, ReplyView
 from moa.errors import ConfigError, MoaError, StorageError
@@ -54,10 +55,16 @@ class RunSummary:
     run_id: str
     platform: str
     preset: str
-    status: str  # done | fallback | failed | interrupted
+    status: str  # done | fallback | failed | interrupted | stopped | cancelled
     seconds: float
     usage: Usage
     error: str = ""
+
+
+class StopResult(StrEnum):
+    STOPPED = "stopped"
+    NOT_ASKER = "not_asker"  # only the person who asked may stop an answer
+    NOT_RUNNING = "not_running"  # finished already, or not answered by this process
 
 
 class Answerer:
@@ -90,6 +97,7 @@ class Answerer:
         self._accepting = True
         self._in_flight: set[asyncio.Task[object]] = set()
         self._active_runs: set[str] = set()
+        self._running: dict[str, _Run] = {}
         self._turns = TurnLocks()
 
     @property
@@ -146,6 +154,7 @@ class Answerer:
             await sink.refuse(CANNOT_STORE_TEXT)
             return None
         self._active_runs.add(run_id)
+        sink = _Stamped(sink, run_id)
         try:
             placeholder = await sink.open(ReplyView(Phase.WORKING, _asking(preset)))
         except BaseException as exc:
@@ -211,7 +220,7 @@ class Answerer:
         except ConfigError:
             preset = self.catalog.get(self.default_preset)
         async with self._tracked():
-            await self._run(run.id, question, preset, sink)
+            await self._run(run.id, question, preset, _Stamped(sink, run.id))
 
     async def interrupt(self, run: RunRecord, sink: ReplySink) -> None:
         """Tell the user a run will not be answered, and record it so."""
@@ -257,18 +266,33 @@ class Answerer:
         except StorageError as exc:
             log.error("could not record a run's progress: %s", exc)
 
+    def stop(self, run_id: str, *, by: str, status: str = "stopped") -> StopResult:
+        """Stop a run in this process at once (every model call is cancelled); only its asker may.
+
+        `status` is what the run is recorded as: "stopped" (a Stop button) or "cancelled" (an API client went
+        away). What was written so far stays on screen, marked as stopped.
+        """
+        run = self._running.get(run_id)
+        if run is None:
+            return StopResult.NOT_RUNNING
+        if by != run.question.user:
+            return StopResult.NOT_ASKER
+        run.stop(status)
+        return StopResult.STOPPED
+
     async def _run(self, run_id: str, question: Question, preset: Preset, sink: ReplySink) -> None:
+        run = _Run(run_id, question, preset, sink, time.monotonic())
         self._active_runs.add(run_id)
-        started = time.monotonic()
+        self._running[run_id] = run
         try:
-            await self._run_tracked(run_id, question, preset, sink, started)
+            await self._run_tracked(run)
         finally:
             self._active_runs.discard(run_id)
+            self._running.pop(run_id, None)
 
-    async def _run_tracked(
-        self, run_id: str, question: Question, preset: Preset, sink: ReplySink, started: float
-    ) -> None:
+    async def _run_tracked(self, run: _Run) -> None:
         waited = False
+        sink, preset, question = run.sink, run.preset, run.question
 
         async def queued(ahead: int) -> None:
             nonlocal waited
@@ -287,29 +311,27 @@ class Answerer:
             async with self._turns.turn(question.key, after_previous):
                 await self.gate.acquire(queued)
                 acquired = True
-                await self._record(self._store.mark_running(run_id))
+                await self._record(self._store.mark_running(run.id))
                 if waited:
                     await sink.show(ReplyView(Phase.WORKING, _asking(preset)))
-                summary = await self._answer(run_id, question, preset, sink, started)
+                summary = await self._answer(run)
         except asyncio.CancelledError:
-            summary = RunSummary(
-                run_id, question.key.platform, preset.name, "interrupted", time.monotonic() - started, Usage(),
-                "interrupted by shutdown",
-            )
-            view = ReplyView(Phase.INTERRUPTED, "Interrupted", INTERRUPTED_TEXT)
-            await self._finish_quietly(sink.show(view), INTERRUPT_TIMEOUT_S)
-            await self._record(self._store.finish_run(run_id, status="interrupted", error=summary.error,
-                                                      elapsed_s=summary.seconds))
-            raise
+            if run.stopped_as is None:  # a shutdown, not a person
+                summary = run.summary("interrupted", "interrupted by shutdown")
+                view = ReplyView(Phase.INTERRUPTED, "Interrupted", INTERRUPTED_TEXT)
+                await self._finish_quietly(sink.show(view), INTERRUPT_TIMEOUT_S)
+                await self._record(self._store.finish_run(run.id, status="interrupted", error=summary.error,
+                                                          elapsed_s=summary.seconds))
+                raise
+            summary = await self._stopped(run)
         except Exception as exc:
-            log.exception("run %s failed", run_id)
+            log.exception("run %s failed", run.id)
             # a product error's message is written for people; anything else is a bug, named in the log only
             error = self._redact(str(exc)) if isinstance(exc, MoaError) else "an unexpected error"
             message = f"Something went wrong on my side ({error}). Please try again."
-            summary = RunSummary(run_id, question.key.platform, preset.name, "failed",
-                                 time.monotonic() - started, Usage(), error)
+            summary = run.summary("failed", error)
             await self._finish_quietly(sink.show(ReplyView(Phase.FAILED, "Failed", message)), SHOW_TIMEOUT_S)
-            await self._record(self._store.finish_run(run_id, status="failed", error=summary.error,
+            await self._record(self._store.finish_run(run.id, status="failed", error=summary.error,
                                                       elapsed_s=summary.seconds))
         finally:
             if acquired:
@@ -317,14 +339,28 @@ class Answerer:
             if summary is not None:
                 self._report(summary)
 
-    async def _answer(
-        self, run_id: str, question: Question, preset: Preset, sink: ReplySink, started: float
-    ) -> RunSummary:
+    async def _stopped(self, run: _Run) -> RunSummary:
+        """The asker stopped the run: keep what was written, say it was stopped, and end normally."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # our own cancellation, handled here: the caller's task goes on
+        status = run.stopped_as or "stopped"
+        summary = run.summary(status, f"{status} by the asker")
+        written = run.progress.text.strip()
+        text = f"{written}\n\n_(stopped)_" if written else "_(stopped before the answer began)_"
+        footer = f"{run.preset.name} · stopped after {summary.seconds:.1f} s"
+        await self._finish_quietly(run.sink.show(ReplyView(Phase.STOPPED, "Stopped", text, footer)), SHOW_TIMEOUT_S)
+        await self._record(self._store.finish_run(run.id, status=status, answer=written, error=summary.error,
+                                                  elapsed_s=summary.seconds))
+        return summary
+
+    async def _answer(self, run: _Run) -> RunSummary:
+        question, preset, sink, run_id = run.question, run.preset, run.sink, run.id
         key = question.key
         await self._seed_context(question)
         history = await self._store.load_history(key, self._history)
         conversation: list[Message] = [*history, {"role": "user", "content": question.text}]
-        progress = _Progress(preset)
+        progress = run.progress
         redact = self._redact
         async for event in self._orchestrator.run(preset, conversation):
             if self._on_event is not None:
@@ -342,16 +378,14 @@ class Answerer:
                     run_id, status=status, answer=event.text, error=error,
                     elapsed_s=event.elapsed_s, usage=event.usage,
                 ))
-                return RunSummary(run_id, key.platform, preset.name, status, time.monotonic() - started,
-                                  event.usage, error)
+                return replace(run.summary(status, error), usage=event.usage)
             if isinstance(event, RunFailed):
                 message = redact(event.message)
                 await sink.show(ReplyView(Phase.FAILED, "Failed", message))
                 await self._record(
                     self._store.finish_run(run_id, status="failed", error=message, elapsed_s=event.elapsed_s)
                 )
-                return RunSummary(run_id, key.platform, preset.name, "failed", time.monotonic() - started,
-                                  Usage(), message)
+                return run.summary("failed", message)
             view = progress.update(event)
             if view is not None:
                 await sink.show(view)
@@ -391,6 +425,49 @@ class Answerer:
         )
         if self._on_finished is not None:
             self._on_finished(summary)
+
+
+@dataclass
+class _Run:
+    """One answer being written: what it answers, where it shows, and whether someone stopped it."""
+
+    id: str
+    question: Question
+    preset: Preset
+    sink: ReplySink
+    started: float
+    stopped_as: str | None = None  # "stopped" / "cancelled" once someone stopped it
+    progress: _Progress = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.progress = _Progress(self.preset)
+        self._task = asyncio.current_task()
+
+    def stop(self, status: str) -> None:
+        if self.stopped_as is None and self._task is not None:
+            self.stopped_as = status
+            self._task.cancel()
+
+    def summary(self, status: str, error: str = "") -> RunSummary:
+        return RunSummary(self.id, self.question.key.platform, self.preset.name, status,
+                          time.monotonic() - self.started, Usage(), error)
+
+
+class _Stamped:
+    """The adapter's sink, with every view it is shown naming the run (buttons on a message carry its id)."""
+
+    def __init__(self, sink: ReplySink, run_id: str) -> None:
+        self._sink = sink
+        self._run_id = run_id
+
+    async def open(self, view: ReplyView) -> dict[str, str]:
+        return await self._sink.open(replace(view, run_id=self._run_id))
+
+    async def show(self, view: ReplyView) -> None:
+        await self._sink.show(replace(view, run_id=self._run_id))
+
+    async def refuse(self, message: str) -> None:
+        await self._sink.refuse(message)
 
 
 class _Progress:

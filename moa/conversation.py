@@ -67,6 +67,7 @@ class Phase(StrEnum):
     WORKING = "working"  # asking proposers / synthesizing, nothing streamed yet
     STREAMING = "streaming"  # the aggregator's text is arriving
     DONE = "done"
+    STOPPED = "stopped"  # the asker stopped it: `text` is what was written until then, marked as stopped
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 
@@ -78,11 +79,17 @@ class ReplyView:
     phase: Phase
     status: str  # one line: "Asking 4 models…", "3/4 drafts in, synthesizing…", "Queued, 2 ahead…"
     text: str = ""  # the answer so far in standard Markdown; for FAILED/INTERRUPTED, the message to show
-    footer: str = ""  # DONE only: "default · 4 models · 12.3 s", plain text; the adapter styles it
+    footer: str = ""  # DONE and STOPPED: "default · 4 models · 12.3 s", plain text; the adapter styles it
+    run_id: str = ""  # the run this view belongs to (buttons on it name the run); "" for one-off replies
 
     @property
     def final(self) -> bool:
-        return self.phase in (Phase.DONE, Phase.FAILED, Phase.INTERRUPTED)
+        return self.phase in (Phase.DONE, Phase.STOPPED, Phase.FAILED, Phase.INTERRUPTED)
+
+    @property
+    def has_answer(self) -> bool:
+        """The view carries answer text to deliver as such (done or stopped), not a notice."""
+        return self.phase in (Phase.DONE, Phase.STOPPED)
 
 
 class ReplySink(Protocol):

@@ -68,7 +68,7 @@ async def test_answer_flows_from_placeholder_to_final(setup, fake_llm: FakeLLM) 
     answerer, store = setup
     sink = RecordingSink()
     run_id = await answerer.answer(Question(KEY, "U1", "What is WAL?"), sink)
-    assert sink.views[0] == ReplyView(Phase.WORKING, "Asking 2 models…")
+    assert sink.views[0] == ReplyView(Phase.WORKING, "Asking 2 models…", run_id=run_id)
     statuses = [v.status for v in sink.views]
     assert "1/2 drafts in…" in statuses and "2/2 drafts in, synthesizing…" in statuses
     assert any(v.phase is Phase.STREAMING for v in sink.views)
@@ -316,3 +316,27 @@ async def test_each_delivery_is_answered_once(setup, fake_llm: FakeLLM) -> None:
     assert first is not None and again is None and twin is None
     assert retried.views == [] and retried.refusals == []
     assert len(fake_llm.requests_for("agg/x")) == 1
+
+
+async def test_the_asker_stops_an_answer_and_keeps_what_was_written(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    from moa.answering import StopResult
+
+    answerer, store = setup
+    fake_llm.script("agg/x", reply=" ".join(f"w{i}" for i in range(200)), tokens_per_s=20)
+    sink = RecordingSink()
+    task = asyncio.create_task(answerer.answer(Question(KEY, "U1", "long one"), sink))
+    while not any(v.phase is Phase.STREAMING and "w3" in v.text for v in sink.views):
+        await asyncio.sleep(0.01)
+    run_id = sink.views[-1].run_id
+    assert run_id and answerer.stop(run_id, by="U2") is StopResult.NOT_ASKER
+    assert answerer.stop(run_id, by="U1") is StopResult.STOPPED
+    assert await asyncio.wait_for(task, 2) == run_id  # the caller's task ends normally
+    final = sink.final
+    assert final.phase is Phase.STOPPED and final.text.startswith("w0 w1 w2 w3") and final.text.endswith("_(stopped)_")
+    assert "w199" not in final.text and final.run_id == run_id
+    await asyncio.sleep(0.2)
+    in_flight = fake_llm.in_flight
+    assert in_flight == 0  # every model call of the run was cancelled
+    record = await store.get_run(run_id)
+    assert record["status"] == "stopped" and record["answer"].startswith("w0 w1")
+    assert answerer.stop(run_id, by="U1") is StopResult.NOT_RUNNING

@@ -72,7 +72,7 @@ def notice(text: str, limit: int = MAX_CONTENT) -> str:
 
 def final_pieces(view: ReplyView, limit: int = MAX_CONTENT) -> list[str]:
     """The final view as message contents: the answer split to fit, the footer as subtext on the last one."""
-    if view.phase is not Phase.DONE:
+    if not view.has_answer:
         return [notice(f"⚠️ {view.text}", limit)]
     footer = f"-# {escape_markdown(view.footer)}" if view.footer else ""
     room = limit - (len(footer) + 1 if footer else 0)

@@ -105,7 +105,7 @@ class SlackSink:
                 self._paced.submit(message)
             return
         try:
-            if view.phase is Phase.DONE:
+            if view.has_answer:
                 await self._deliver(view.text, view.footer)
             else:  # FAILED / INTERRUPTED: the message says what failed and what to do
                 await self._replace(notice_message(f":warning: {view.text}"))
