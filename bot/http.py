@@ -23,13 +23,9 @@ def build_app(
     app = web.Application(client_max_size=1024**2)
 
     async def healthz(_: web.Request) -> web.Response:
-        components: dict[str, str] = {}
-        healthy = True
-        if await store.writable():
-            components["database"] = "ok"
-        else:
-            components["database"] = "not writable"
-            healthy = False
+        # the database's state says why when it is not "ok": "not writable: the disk is full", ...
+        components: dict[str, str] = {"database": await store.health()}
+        healthy = components["database"] == "ok"
         for adapter in adapters:
             up = adapter.connected
             components[adapter.name] = "connected" if up else "disconnected"

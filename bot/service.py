@@ -72,7 +72,10 @@ async def run_service(settings: Settings) -> int:
         print(NO_ADAPTER, file=sys.stderr)
         return 2
     metrics = Metrics()
-    async with open_core(settings, on_event=metrics.on_event, on_finished=metrics.on_finished) as core:
+    # exclusive: a second service on this database would answer the first one's runs again as a crash's leftovers
+    async with open_core(
+        settings, on_event=metrics.on_event, on_finished=metrics.on_finished, exclusive=True
+    ) as core:
         service = Service(settings, core, build_adapters(settings, core, metrics), metrics)
         return await service.run()
 

@@ -33,7 +33,9 @@ async def open_core(
     *,
     on_event: Callable[[str, Event], None] | None = None,
     on_finished: Callable[[RunSummary], None] | None = None,
+    exclusive: bool = False,
 ) -> AsyncIterator[Core]:
+    """`exclusive`: the one process serving this database (`moa-bot run`); see `storage.lock`."""
     catalog = load_catalog(settings.config_path)
     default = catalog.get(settings.preset)
     uses_together = any(split_model(m, catalog.providers)[0] == TOGETHER for m in default.models)
@@ -48,7 +50,7 @@ async def open_core(
         together_base_url=settings.together_base_url,
     )
     store = Store(settings.db_path)
-    await store.start()
+    await store.start(exclusive=exclusive)
     try:
         answerer = Answerer(
             Orchestrator(registry),

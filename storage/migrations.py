@@ -82,7 +82,12 @@ async def m001_initial(db: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial]
+async def m002_health(db: aiosqlite.Connection) -> None:
+    # one row the health probe rewrites: a committed write is the only proof that the disk takes data
+    await db.execute("CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at REAL NOT NULL)")
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_health]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -17,10 +21,38 @@ from moa.conversation import ConversationKey
 from moa.errors import StorageError
 from moa.events import Message, Usage
 from moa.store import HistoryBudget, ProposalRecord, RunRecord
+from storage.errors import REPLACED, describe
+from storage.lock import ServiceLock
 from storage.migrations import migrate
 
 # Runs in these states were in flight when the process stopped.
 UNFINISHED = ("pending", "running")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _operation(
+    method: Callable[Concatenate[Store, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Store, P], Coroutine[Any, Any, T]]:
+    """One database operation: alone on the shared connection, all or nothing, failures as `StorageError`.
+
+    Every answer shares one connection, and sqlite3 opens a transaction at the first write that the next commit
+    ends, whoever wrote. Taking turns keeps a failed operation's rollback from undoing another's writes, and its
+    half-done writes from being committed by the next one. An operation never calls another (the turn is not
+    reentrant).
+    """
+
+    @functools.wraps(method)
+    async def operation(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._turn:
+            try:
+                return await method(self, *args, **kwargs)
+            except (sqlite3.Error, OSError) as exc:
+                await self._rollback_quietly()
+                raise StorageError(describe(exc, self.path)) from exc
+
+    return operation
 
 
 class Store:
@@ -29,30 +61,62 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
+        self._turn = asyncio.Lock()
+        self._lock: ServiceLock | None = None
+        self._file: tuple[Path, int, int] | None = None  # the file opened, with its (st_dev, st_ino)
 
-    async def start(self) -> Store:
+    @property
+    def in_memory(self) -> bool:
+        return str(self.path) == ":memory:"
+
+    async def start(self, *, exclusive: bool = False) -> Store:
+        """Open the database, creating and migrating it, and check that it takes writes.
+
+        `exclusive` (for `moa-bot run`) also takes the one-service lock: `storage.lock.DatabaseInUse` when another
+        process holds it.
+        """
         try:
-            if str(self.path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                if not self.path.exists():
-                    # create it private before SQLite does: it holds every question and answer
-                    fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-                    os.close(fd)
-            self._db = await aiosqlite.connect(self.path)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA synchronous=NORMAL")
-            await self._db.execute("PRAGMA foreign_keys=ON")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            await migrate(self._db)
-        except (sqlite3.Error, OSError) as exc:
+            try:
+                await self._open(exclusive=exclusive)
+            except (sqlite3.Error, OSError) as exc:
+                raise StorageError(f"MOA_DB: cannot open {self.path}: {describe(exc, self.path)}") from exc
+        except BaseException:
             await self.aclose()
-            raise StorageError(f"MOA_DB: cannot open {self.path}: {exc}") from exc
+            raise
         return self
 
+    async def _open(self, *, exclusive: bool) -> None:
+        if not self.in_memory:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self._lock = ServiceLock(self.path)
+                self._lock.acquire()
+            if not self.path.exists():
+                # create it private before SQLite does: it holds every question and answer
+                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await migrate(self._db)
+        if not self.in_memory:
+            path = self.path.absolute()
+            opened = os.stat(path)
+            self._file = (path, opened.st_dev, opened.st_ino)
+        await self._stamp()  # a database that cannot take a write is of no use to any command
+
     async def aclose(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+        try:
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()
+        finally:
+            # after the close: the next service must not open the file while this one still checkpoints it
+            if self._lock is not None:
+                lock, self._lock = self._lock, None
+                lock.release()
 
     async def __aenter__(self) -> Store:
         return await self.start()
@@ -61,6 +125,29 @@ class Store:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def _rollback_quietly(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await self._db.rollback()
+
+    def _check_file(self) -> None:
+        """Raise StorageError when the file opened is no longer at its path (deleted, or another put there).
+
+        SQLite keeps writing to a deleted file through its open descriptor without a word, and everything it
+        takes is gone at the next start.
+        """
+        if self._file is None:
+            return
+        path, device, inode = self._file
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            raise StorageError(REPLACED) from None
+        except OSError as exc:
+            raise StorageError(describe(exc, path)) from exc
+        if (now.st_dev, now.st_ino) != (device, inode):
+            raise StorageError(REPLACED)
 
     async def _execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """Run one statement and close its cursor; returns the rows it changed.
@@ -104,6 +191,7 @@ class Store:
             row = await cursor.fetchone()
         return None if row is None else int(row[0])
 
+    @_operation
     async def load_history(self, key: ConversationKey, budget: HistoryBudget) -> list[Message]:
         """The newest messages that fit the budget, oldest first; older ones are dropped first."""
         conversation = await self._conversation_id(key, create=False)
@@ -125,6 +213,7 @@ class Store:
             kept.pop(0)
         return kept
 
+    @_operation
     async def has_history(self, key: ConversationKey) -> bool:
         conversation = await self._conversation_id(key, create=False)
         if conversation is None:
@@ -134,6 +223,7 @@ class Store:
         ) as cursor:
             return await cursor.fetchone() is not None
 
+    @_operation
     async def append_turn(self, key: ConversationKey, question: str, answer: str, run_id: str) -> None:
         conversation = await self._conversation_id(key, create=True)
         now = time.time()
@@ -143,6 +233,7 @@ class Store:
         )
         await self.db.commit()
 
+    @_operation
     async def seed_history(self, key: ConversationKey, messages: Sequence[Message]) -> None:
         """Store context read from the platform once, so it never has to be read again."""
         conversation = await self._conversation_id(key, create=True)
@@ -153,6 +244,7 @@ class Store:
         )
         await self.db.commit()
 
+    @_operation
     async def forget(self, key: ConversationKey) -> int:
         """Delete a conversation's messages and finished runs; returns how many messages there were.
 
@@ -170,7 +262,9 @@ class Store:
 
     # runs ----------------------------------------------------------------------------------------------
 
+    @_operation
     async def create_run(self, key: ConversationKey, user: str, question: str, preset: str, event_id: str) -> str:
+        self._check_file()  # refuse a question rather than keep it in a file that is gone
         conversation = await self._conversation_id(key, create=True)
         run_id = uuid.uuid4().hex
         await self._execute(
@@ -181,10 +275,12 @@ class Store:
         await self.db.commit()
         return run_id
 
+    @_operation
     async def set_placeholder(self, run_id: str, placeholder: dict[str, str]) -> None:
         await self._execute("UPDATE runs SET placeholder = ? WHERE id = ?", (json.dumps(placeholder), run_id))
         await self.db.commit()
 
+    @_operation
     async def move_run(self, run_id: str, key: ConversationKey) -> None:
         """Attach the run to `key`'s conversation; the one it leaves is deleted if nothing else is in it."""
         async with self.db.execute("SELECT conversation_id FROM runs WHERE id = ?", (run_id,)) as cursor:
@@ -199,10 +295,12 @@ class Store:
             )
         await self.db.commit()
 
+    @_operation
     async def mark_running(self, run_id: str) -> None:
         await self._execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
         await self.db.commit()
 
+    @_operation
     async def add_proposals(self, run_id: str, proposals: Sequence[ProposalRecord]) -> None:
         await self._execute_many(
             "INSERT INTO proposals (run_id, layer, model, text, latency_s, prompt_tokens, completion_tokens,"
@@ -224,6 +322,7 @@ class Store:
         )
         await self.db.commit()
 
+    @_operation
     async def finish_run(
         self,
         run_id: str,
@@ -241,6 +340,7 @@ class Store:
         )
         await self.db.commit()
 
+    @_operation
     async def unfinished_runs(self) -> list[RunRecord]:
         async with self.db.execute(
             "SELECT r.id, c.platform, c.workspace, c.channel, c.thread, r.user_id, r.question, r.preset,"
@@ -264,6 +364,7 @@ class Store:
             for row in rows
         ]
 
+    @_operation
     async def get_run(self, run_id: str) -> dict[str, object] | None:
         """The whole run record with its proposals, as plain data (for `ask --json` and operators)."""
         self.db.row_factory = aiosqlite.Row
@@ -287,6 +388,7 @@ class Store:
 
     # dedup and housekeeping ------------------------------------------------------------------------------
 
+    @_operation
     async def first_time(self, platform: str, event_id: str) -> bool:
         """Record an event id; False when it was recorded before (a retry or a duplicate delivery)."""
         rowcount = await self._execute(
@@ -296,6 +398,7 @@ class Store:
         await self.db.commit()
         return rowcount == 1
 
+    @_operation
     async def purge(self, *, older_than_days: float, events_older_than_days: float = 3.0) -> int:
         """Delete conversations untouched for `older_than_days` (with their runs); returns how many."""
         now = time.time()
@@ -308,16 +411,37 @@ class Store:
         await self.db.commit()
         return rowcount
 
+    @_operation
     async def maintain(self) -> None:
         """Keep the WAL file small and the query planner's statistics fresh."""
         await self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await self._execute("PRAGMA optimize")
         await self.db.commit()
 
-    async def writable(self) -> bool:
+    # health ------------------------------------------------------------------------------------------------
+
+    async def health(self) -> str:
+        """"ok", or why the database cannot be used, in words (for /healthz and `doctor`)."""
         try:
-            await self._execute("BEGIN IMMEDIATE")
-            await self.db.rollback()
-        except (sqlite3.Error, StorageError):
-            return False
-        return True
+            self._check_file()
+        except StorageError as exc:
+            return str(exc)
+        try:
+            await self._probe()
+        except StorageError as exc:
+            return f"not writable: {exc}"
+        return "ok"
+
+    async def writable(self) -> bool:
+        return await self.health() == "ok"
+
+    async def _stamp(self) -> None:
+        """Commit one small write: a full disk or a read-only file fails here, where BEGIN alone would not."""
+        await self._execute(
+            "INSERT INTO health (id, checked_at) VALUES (1, ?)"
+            " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            (time.time(),),
+        )
+        await self.db.commit()
+
+    _probe = _operation(_stamp)

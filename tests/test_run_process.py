@@ -10,11 +10,14 @@ import contextlib
 import functools
 import json
 import os
+import resource
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +29,7 @@ from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack, sign_request
 from tests import helpers
 from tests.slack_harness import markdown_of, script_models
+from tests.test_cli import moa_bot
 
 REPO = Path(__file__).resolve().parents[1]
 # a real process takes longer to start and settle than an in-process adapter
@@ -354,3 +358,152 @@ async def test_http_mode_refuses_junk_quietly_and_answers_a_replayed_command_onc
         assert len(refusals) == 2  # one at once, one summary (at shutdown here; once a minute when it goes on)
         assert refusals[1].startswith("refused 502 unsigned requests to /slack/events")
         assert "(missing signature: 499, " in refusals[1] and secret not in bot.log.read_text()
+
+
+# the database under faults -------------------------------------------------------------------------------
+
+
+def mount(*args: str) -> bool:
+    """Run mount(8); False where tests may not mount (not root, no CAP_SYS_ADMIN, no mount command)."""
+    return shutil.which("mount") is not None and subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@contextlib.contextmanager
+def mounted(path: Path, *args: str) -> Iterator[None]:
+    if not mount(*args, str(path)):
+        pytest.skip(f"this machine does not let tests mount ({' '.join(args)}); needs root with CAP_SYS_ADMIN")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@contextlib.contextmanager
+def read_only_file(path: Path) -> Iterator[None]:
+    """`path` read-only for real: chmod for a normal user; for root, whom chmod does not stop, a read-only bind
+    mount of the file."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o400)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    with mounted(path, "--bind", str(path)):
+        if not mount("-o", "remount,bind,ro", str(path)):
+            pytest.skip("this machine does not let tests remount read-only; needs root with CAP_SYS_ADMIN")
+        yield
+
+
+def fill(path: Path) -> None:
+    """Write `path` until its file system has not one block left."""
+    with path.open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"\0" * 65536)
+
+
+async def run_until_it_exits(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """`moa-bot run` expected to stop by itself: killed, and the test failed, if it is still up after 20 s."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "run", env=env, cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 20)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError("moa-bot run kept running") from None
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_a_second_run_on_one_database_refuses_to_start(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    script_models(fake_llm)
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port)
+        async with running_bot(env, tmp_path, port) as first:
+            code, out, err = await run_until_it_exits({**env, "MOA_HTTP_PORT": str(free_port())}, tmp_path)
+            assert code == 2 and out == ""
+            [line] = err.strip().splitlines()
+            assert "MOA_DB" in line and env["MOA_DB"] in line and "PostgreSQL" in line
+            event = sp.event_callback(sp.app_mention("still yours?"))
+            await asyncio.wait_for(slack.push_event(event), 10)
+            await eventually(lambda: any("answer to: still yours?" in t for t in thread_texts(slack, event["event"]["ts"])),
+                             what="the first process answering")
+            await first.kill()  # SIGKILL: the kernel drops the lock with the process
+        async with running_bot(env, tmp_path, port):
+            pass
+
+
+async def test_terminal_commands_work_beside_a_running_service(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    script_models(fake_llm)
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port)
+        async with running_bot(env, tmp_path, port):
+            code, out, err = await moa_bot("ask", "beside the service?", env=env, cwd=tmp_path)
+            assert code == 0, err
+            assert "answer to: beside the service?" in out
+
+
+async def test_health_reports_deleted_database_files(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    script_models(fake_llm)
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port)
+        async with running_bot(env, tmp_path, port) as bot:
+            for suffix in ("", "-wal", "-shm"):
+                os.unlink(env["MOA_DB"] + suffix)
+            body = await bot.wait_health(503, within=5)
+            assert body["components"]["database"] == (
+                "the database file was deleted or replaced; restart to recreate it"
+            )
+
+
+async def test_health_reports_a_full_disk_until_space_returns(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    script_models(fake_llm)
+    port = free_port()
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with mounted(disk, "-t", "tmpfs", "-o", "size=8m", "tmpfs"):
+        async with FakeSlack() as slack:
+            env = bot_env(fake_llm, slack, tmp_path, port, MOA_DB=str(disk / "moa.sqlite3"))
+            async with running_bot(env, tmp_path, port) as bot:
+                fill(disk / "filler")
+                body = await bot.wait_health(503, within=5)
+                assert body["components"]["database"] == "not writable: the disk is full"
+                (disk / "filler").unlink()
+                body = await bot.wait_health(200, within=5)
+                assert body["components"]["database"] == "ok"
+
+
+async def test_health_reports_writes_past_the_file_size_limit(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    # RLIMIT_FSIZE: a real write failure (EFBIG) on any machine, where a tmpfs cannot be mounted
+    script_models(fake_llm)
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port)
+        async with running_bot(env, tmp_path, port) as bot:
+            assert bot.process is not None
+            pid, wal = bot.process.pid, os.stat(env["MOA_DB"] + "-wal")
+            _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (wal.st_size, hard))  # the WAL cannot grow
+            body = await bot.wait_health(503, within=5)
+            assert body["components"]["database"] == "not writable: a disk read or write failed (I/O error)"
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
+            await bot.wait_health(200, within=5)
+
+
+async def test_run_refuses_a_read_only_database_in_one_line(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port)
+        async with Store(env["MOA_DB"]):
+            pass
+        with read_only_file(Path(env["MOA_DB"])):
+            code, out, err = await run_until_it_exits(env, tmp_path)
+    assert (code, out) == (1, "")
+    assert err.strip().splitlines() == [f"moa-bot: MOA_DB: cannot open {env['MOA_DB']}: the database is read-only"]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -16,6 +19,8 @@ from moa.errors import StorageError
 from moa.events import Usage
 from moa.store import HistoryBudget, ProposalRecord
 from storage import Store
+from storage.errors import describe
+from storage.lock import DatabaseInUse
 from storage.migrations import MIGRATIONS, migrate
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
@@ -34,7 +39,7 @@ async def test_migrations_create_the_schema_from_an_empty_file(tmp_path: Path) -
             tables = [row[0] async for row in cur]
         async with s.db.execute("PRAGMA journal_mode") as cur:
             assert (await cur.fetchone())[0] == "wal"
-    assert tables == ["conversations", "messages", "migrations", "processed_events", "proposals", "runs"]
+    assert tables == ["conversations", "health", "messages", "migrations", "processed_events", "proposals", "runs"]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
@@ -172,6 +177,116 @@ async def test_purge_drops_old_conversations_only(store: Store) -> None:
     assert len(await store.load_history(KEY, HistoryBudget())) == 2
     await store.maintain()
     assert await store.writable()
+
+
+async def test_a_full_disk_is_named(store: Store) -> None:
+    async with store.db.execute("PRAGMA page_count") as cur:
+        pages = (await cur.fetchone())[0]
+    await store.db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite answers SQLITE_FULL for real
+    with pytest.raises(StorageError) as raised:
+        await store.append_turn(KEY, "q", "a" * 100_000, "r1")
+    assert str(raised.value) == "the disk is full"
+    assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+
+
+async def test_a_failed_operation_leaves_nothing_half_stored(store: Store) -> None:
+    # the conversation row is written, then the second statement fails (a NULL content breaks NOT NULL)
+    with pytest.raises(StorageError, match=r"^the database refused: NOT NULL constraint failed"):
+        await store.seed_history(KEY, [{"role": "user", "content": None}])  # type: ignore[typeddict-item]
+    await store.append_turn(ConversationKey("slack", "T1", "C1", "other"), "q", "a", "r1")  # commits all open
+    async with store.db.execute("SELECT thread FROM conversations") as cur:
+        assert [row[0] async for row in cur] == ["other"]
+
+
+async def test_a_read_only_database_is_named(store: Store) -> None:
+    await store.db.execute("PRAGMA query_only = 1")
+    with pytest.raises(StorageError, match=r"^the database is read-only$"):
+        await store.create_run(KEY, "U1", "q", "default", "E1")
+    assert await store.health() == "not writable: the database is read-only"
+
+
+async def test_a_database_locked_by_another_process_is_named(store: Store) -> None:
+    await store.db.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StorageError, match=r"^the database is locked by another process$"):
+            await store.first_time("slack", "Ev1")
+        other.execute("ROLLBACK")
+        assert await store.first_time("slack", "Ev1")
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.ENOSPC, "the disk is full"),
+        (errno.EROFS, "the database is read-only (read-only file system)"),
+        (errno.EACCES, "permission denied"),
+        (errno.EIO, "input/output error"),
+    ],
+)
+def test_os_errors_are_described_in_words(code: int, words: str) -> None:
+    assert describe(OSError(code, os.strerror(code))).startswith(words)
+
+
+async def test_health_commits_a_real_write(store: Store) -> None:
+    assert await store.health() == "ok"
+    with sqlite3.connect(store.path) as other:  # another connection sees it: it was committed
+        [(first,)] = other.execute("SELECT checked_at FROM health").fetchall()
+    await asyncio.sleep(0.01)
+    assert await store.health() == "ok"
+    with sqlite3.connect(store.path) as other:
+        [(second,)] = other.execute("SELECT checked_at FROM health").fetchall()
+    assert second > first
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_deleted_or_replaced_file_refuses_new_runs(store: Store, tmp_path: Path, how: str) -> None:
+    if how == "deleted":
+        for suffix in ("", "-wal", "-shm"):
+            os.unlink(f"{store.path}{suffix}")
+    else:
+        async with Store(tmp_path / "other.sqlite3"):
+            pass
+        os.replace(tmp_path / "other.sqlite3", store.path)
+    reason = "the database file was deleted or replaced; restart to recreate it"
+    assert await store.health() == reason
+    with pytest.raises(StorageError) as raised:
+        await store.create_run(KEY, "U1", "q", "default", "E1")
+    assert str(raised.value) == reason
+
+
+async def test_a_second_service_on_one_file_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    path = tmp_path / "moa.sqlite3"
+    first = await Store(path).start(exclusive=True)
+    try:
+        with pytest.raises(DatabaseInUse, match=r"^MOA_DB: .*moa\.sqlite3 is in use .*PostgreSQL"):
+            await Store(path).start(exclusive=True)
+    finally:
+        await first.aclose()
+    second = await Store(path).start(exclusive=True)
+    await second.aclose()
+
+
+async def test_terminal_commands_open_the_database_beside_the_service(tmp_path: Path) -> None:
+    path = tmp_path / "moa.sqlite3"
+    service = await Store(path).start(exclusive=True)
+    try:
+        async with Store(path) as beside:
+            assert await beside.first_time("console", "Ev1")
+    finally:
+        await service.aclose()
+
+
+async def test_in_memory_databases_need_no_lock() -> None:
+    async with contextlib.AsyncExitStack() as stores:
+        for _ in range(2):
+            store = Store(":memory:")
+            stores.push_async_callback(store.aclose)
+            await store.start(exclusive=True)
+            assert await store.health() == "ok"
 
 
 def test_history_budget_parse() -> None:
