@@ -16,8 +16,6 @@ from adapters.slack.api import SlackCallError
 from adapters.slack.formatting import (
     SlackMessage,
     answer_message,
-    escape,
-    neutralize,
     notice_message,
     split_answer,
     status_message,
@@ -99,7 +97,7 @@ class SlackSink:
 
     async def refuse(self, message: str) -> None:
         if self._response_url:
-            await self._outbox.respond(self._response_url, escape(neutralize(message)))
+            await self._outbox.respond(self._response_url, notice_message(message).text)
             if self._on_refused is not None:
                 await self._on_refused()
             return
