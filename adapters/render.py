@@ -3,9 +3,40 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+# A fence line at any indentation (a code block inside a list item is indented like the item's text); a backtick
+# opener's info string has no backtick, so "```x```" is inline code, not a fence.
+FENCE = re.compile(r"^([ \t]*)(`{3,}(?=[^`]*$)|~{3,})(.*)$")
 STILL_WRITING = "_…still writing…_"
+
+
+@dataclass(frozen=True)
+class Fence:
+    """An open fenced code block: the indentation and the marker (```` ``` ````, `~~~`, or longer) it opened with."""
+
+    indent: str
+    marker: str
+
+    @property
+    def closer(self) -> str:
+        return self.indent + self.marker
+
+    def closed_by(self, line: str) -> bool:
+        """A closing fence uses the opener's character, at least as many of them, and no info string."""
+        match = FENCE.match(line)
+        return (
+            match is not None
+            and match.group(2)[0] == self.marker[0]
+            and len(match.group(2)) >= len(self.marker)
+            and not match.group(3).strip()
+        )
+
+
+def fence_of(line: str) -> Fence | None:
+    """The code block `line` opens, when it is a fence line."""
+    match = FENCE.match(line)
+    return None if match is None else Fence(match.group(1), match.group(2))
 
 
 def split_markdown(text: str, limit: int) -> list[str]:
@@ -31,36 +62,27 @@ def preview(text: str, limit: int) -> str:
 
 def close_fences(text: str) -> str:
     """Close a code block left open (a stream cut mid-block, or a model that forgot)."""
-    fence: str | None = None
+    fence: Fence | None = None
     for line in text.split("\n"):
-        match = _FENCE.match(line)
-        if match is None:
-            continue
         if fence is None:
-            fence = match.group(1)
-        elif _closes(match, fence):
+            fence = fence_of(line)
+        elif fence.closed_by(line):
             fence = None
-    return text if fence is None else f"{text}\n{fence}"
-
-
-def _closes(match: re.Match[str], fence: str) -> bool:
-    """A closing fence uses the opener's character, at least as many of them, and no info string."""
-    marker = match.group(1)
-    return marker.startswith(fence[0]) and len(marker) >= len(fence) and not match.group(2).strip()
+    return text if fence is None else f"{text}\n{fence.closer}"
 
 
 def _blocks(text: str) -> list[str]:
     """Paragraphs and whole fenced code blocks, in order."""
     blocks: list[str] = []
     current: list[str] = []
-    fence: str | None = None
+    fence: Fence | None = None
     for line in text.split("\n"):
-        match = _FENCE.match(line)
         if fence is None:
-            if match is not None:
+            fence = fence_of(line)
+            if fence is not None:
                 if current:
                     blocks.append("\n".join(current))
-                current, fence = [line], match.group(1)
+                current = [line]
             elif line.strip():
                 current.append(line)
             elif current:
@@ -68,7 +90,7 @@ def _blocks(text: str) -> list[str]:
                 current = []
         else:
             current.append(line)
-            if match is not None and _closes(match, fence):
+            if fence.closed_by(line):
                 blocks.append("\n".join(current))
                 current, fence = [], None
     if current:
@@ -81,11 +103,13 @@ def _fit(block: str, limit: int) -> list[str]:
     if len(block) <= limit:
         return [block]
     lines = block.split("\n")
-    match = _FENCE.match(lines[0])
-    if match is None:
+    fence = fence_of(lines[0])
+    if fence is None:
         return _pack(lines, limit)
-    opener, closer = lines[0], match.group(1)
-    body = lines[1:-1] if len(lines) > 1 and _FENCE.match(lines[-1]) else lines[1:]
+    opener, closer = lines[0], fence.closer  # `_blocks` closed it: the last line is its closer
+    if len(opener) + len(closer) > limit // 2:  # an absurd info string or indentation: reopen it bare
+        opener = closer = fence.marker[0] * 3
+    body = lines[1:-1]
     room = limit - len(opener) - len(closer) - 2
     return [f"{opener}\n{chunk}\n{closer}" for chunk in _pack(body, room)]
 

@@ -61,6 +61,44 @@ def test_preview_marks_long_text() -> None:
     assert len(long) <= 1000 and long.endswith(STILL_WRITING)
 
 
+LIST_WITH_CODE = (
+    "1. Install it:\n\n   ```bash\n"
+    + "".join(f"   step {i} --flag\n" for i in range(60))
+    + "   ```\n2. Done."
+)
+
+
+def test_code_block_indented_in_a_list_item_is_closed_and_reopened() -> None:
+    pieces = split_markdown(LIST_WITH_CODE, 200)
+    code_pieces = [p for p in pieces if "step " in p]
+    assert len(code_pieces) > 2
+    for piece in code_pieces:
+        assert len(piece) <= 200 and fences_balanced(piece)
+        body = piece[piece.index("   ```bash\n") :]  # the list item's text may come first
+        assert body.split("\n")[-1] == "   ```" or "\n   ```\n\n2. Done." in body
+    joined = "\n".join(pieces)
+    assert all(f"   step {i} --flag" in joined for i in range(60))
+
+
+def test_indented_fences_are_closed_with_their_indentation_and_marker() -> None:
+    assert close_fences("- item\n\n    ~~~~py\n    x = 1") == "- item\n\n    ~~~~py\n    x = 1\n    ~~~~"
+    assert close_fences("  ```\n  a\n  ```\n") == "  ```\n  a\n  ```\n"
+    assert preview("1. a\n\n   ```sh\n   ls", 100) == "1. a\n\n   ```sh\n   ls\n   ```"
+    shown = preview(LIST_WITH_CODE, 300)
+    assert len(shown) <= 300 and fences_balanced(shown.removesuffix(STILL_WRITING))
+
+
+def test_inline_code_with_three_backticks_is_no_fence() -> None:
+    assert close_fences("```x``` is inline\n\nmore") == "```x``` is inline\n\nmore"
+
+
+def test_an_absurdly_long_fence_opener_still_splits() -> None:
+    text = "```" + "x" * 300 + "\n" + "code line\n" * 50 + "```"
+    pieces = split_markdown(text, 100)
+    assert all(len(p) <= 100 and fences_balanced(p) for p in pieces)
+    assert "\n".join(pieces).count("code line") == 50
+
+
 async def test_paced_message_coalesces_and_never_drops_the_final() -> None:
     sent: list[str] = []
 

@@ -1,25 +1,39 @@
-"""Slack text both ways, and which events are questions: pure functions, no network."""
+"""Slack text both ways, and which events are questions (pure functions), and the outbox seam every message
+leaves through (against the fake Slack)."""
 
 from __future__ import annotations
 
+import html
 import re
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
+from adapters.base import NullObserver
+from adapters.slack.api import SlackApi, web_client
 from adapters.slack.events import addressed, ts_before
 from adapters.slack.formatting import (
     FALLBACK_CHARS,
     MESSAGE_CHARS,
     ZWSP,
+    SlackMessage,
     answer_messages,
     asked_message,
     clean_question,
     mentioned_users,
     neutralize,
+    notice_message,
+    status_message,
     streaming_message,
     to_mrkdwn,
 )
+from adapters.slack.outbox import Outbox, SlackPacing
 from tests.fakes import slack_payloads as sp
+from tests.fakes.slack import FakeSlack
 
 BOT = sp.BOT_USER_ID
 
@@ -169,6 +183,19 @@ def test_to_mrkdwn_headings_and_emphasis() -> None:
     assert to_mrkdwn("2 * 3 * 4") == "2 * 3 * 4"
 
 
+def test_to_mrkdwn_knows_fences_as_render_does() -> None:
+    md = "- a\n  - run:\n\n    ```bash\n    a < b **x**\n    ```\n```x``` is *inline*"
+    assert to_mrkdwn(md).split("\n") == [
+        "• a",
+        "  • run:",
+        "",
+        "```",
+        "    a &lt; b **x**",
+        "```",
+        "```x``` is _inline_",
+    ]
+
+
 def test_long_answers_split_without_cutting_code_blocks_open() -> None:
     code = "```sql\n" + "\n".join(f"SELECT {i} FROM t WHERE x < {i};" for i in range(300)) + "\n```"
     md = "\n\n".join(["Intro paragraph. " * 40, code, "Outro paragraph. " * 40])
@@ -204,3 +231,208 @@ def test_asked_message_names_the_user_and_pings_nobody_else() -> None:
     message = asked_message(sp.USER_ID, "tell <!channel> about a < b " + "x" * 5000)
     assert message.text.startswith(f"<@{sp.USER_ID}> asked: tell @{ZWSP}channel about a &lt; b ")
     assert len(message.text) < 3100 and message.text.endswith("…")
+
+
+# ---------------------------------------------------------------------------------------------- no pings, ever
+
+WEB = re.compile(r"(?:https?://|mailto:)", re.IGNORECASE)
+PLAIN_PING = re.compile(r"(?<![\w@])@(here|channel|everyone)\b", re.IGNORECASE)
+COMMONMARK = MarkdownIt("commonmark")
+ASKER = "U0ASKER"
+
+
+def _angle_targets(text: str) -> list[str]:
+    """Targets of `<…>` tokens as Slack reads them: from a raw `<` to the next `>`, before any `|` label."""
+    targets = []
+    for match in re.finditer("<", text):
+        end = text.find(">", match.end())
+        if end >= 0:
+            targets.append(text[match.end() : end].split("|", 1)[0].strip())
+    return targets
+
+
+def _commonmark_tokens(text: str) -> list[Token]:
+    tokens = []
+    for token in COMMONMARK.parse(text):
+        tokens.append(token)
+        tokens.extend(token.children or [])
+    return tokens
+
+
+def live_markup(text: str, surface: str, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """The live Slack markup in a string bound for Slack that the bot did not put there on purpose.
+
+    mrkdwn (`text`, context elements, ephemeral replies): Slack parses raw `<…>` tokens only (`&lt;` is an
+    escaped `<`, never markup); every token must be a web/mail link or a mention of an `allowed` user.
+    markdown blocks: CommonMark first (a real parser finds link and image destinations, backslash escapes and
+    entities are undone, `&lt;` becomes `<`), then Slack's `<!…>`, `<@…>`, `<#…>` markup in any of that text, or
+    a destination starting with `!`, `@` or `#`, is live. Read conservatively: code is not exempt.
+    Plain `@here`, `@channel`, `@everyone` count as pings on both surfaces.
+    """
+    ours = {f"@{user}" for user in allowed}
+    if surface == "mrkdwn":
+        strings = [text]
+        hrefs: list[str] = []
+    else:
+        decoded = html.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text))
+        tokens = _commonmark_tokens(text)
+        hrefs = [
+            unquote(t.attrGet("href") or t.attrGet("src") or "")
+            for t in tokens
+            if t.type in ("link_open", "image")
+        ]
+        strings = [text, decoded, *hrefs, *(t.content for t in tokens)]
+    live = [f"@{m.group(1)}" for s in strings for m in PLAIN_PING.finditer(s)]
+    for target in (t for s in strings for t in _angle_targets(s)):
+        special = target[:1] in ("!", "@", "#")
+        if target not in ours and (special or (surface == "mrkdwn" and not WEB.match(target))):
+            live.append(f"<{target}>")
+    live += [f"({href})" for href in hrefs if href.strip()[:1] in ("!", "@", "#")]
+    return live
+
+
+def slack_bound(message: SlackMessage) -> list[tuple[str, str]]:
+    """(surface, string) for every string of `message` that can reach Slack, blocks refused or not."""
+    out = []
+    for payload in (message.payload(), message.plain().payload(), message.ephemeral()):
+        out.append(("mrkdwn", payload["text"]))
+        for block in payload.get("blocks", []):
+            if block["type"] == "markdown":
+                out.append(("markdown", block["text"]))
+            else:
+                out.extend(("mrkdwn", element["text"]) for element in block.get("elements", []))
+    return out
+
+
+HOSTILE_TARGETS = [
+    "!channel", "!here", "!everyone", "@U0BOSS", "!subteam^S0999", "#C123", "<!channel>", "<@U0BOSS>",
+    " !here", "\\!here", "&#33;channel", "%21channel", "!date^1^{date}|x", "https://ok.example/a",
+    "https://ok.example/a><!here>", "https://x|!here", "mailto:a@b.example", "docs/guide.md",
+]  # fmt: skip
+RAW = [
+    "<!here>", "<!channel|ch>", "<!everyone>", "<@U123>", "<@W123|bob>", "<!subteam^S1|@x>", f"<@{ASKER}>",
+    "&lt;!channel&gt;", "&#60;!everyone&#62;", "&lt;@U0BOSS&gt;", "@here", "@channel", "@Everyone", "&#64;here",
+    "\\@here", "\\<!here>", "<\\!here>", "<https://x.example|x>", "<#C123>",
+]  # fmt: skip
+PIECES = [
+    "`", "``", "```", "\n```\n", "\n```python\n", "\n~~~\n", "\n   ```\n", "*", "**", "_", "~~", "\\", "<", ">",
+    "|", "[", "]", "(", ")", "]: ", "!", "@", "#", "&", "&lt;", "&gt;", "&amp;", "&#", ";", "\n", "\n\n", "  ",
+    "# ", "- ", "> ", "1. ", "word ", "here", "channel", "U0BOSS", "subteam^S1", "^", "https://",
+]  # fmt: skip
+
+targets = st.sampled_from(HOSTILE_TARGETS)
+labels = st.sampled_from(["click me", "x", "a|b", "**b**", "`c`", "<!here>", "@here", "[n]", ""])
+links = st.one_of(
+    st.builds("[{}]({})".format, labels, targets),
+    st.builds("![{}]({})".format, labels, targets),
+    st.builds("[{}](<{}>)".format, labels, targets),
+    st.builds('[{}]({} "t")'.format, labels, targets),
+    st.builds("[{}][r]\n\n[r]: {}\n".format, labels, targets),
+)
+model_output = st.lists(
+    st.one_of(
+        links,
+        st.sampled_from(RAW),
+        st.sampled_from(PIECES),
+        st.text("<>!@#&;|`*_[]()\\ \nabcU0^", max_size=6),
+    ),
+    max_size=24,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=model_output, short=model_output)
+def test_no_slack_bound_string_ever_pings(text: str, short: str) -> None:
+    nobody = frozenset[str]()
+    messages = [
+        *((m, nobody) for m in answer_messages(text, short, limit=600)),  # finals, footer included
+        (streaming_message(text, short, limit=600), nobody),  # interim previews, status included
+        (status_message(text), nobody),
+        (notice_message(text), nobody),  # failures and refusals, also as ephemeral replies
+        (SlackMessage(text), nobody),  # what `Outbox.respond` gets from the app: plain words
+        (asked_message(ASKER, text), frozenset({ASKER})),
+    ]
+    for message, allowed in messages:
+        for surface, string in slack_bound(message):
+            assert live_markup(string, surface, allowed) == [], (surface, string)
+
+
+@pytest.mark.parametrize(
+    "link", ["[click me](!channel)", "[x](@U0BOSS)", "[x](!subteam^S0999)", "[x](!here)"]
+)
+def test_links_to_mentions_become_their_label(link: str) -> None:
+    label = link[1 : link.index("]")]
+    [message] = answer_messages(f"see {link} now", "")
+    payload = message.payload()
+    assert payload["text"] == f"see {label} now"
+    assert payload["blocks"][0]["text"] == f"see {label} now"
+    assert live_markup(message.plain().payload()["text"], "mrkdwn") == []
+
+
+def test_only_web_and_mail_links_stay_links() -> None:
+    md = "[a](https://x.example/a|b) [m](mailto:a@b.example) [d](docs/x.md) [h](#C123) [`c()`](https://c.example)"
+    [message] = answer_messages(md, "")
+    payload = message.payload()
+    assert payload["text"] == (
+        "<https://x.example/a%7Cb|a> <mailto:a@b.example|m> d h <https://c.example|`c()`>"
+    )
+    assert payload["blocks"][0]["text"] == (
+        "[a](https://x.example/a|b) [m](mailto:a@b.example) d h [`c()`](https://c.example)"
+    )
+
+
+def test_escaped_and_rebuilt_mentions_stay_dead_in_markdown_blocks() -> None:
+    md = "&lt;!channel&gt; &#60;@U0BOSS&#62; <\\!here> [x](<!everyone>) [y](\\!here) [r]\n\n[r]: &#64;U1"
+    [message] = answer_messages(md, "")
+    shown = message.payload()["blocks"][0]["text"]
+    assert live_markup(shown, "markdown") == []
+    assert shown.startswith(f"&lt;{ZWSP}!channel&gt; &#60;{ZWSP}@U0BOSS&#62;")
+
+
+def test_angle_bracket_markup_in_plain_text_is_escaped() -> None:
+    sent = SlackMessage(
+        "<https://ok.example|ok> <!date^1^{date}|x> <#C123> <foo> <@U0BOB> <https://a.example"
+    ).payload()
+    assert sent["text"] == (
+        f"<https://ok.example|ok> &lt;!date^1^{{date}}|x> &lt;#C123> &lt;foo> @{ZWSP}U0BOB &lt;https://a.example"
+    )
+
+
+def test_the_asker_is_the_only_live_mention() -> None:
+    message = asked_message(sp.USER_ID, f"ask <@{sp.USER_ID}> and <@U0BOB> [me](@{sp.USER_ID})")
+    text = message.payload()["text"]
+    assert message.mentions == {sp.USER_ID}
+    assert text.startswith(f"<@{sp.USER_ID}> asked: ") and text.count("<@") == 1
+    # a mention listed on purpose is left alive only as the bot writes it, and only for a real user id
+    assert (
+        SlackMessage(f"<@{sp.USER_ID}|x> <@U1>", mentions=frozenset({sp.USER_ID, "U1>"})).payload()["text"]
+        == f"@{ZWSP}x @{ZWSP}U1"
+    )
+
+
+async def test_the_outbox_seals_every_message_it_sends() -> None:
+    hostile = "[click me](!channel) <!here> <@U0BOSS> &lt;!everyone&gt;"
+    message = SlackMessage(
+        hostile,
+        [
+            {"type": "markdown", "text": hostile},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": hostile}]},
+        ],
+    )
+    async with FakeSlack() as slack:
+        api = SlackApi(web_client(slack.bot_token, slack.api_url, 5.0), NullObserver())
+        outbox = Outbox(api, SlackPacing(), NullObserver())
+        ts = await outbox.post(sp.TEAM_ID, sp.CHANNEL_ID, message)
+        posted = dict(slack.message(sp.CHANNEL_ID, ts))
+        await outbox.update(sp.CHANNEL_ID, ts, message.plain())
+        assert await outbox.respond(slack.new_response_url(), hostile)
+        versions = [posted, slack.message(sp.CHANNEL_ID, ts), slack.response_url_posts[-1]["body"]]
+    for sent in versions:
+        strings = [("mrkdwn", sent["text"])]
+        for block in sent.get("blocks") or []:
+            if block["type"] == "markdown":
+                strings.append(("markdown", block["text"]))
+            else:
+                strings += [("mrkdwn", e["text"]) for e in block["elements"]]
+        assert len(strings) in (1, 3)
+        assert all(live_markup(string, surface) == [] for surface, string in strings), strings

@@ -14,19 +14,29 @@ every model quirk becomes our bug, so it only serves the fallback.
 Messages stay under `MESSAGE_CHARS` of Markdown (interim edits show `render.preview` of that size), well inside the
 12,000 characters a payload's markdown blocks may hold and Slack's practical `text` limit.
 
-Model output never pings anyone: `<!here>`, `<!channel>`, `<!everyone>`, `<!subteam^…>`, `<@U…>` and plain
-`@here`/`@channel`/`@everyone` get a zero-width space after the `@` (what Discord bots do too), so they read the
-same but are no mentions.
+Model output never pings anyone, and no caller can forget it: every string leaves through `SlackMessage.payload()`
+or `SlackMessage.ephemeral()` (the outbox sends nothing else), which seal it last, on the final text:
+- readable first: `<!here>`, `<!channel>`, `<!everyone>`, `<!subteam^…>`, `<@U…>` become `@` + a zero-width space
+  + the name, plain `@here`/`@channel`/`@everyone` get the zero-width space (what Discord bots do too), so they
+  read the same but are no mentions; a Markdown link to anything but `http(s)://` or `mailto:` becomes its label;
+- then a net, whatever the text is made of. mrkdwn (`text`, context elements, ephemeral replies): every raw `<`
+  that does not open a web/mail link we built becomes `&lt;`. markdown blocks, which CommonMark decodes first
+  (entities, backslash escapes): a zero-width space goes after any `<` (or `&lt;`, `&#60;`…) and between `](`
+  or `]:` whenever Slack's special markup (`!`, `@`, `#`) would follow.
+The one mention the bot makes on purpose, the asker in the `/moa` channel message, is listed in
+`SlackMessage.mentions` and is the only one left alive.
 """
 
 from __future__ import annotations
 
+import html
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
-from adapters.render import preview, split_markdown
+from adapters.render import Fence, fence_of, preview, split_markdown
 
 MESSAGE_CHARS = 3_500  # Markdown per message, interim or final
 FALLBACK_CHARS = 3_900  # the mrkdwn `text` fallback, after escaping; Slack answers msg_too_long near 4,000
@@ -41,13 +51,22 @@ class SlackMessage:
 
     text: str
     blocks: list[Block] = field(default_factory=list)
+    mentions: frozenset[str] = frozenset()  # user ids this message mentions on purpose: they stay live
 
     def payload(self) -> dict[str, Any]:
-        return {"text": self.text, "blocks": self.blocks}
+        """`text` and `blocks` as Slack gets them: sealed, so nothing pings but `mentions`."""
+        return {
+            "text": seal_mrkdwn(self.text, self.mentions),
+            "blocks": [_seal_block(block, self.mentions) for block in self.blocks],
+        }
+
+    def ephemeral(self) -> dict[str, Any]:
+        """The body of an ephemeral reply through a slash command's response_url, sealed the same way."""
+        return {"response_type": "ephemeral", "replace_original": False, "text": self.payload()["text"]}
 
     def plain(self) -> SlackMessage:
         """The mrkdwn `text` alone, for a workspace that refuses the blocks (the footer is in the text too)."""
-        return SlackMessage(self.text)
+        return SlackMessage(self.text, mentions=self.mentions)
 
 
 # ---------------------------------------------------------------------------------------------- incoming
@@ -99,19 +118,70 @@ def clean_question(text: str, *, bot_user_id: str, names: Mapping[str, str]) -> 
 
 # ---------------------------------------------------------------------------------------------- outgoing
 
-_PINGS: tuple[tuple[re.Pattern[str], Any], ...] = (
-    (re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>"), lambda m: f"@{ZWSP}{m.group(1)}"),
-    (re.compile(r"<!subteam\^[A-Z0-9]+(?:\|@?([^>]*))?>"), lambda m: f"@{ZWSP}{m.group(1) or 'group'}"),
-    (re.compile(r"<@([UW][A-Z0-9]+)(?:\|@?([^>]*))?>"), lambda m: f"@{ZWSP}{m.group(2) or m.group(1)}"),
-    (re.compile(r"(?<![\w@])@(here|channel|everyone)\b"), lambda m: f"@{ZWSP}{m.group(1)}"),
-)
+_USER_ID = re.compile(r"[UW][A-Z0-9]+")
+_WEB = re.compile(r"(?:https?://|mailto:)", re.IGNORECASE)
+_PLAIN_PING = r"(?<![\w@])@(?=(?:here|channel|everyone)\b)"
 
 
-def neutralize(text: str) -> str:
-    """Model output that reads like a mention but pings nobody."""
-    for pattern, replace in _PINGS:
-        text = pattern.sub(replace, text)
-    return text
+def neutralize(text: str, keep: frozenset[str] = frozenset()) -> str:
+    """Model output that reads like a mention but pings nobody (the users in `keep` stay mentioned)."""
+
+    def user(match: re.Match[str]) -> str:
+        if match.group(1) in keep and match.group(2) is None:
+            return match.group(0)
+        return f"@{ZWSP}{match.group(2) or match.group(1)}"
+
+    text = re.sub(r"<!(here|channel|everyone)(?:\|[^>]*)?>", rf"@{ZWSP}\1", text)
+    text = re.sub(r"<!subteam\^[A-Z0-9]+(?:\|@?([^>]*))?>", lambda m: f"@{ZWSP}{m.group(1) or 'group'}", text)
+    text = re.sub(r"<@([UW][A-Z0-9]+)(?:\|@?([^>]*))?>", user, text)
+    return re.sub(_PLAIN_PING, f"@{ZWSP}", text, flags=re.IGNORECASE)
+
+
+def seal_mrkdwn(text: str, keep: frozenset[str] = frozenset()) -> str:
+    """mrkdwn as it leaves: readable neutralizing, then every raw `<` that does not open a web/mail link or a
+    mention of a `keep` user becomes `&lt;` (Slack's own escape: it shows `<` and is never markup)."""
+    ours = "|".join(re.escape(u) for u in sorted(keep) if _USER_ID.fullmatch(u))
+    mention = rf"|@(?:{ours})>" if ours else ""
+    stray = re.compile(rf"<(?!(?:https?://|mailto:)[^<>|\s]+(?:\|[^<>\n]*)?>{mention})", re.IGNORECASE)
+    return stray.sub("&lt;", neutralize(text, keep))
+
+
+# What CommonMark decodes before Slack sees a markdown block's text: one unit is an entity, a %-escape (in a link
+# destination) or a single character.
+_UNIT = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);?|%[0-9a-fA-F]{2}|.", re.DOTALL)
+
+
+def seal_markdown(text: str, keep: frozenset[str] = frozenset()) -> str:
+    """A markdown block's text as it leaves: links only to the web or mail, readable neutralizing, then a
+    zero-width space wherever the decoded text would still open Slack's special markup or a plain ping."""
+    text = neutralize(_web_links_only(text), keep)
+    ours = "|".join(re.escape(u) for u in sorted(keep) if _USER_ID.fullmatch(u))
+    mention = rf"(?!@(?:{ours})>)" if ours else ""
+    live = re.compile(rf"(?:<{mention}|\]\(|\]:)(?=[\s\\<]*[!@#])|{_PLAIN_PING}", re.IGNORECASE)
+    decoded: list[str] = []
+    ends: list[int] = []  # for each decoded character, where its unit ends in `text`
+    for unit in _UNIT.finditer(text):
+        raw = unit.group(0)
+        chars = html.unescape(raw) if raw[0] == "&" else unquote(raw) if raw[0] == "%" else raw
+        decoded.append(chars)
+        ends.extend([unit.end()] * len(chars))
+    cuts = sorted({ends[m.start()] for m in live.finditer("".join(decoded))})
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    return ZWSP.join(pieces)
+
+
+def _seal_block(block: Block, keep: frozenset[str]) -> Block:
+    """Every text a block holds, sealed by how Slack reads it (markdown blocks, mrkdwn text objects)."""
+    sealed: Block = {}
+    for key, value in block.items():
+        if key == "text" and isinstance(value, str) and block.get("type") in ("markdown", "mrkdwn"):
+            value = (seal_markdown if block["type"] == "markdown" else seal_mrkdwn)(value, keep)
+        elif isinstance(value, dict):
+            value = _seal_block(value, keep)
+        elif isinstance(value, list):
+            value = [_seal_block(v, keep) if isinstance(v, dict) else v for v in value]
+        sealed[key] = value
+    return sealed
 
 
 def escape(text: str) -> str:
@@ -119,28 +189,76 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+")
 _QUOTE = re.compile(r"^(\s*)&gt;\s?")
-_LINK = re.compile(r"\[([^\]\n]+)\]\((\S+?)\)")
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`).+?(?<!`)\1(?!`)")
+_HIDDEN = re.compile("\x01([0-9]+)\x01")
+_LINK = re.compile(r"!?\[([^\]\n]+)\]\((\S+?)(?:\s+\"[^\"\n]*\")?\)")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _ITALIC = re.compile(r"(?<![*\w])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _BOLD_MARK = "\x00"
 
 
+def _lines(markdown: str) -> Iterator[tuple[str, str]]:
+    """Each line with what it is: "fence" (opens or closes a code block), "code" (inside one) or "text"."""
+    fence: Fence | None = None
+    for line in markdown.split("\n"):
+        if fence is None:
+            fence = fence_of(line)
+            yield line, "text" if fence is None else "fence"
+        elif fence.closed_by(line):
+            fence = None
+            yield line, "fence"
+        else:
+            yield line, "code"
+
+
+def _outside_code_spans(line: str, convert: Callable[[str], str], code: Callable[[str], str]) -> str:
+    """`convert` applied to a line whose inline code spans are set aside (each shown as `code(span)`), so a
+    span inside a link's label or inside emphasis stays part of it."""
+    spans: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        spans.append(code(match.group(0)))
+        return f"\x01{len(spans) - 1}\x01"
+
+    hidden = _CODE_SPAN.sub(hide, line.replace("\x01", ""))
+    return _HIDDEN.sub(lambda m: spans[int(m.group(1))], convert(hidden))
+
+
+def _web_links_only(markdown: str) -> str:
+    """Markdown links (and images) to anything but the web or mail become their label, code left alone."""
+    out = []
+    for line, kind in _lines(markdown):
+        if kind == "text":
+            line = _outside_code_spans(line, lambda text: _LINK.sub(_label_unless_web, text), str)
+        out.append(line)
+    return "\n".join(out)
+
+
+def _label_unless_web(link: re.Match[str]) -> str:
+    return link.group(0) if _WEB.match(_destination(link)) else link.group(1)
+
+
+def _destination(link: re.Match[str]) -> str:
+    """A link's target without CommonMark's optional angle brackets (raw `<>` or mrkdwn-escaped)."""
+    target = link.group(2)
+    for opener, closer in (("<", ">"), ("&lt;", "&gt;")):
+        if target.startswith(opener) and target.endswith(closer):
+            return target[len(opener) : -len(closer)]
+    return target
+
+
 def to_mrkdwn(markdown: str) -> str:
     """Standard Markdown as Slack mrkdwn, for the `text` fallback (good enough to read, not a full parser)."""
     out: list[str] = []
-    fence: str | None = None
-    for line in markdown.split("\n"):
-        match = _FENCE.match(line)
-        if match is not None and (fence is None or match.group(1)[0] == fence[0]):
-            fence = match.group(1) if fence is None else None
+    for line, kind in _lines(markdown):
+        if kind == "fence":
             out.append("```")  # mrkdwn has no languages on fences
             continue
-        if fence is not None:
+        if kind == "code":
             out.append(escape(line))
             continue
         heading = _HEADING.match(line)
@@ -155,17 +273,22 @@ def to_mrkdwn(markdown: str) -> str:
 
 
 def _inline(line: str) -> str:
-    parts = re.split(r"(`[^`\n]+`)", line)  # inline code is literal: only escaped
-    for i, part in enumerate(parts):
-        if i % 2:
-            parts[i] = escape(part)
-            continue
-        part = escape(part)
-        part = _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", part)
-        part = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", part)
-        part = _ITALIC.sub(r"_\1_", part)
-        parts[i] = _STRIKE.sub(r"~\1~", part)
-    return "".join(parts)
+    return _outside_code_spans(line, _inline_text, escape)  # inline code is literal: only escaped
+
+
+def _inline_text(text: str) -> str:
+    text = _LINK.sub(_mrkdwn_link, escape(text))
+    text = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", text)
+    text = _ITALIC.sub(r"_\1_", text)
+    return _STRIKE.sub(r"~\1~", text)
+
+
+def _mrkdwn_link(link: re.Match[str]) -> str:
+    """`<url|label>` for a web or mail address; any other target (`!here`, `@U…`, `#C…`, a path) is just the label."""
+    target = _destination(link)
+    if not _WEB.match(target):
+        return link.group(1)
+    return f"<{target.replace('|', '%7C')}|{link.group(1)}>"
 
 
 def _fallback(markdown: str, footer: str = "") -> str:
@@ -194,7 +317,7 @@ def status_message(status: str) -> SlackMessage:
 
 def streaming_message(text: str, status: str, limit: int = MESSAGE_CHARS) -> SlackMessage:
     """The answer so far (its first `limit` characters while it is longer), with the status under it."""
-    shown = preview(neutralize(text), limit)
+    shown = preview(neutralize(text), limit)  # neutralized before measuring: the seal then adds nothing
     if not shown.strip():
         return status_message(status)
     return SlackMessage(_fallback(shown), [_markdown_block(shown), _context_block(f"_{escape(status)}_")])
@@ -208,7 +331,7 @@ def notice_message(text: str) -> SlackMessage:
 def split_answer(text: str, limit: int = MESSAGE_CHARS) -> list[str]:
     """The final answer, pings neutralized, in pieces of at most `limit` Markdown characters (code blocks closed
     and reopened across pieces, never cut open)."""
-    pieces = [p for p in split_markdown(neutralize(text), limit) if p.strip()]
+    pieces = [p for p in split_markdown(neutralize(text), limit) if p.strip()]  # as in `streaming_message`
     return pieces or [""]
 
 
@@ -235,4 +358,4 @@ def asked_message(user: str, question: str, limit: int = 2_900) -> SlackMessage:
     shown = neutralize(question)
     if len(shown) > limit:
         shown = shown[:limit].rstrip() + "…"
-    return SlackMessage(f"<@{user}> asked: {escape(shown)}")
+    return SlackMessage(f"<@{user}> asked: {escape(shown)}", mentions=frozenset({user}))

@@ -10,6 +10,9 @@ The numbers (Slack's limits are per method, per app, per workspace):
   in bursts of at most 2.
 - A 429 pauses the budget for its Retry-After and the call is tried again (up to `attempts` times).
 `SlackPacing.scaled(window_s)` keeps the same shape on a shorter "minute", for tests against a faster fake.
+
+Every message leaves through `SlackMessage.payload()` / `.ephemeral()`, which seal it (nothing pings but the
+mentions the message lists on purpose): never send a message's fields directly.
 """
 
 from __future__ import annotations
@@ -87,12 +90,13 @@ class Outbox:
         """Post a message (in a thread when `thread_ts` is given); returns its ts. 429s and 5xx are retried."""
 
         async def send(shown: SlackMessage) -> dict[str, Any]:
+            payload = shown.payload()
             return await self.api.call(
                 "chat.postMessage",
                 channel=channel,
                 thread_ts=thread_ts or None,
-                text=shown.text,
-                blocks=shown.blocks or None,
+                text=payload["text"],
+                blocks=payload["blocks"] or None,
                 unfurl_links=False,  # an answer full of links would otherwise grow previews under it
                 unfurl_media=False,
             )
@@ -122,8 +126,9 @@ class Outbox:
             log.warning("could not delete message %s in %s: %s", ts, channel, exc)
 
     async def respond(self, response_url: str, text: str) -> bool:
-        """An ephemeral reply through a slash command's response_url (works even where the bot is no member)."""
-        body = {"response_type": "ephemeral", "replace_original": False, "text": text}
+        """An ephemeral reply (mrkdwn `text`) through a slash command's response_url (works even where the bot is
+        no member)."""
+        body = SlackMessage(text).ephemeral()
         timeout = aiohttp.ClientTimeout(total=10)
         session = self.api.client.session
         try:

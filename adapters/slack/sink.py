@@ -17,8 +17,6 @@ from adapters.slack.formatting import (
     SlackMessage,
     answer_message,
     asked_message,
-    escape,
-    neutralize,
     notice_message,
     split_answer,
     status_message,
@@ -114,7 +112,7 @@ class SlackSink:
 
     async def refuse(self, message: str) -> None:
         if self._response_url:
-            await self._outbox.respond(self._response_url, escape(neutralize(message)))
+            await self._outbox.respond(self._response_url, notice_message(message).text)
             return
         await self._outbox.post(self.team, self.channel, notice_message(message), thread_ts=self.thread_ts)
 
