@@ -1,8 +1,8 @@
 """What every fake server shares: started and stopped around a test (`async with`), bound on 127.0.0.1.
 
-Also the two pieces of glue the platform fakes are built with: `Forward`, which lets a test reach an attribute of
-one of the fake's parts through the fake itself (`slack.calls` is `slack.api.calls`), and `Signal`, which wakes
-whoever waits for "something changed".
+Also the two pieces of glue the platform fakes are built with: `Forward`, which lets a test reach an attribute
+of one of the fake's parts through the fake itself (`slack.calls` is `slack.api.calls`), and `Signal`, which
+wakes whoever waits for "something changed".
 """
 
 from __future__ import annotations

@@ -11,15 +11,17 @@ A `Failure` says what goes wrong; each fake answers it in its platform's own sha
   the LLM 400 with Together's error body. `status=` sets another HTTP status.
 - `http(status)`, `server_error(status)`: that status with the platform's error body (Slack "internal_error",
   Discord code 0 and "503: Service Unavailable", Together's type and code for the status).
-- `rate_limit(retry_after)`: 429 with `Retry-After` (Slack: whole seconds, "ratelimited"; Discord: `retry_after`
-  and `global` in the body, `is_global=True` for the global limit; Together: "rate_limit_exceeded").
+- `rate_limit(retry_after)`: 429 with `Retry-After` (Slack: whole seconds, "ratelimited"; Discord:
+  `retry_after` and `global` in the body, `is_global=True` for the global limit; Together:
+  "rate_limit_exceeded").
 - `disconnect()`: the TCP connection dropped before any response byte.
 - `hang()`: no answer until the client gives up or the server stops.
-- `cut(n)`, `stream_error(n)`, `hang(after_tokens=n)`: mid-stream, after n chunks: the LLM only. The other fakes
-  refuse them when they are queued, since nothing of theirs streams.
+- `cut(n)`, `stream_error(n)`, `hang(after_tokens=n)`: mid-stream, after n chunks: the LLM only. The other
+  fakes refuse them when they are queued, since nothing of theirs streams.
 
 Injected failures come after authentication and before rate limiting: a call with a bad token still gets the
-platform's auth error, and a failed call uses up no rate-limit budget. 429s count in the fake's `rate_limited`.
+platform's auth error, and a failed call uses up no rate-limit budget. 429s count in each fake's
+`rate_limited`.
 """
 
 from __future__ import annotations

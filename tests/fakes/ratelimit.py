@@ -1,8 +1,8 @@
-"""Rate-limit counting shared by the fake Slack and Discord; what a refusal looks like stays with each platform.
+"""Rate-limit counting shared by the fake Slack and Discord; what a refusal looks like stays with each fake.
 
-- Slack (`slack/web_api.py`): a `SlidingWindow` per method for the workspace (Tier 1-4: calls per minute) and a
-  `TokenBucket` per channel for chat.postMessage ("1 per second, short bursts allowed"). Refused: HTTP 429, an
-  integer `Retry-After`, `{"ok": false, "error": "ratelimited"}`.
+- Slack (`slack/web_api.py`): a `SlidingWindow` per method for the workspace (Tier 1-4: calls per minute) and
+  a `TokenBucket` per channel for chat.postMessage ("1 per second, short bursts allowed"). Refused: HTTP 429,
+  an integer `Retry-After`, `{"ok": false, "error": "ratelimited"}`.
 - Discord (`discord/rest.py`): a `FixedWindow` per route bucket and major parameter, advertised in the
   `X-RateLimit-*` headers, a hidden budget that creates and edits in one channel share, and the global limit
   (50 per second). Refused: 429 with `retry_after` and `global` in the body, `X-RateLimit-Scope`.

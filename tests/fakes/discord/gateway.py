@@ -1,9 +1,9 @@
 """The fake Discord's gateway (`/gateway`): sessions, the handshake, heartbeats, dispatches and resumes.
 
 Plain JSON text frames whatever `compress` the client asks for: HELLO -> IDENTIFY -> READY (+ GUILD_CREATE per
-guild when the GUILDS intent is on) -> dispatches, ACK for every heartbeat, RESUME with replay of missed events
--> RESUMED, INVALID_SESSION for an unknown session, close 4004 for a bad token and 4014 for privileged intents
-the app is not allowed. The bot's own REST actions are echoed as gateway events (MESSAGE_CREATE /
+guild when the GUILDS intent is on) -> dispatches, ACK for every heartbeat, RESUME with replay of missed
+events -> RESUMED, INVALID_SESSION for an unknown session, close 4004 for a bad token and 4014 for privileged
+intents the app is not allowed. The bot's own REST actions are echoed as gateway events (MESSAGE_CREATE /
 MESSAGE_UPDATE / MESSAGE_DELETE / THREAD_CREATE) to sessions whose intents ask for them, as Discord does, so
 self-filtering gets tested; user messages without the MESSAGE_CONTENT intent arrive with empty content unless
 they are DMs or mention the bot.
@@ -61,7 +61,7 @@ class _Connection:
 
 
 class Gateway:
-    """Gateway sessions over one `DiscordState`; records IDENTIFYs, RESUMEs, heartbeats and every frame sent."""
+    """Gateway sessions over one `DiscordState`; records IDENTIFYs, RESUMEs, heartbeats, every frame sent."""
 
     def __init__(
         self,

@@ -114,9 +114,9 @@ def pings(content: str, allowed: JSON | None, replied_author: int | None) -> tup
 
 class DiscordState:
     """The bot's Discord: one guild (`guild_id`, "moa-test") with text channels `channel_id` ("general") and
-    `other_channel_id` ("random"), the bot user (`bot_id`, also the application id), two humans (`alice`, `bob`)
-    and another bot (`other_bot`). Add more with `add_guild`, `add_channel`, `add_user`, `add_thread` before
-    the client connects."""
+    `other_channel_id` ("random"), the bot user (`bot_id`, also the application id), two humans (`alice`,
+    `bob`) and another bot (`other_bot`). Add more with `add_guild`, `add_channel`, `add_user`, `add_thread`
+    before the client connects."""
 
     def __init__(self, *, bot_name: str, privileged_intents: bool) -> None:
         self.users: dict[int, JSON] = {}

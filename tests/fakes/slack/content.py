@@ -1,9 +1,9 @@
 """What Slack accepts as a message's content: text, `blocks`, `markdown_text`, and its errors for the rest.
 
-Used by every method that takes content (chat.postMessage, chat.update, chat.postEphemeral, response_url posts);
-a new one (chat.startStream's chunks, say) validates with `message_content` too. Errors are the Web API's:
-`no_text`, `msg_too_long`, `markdown_text_conflict`, `invalid_blocks_format`, and `invalid_blocks` with the
-`errors` list and `response_metadata.messages` Slack sends.
+Used by every method that takes content (chat.postMessage, chat.update, chat.postEphemeral, response_url
+posts); a new one (chat.startStream's chunks, say) validates with `message_content` too. Errors are the Web
+API's: `no_text`, `msg_too_long`, `markdown_text_conflict`, `invalid_blocks_format`, and `invalid_blocks` with
+the `errors` list and `response_metadata.messages` Slack sends.
 """
 
 from __future__ import annotations

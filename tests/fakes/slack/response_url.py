@@ -1,8 +1,8 @@
 """The fake Slack's response_url endpoints: `/commands/{team}/{hook}/{secret}`, as slash commands carry.
 
 A response_url takes 5 posts within 30 minutes (`ttl_s`), as Slack allows; then `used_url` / `expired_url`.
-`response_type: in_channel` posts a bot message to the command's channel; otherwise the post is an ephemeral to
-the user who typed the command (recorded in the workspace's `ephemerals`) unless it replaces or deletes the
+`response_type: in_channel` posts a bot message to the command's channel; otherwise the post is an ephemeral
+to the user who typed the command (recorded in the workspace's `ephemerals`) unless it replaces or deletes the
 original. Every post is recorded in `posts`, accepted or not.
 """
 

@@ -1,4 +1,4 @@
-"""`FakeSlack`: the workspace (`state.py`) with its Web API, Socket Mode and response_url endpoints on one port.
+"""`FakeSlack`: the workspace (`state.py`) with its Web API, Socket Mode, response_url endpoints on one port.
 
 Tests reach every part through the fake: its workspace queries directly (it is a `SlackState`), the parts'
 records and controls through forwarded attributes (`slack.calls` is `slack.api.calls`). What spans parts is

@@ -1,8 +1,8 @@
 """HTTP mode: requests signed as Slack signs them, POSTed to an app's `/slack/events`.
 
 `sign_request` makes the headers (`X-Slack-Request-Timestamp`, `v0=` HMAC-SHA256 `X-Slack-Signature`, and
-`X-Slack-Retry-Num`/`-Reason` on redelivery); `post_signed` sends a body to an app on this machine with Slack's
-3 s patience. `FakeSlack.deliver_http` ties them to the workspace (events are stored first).
+`X-Slack-Retry-Num`/`-Reason` on redelivery); `post_signed` sends a body to an app on this machine with
+Slack's 3 s patience. `FakeSlack.deliver_http` ties them to the workspace (events are stored first).
 """
 
 from __future__ import annotations

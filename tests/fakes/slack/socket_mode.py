@@ -5,9 +5,9 @@ the newest live connection (waiting `connect_wait_s` for one) and `await envelop
 Slack's `{"type": "disconnect"}` and abrupt drops are test controls. With `echo_bot_events`, the bot's own
 messages come back as events, as they do for an app subscribed to `message.*`.
 
-To push a new kind of envelope (`interactive` for block_actions, say): build its payload in `slack_payloads.py`
-and call `push_envelope(type, payload, accepts_response_payload=...)`, or add a `push_*` helper to `FakeSlack`
-when it also touches the workspace (as `push_event` stores the message first).
+To push a new kind of envelope (`interactive` for block_actions, say): build its payload in
+`slack_payloads.py` and call `push_envelope(type, payload, accepts_response_payload=...)`, or add a `push_*`
+helper to `FakeSlack` when it also touches the workspace (as `push_event` stores the message first).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Envelope:
 
 
 class SocketMode:
-    """Socket Mode connections and the envelopes sent over them; `envelopes`, `acks`, `connections` recorded."""
+    """Socket Mode connections and the envelopes sent over them (`envelopes`, `acks`, `connections`)."""
 
     def __init__(
         self, *, app_id: str, connect_wait_s: float, echo_bot_events: bool, clock: Callable[[], float]
@@ -266,7 +266,7 @@ class SocketMode:
         )
 
     def echo(self, event: Json) -> None:
-        """Send this bot's own activity back as an event, as Slack does when the app subscribes to message.*."""
+        """Send the bot's own activity back as an event, as Slack does for an app subscribed to message.*."""
         if self.echo_bot_events and self.live_connections:
             self.push_event(sp.event_callback(event))
 

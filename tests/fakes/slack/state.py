@@ -1,13 +1,14 @@
-"""The fake Slack's workspace: members, conversations, messages and ephemerals, and the queries tests assert on.
+"""The fake Slack's workspace: members, conversations, messages, ephemerals, and the queries tests assert on.
 
-No HTTP here: the Web API (`web_api.py`, `methods.py`), Socket Mode (`socket_mode.py`) and response_url endpoints
-(`response_url.py`) read and change this state. `FakeSlack` is a `SlackState`, so tests call these directly:
+No HTTP here: the Web API (`web_api.py`, `methods.py`), Socket Mode (`socket_mode.py`) and response_url
+endpoints (`response_url.py`) read and change this state. `FakeSlack` is a `SlackState`, so tests call these
+directly:
 
     slack.add_channel("C0NEW", "new-channel")
     slack.add_message(sp.CHANNEL_ID, "a human question")
     assert slack.bot_messages(sp.CHANNEL_ID, thread_ts=ts)[-1]["text"] == ...
 
-A message is a dict (the fake's record, not the Web API's shape: `methods.api_message` makes that): type,
+A message is a dict (the fake's record, not the Web API's shape: `SlackMethods.api_message` makes that): type,
 channel, ts, thread_ts, text, blocks, markdown_text, user, bot_id, app_id, team, mrkdwn, edited, `edits`
 (previous versions, oldest first: {text, blocks, markdown_text, at}), deleted, posted_at, updated_at.
 """
@@ -32,7 +33,7 @@ def ts_key(ts: str) -> tuple[int, int]:
 
 
 class SlackState:
-    """One workspace with this app's bot installed, seeded with the members and channels `slack_payloads` names."""
+    """One workspace with this app's bot installed, seeded with `slack_payloads`' members and channels."""
 
     def __init__(self, *, clock: Callable[[], float]) -> None:
         self.clock = clock

@@ -3,12 +3,12 @@
 For every call, in order: read the parameters (query string, form or JSON body), find the method (else
 `unknown_method`), authenticate (`Authorization: Bearer`, or a `token` field outside JSON: `not_authed`,
 `invalid_auth`, `not_allowed_token_type`), meet any injected `Failure`, apply the method's rate limit, run its
-handler, record a `Call`. Errors are HTTP 200 `{"ok": false, "error"}` unless they say otherwise, as Slack does;
-rate-limited calls are HTTP 429 with an integer `Retry-After` and use up no budget.
+handler, record a `Call`. Errors are HTTP 200 `{"ok": false, "error"}` unless they say otherwise, as Slack
+does; rate-limited calls are HTTP 429 with an integer `Retry-After` and use up no budget.
 
-The methods themselves are in `methods.py`. To add a Web API method: write a handler there (params in, the `ok`
-body's fields out, `ApiError` for Slack's errors) and register it in `SlackMethods.table()` with its rate-limit
-tier and token type. Nothing here changes.
+The methods themselves are in `methods.py`. To add a Web API method: write a handler there (params in, the
+`ok` body's fields out, `ApiError` for Slack's errors) and register it in `SlackMethods.table()` with its
+rate-limit tier and token type. Nothing here changes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Literal, NamedTuple
 from aiohttp import web
 
 from tests.fakes.failures import Failure, FailureQueue, drop_connection, refuse_stream_only
-from tests.fakes.ratelimit import Limit, RateLimiter, SlidingWindow, TokenBucket
+from tests.fakes.ratelimit import Limit, Rate, RateLimiter, SlidingWindow, TokenBucket
 
 Json = dict[str, Any]
 
@@ -191,7 +191,7 @@ class WebApi:
     async def _injected(
         self, request: web.Request, name: str, params: Json, now: float, failure: Failure
     ) -> web.Response:
-        """An injected failure as Slack would meet it: an API error raised as ApiError, or no answer at all."""
+        """An injected failure as Slack would meet it: an API error (raised as ApiError), or no answer."""
         if failure.kind == "http":
             status = 200 if failure.status is None else failure.status
             headers: dict[str, str] = {}
@@ -216,7 +216,7 @@ class WebApi:
             )
         elif method.tier is not None:
             per_window = self.tier_limits[method.tier]
-            limit = self._limiter.limit(name, "", lambda: SlidingWindow((per_window, self.window_s)))
+            limit = self._limiter.limit(name, "", lambda: SlidingWindow(Rate(per_window, self.window_s)))
         else:
             return
         refusal = self._limiter.acquire([limit], now)
