@@ -227,7 +227,11 @@ async def discord_run(
     await script_llm(llm, preset, agg_tokens=tokens, tokens_per_s=tokens_per_s)
     probe = Probe()
     pacing = discord_pacing(speed)
-    rates = {"message_rate": (5, 5.0 / speed), "webhook_rate": (5, 2.0 / speed)}
+    rates = {
+        "message_rate": (5, 5.0 / speed),
+        "webhook_rate": (5, 2.0 / speed),
+        "global_rate": (50, 1.0 / speed),
+    }
     async with FakeDiscord(**rates) as dc, answerer_for(llm, max(8, answers), probe) as (answerer, _):
         adapter = DiscordAdapter(
             bot_token=dc.token,

@@ -8,11 +8,9 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 
 from adapters.discord.formatting import HANDOVER_NOTE, MAX_CONTENT
 from tests.discord_harness import PACING, discord_bot, eventually, fences_balanced
-from tests.fakes import discord as fake_discord
 from tests.fakes.discord import FakeDiscord, StoredMessage
 from tests.fakes.llm import FakeLLM
 
@@ -146,15 +144,13 @@ async def test_long_answer_continues_in_follow_ups(fake_llm: FakeLLM, tmp_path: 
         assert all(call.status != 400 for call in dc.calls)
 
 
-async def test_a_piece_discord_refuses_is_sent_smaller(
-    fake_llm: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_piece_discord_refuses_is_sent_smaller(fake_llm: FakeLLM, tmp_path: Path) -> None:
     answer = long_markdown()
     fake_llm.script("agg/x", reply=answer, tokens_per_s=2000)
     async with discord_bot(fake_llm, tmp_path) as bot:
         dc = bot.dc
         # Discord counting characters differently than we do (e.g. in UTF-16 units) looks like this: 50035
-        monkeypatch.setattr(fake_discord, "MAX_CONTENT", 1500)
+        dc.max_content = 1500
         asked = await dc.user_message(dc.channel_id, f"<@{dc.bot_id}> long")
         await bot.settled(within=20)
         refused = [c for c in dc.calls if c.status == 400]

@@ -21,6 +21,7 @@ from tests.fakes.discord import (
     ROUTE_CALLBACK,
     ROUTE_CREATE_MESSAGE,
     ROUTE_EDIT_MESSAGE,
+    Failure,
     FakeDiscord,
     discord_py_pointed_at,
 )
@@ -348,6 +349,83 @@ async def test_rest_errors_and_headers_as_discord_sends_them(dc: FakeDiscord) ->
         assert body["message"] == "You are being rate limited." and body["global"] is False
         assert 0 < body["retry_after"] <= 1.0
         assert dc.rate_limited[ROUTE_CREATE_MESSAGE] == 1
+
+
+async def test_injected_failures_in_discords_shapes(dc: FakeDiscord) -> None:
+    auth = {"Authorization": f"Bot {dc.token}"}
+    create = f"{dc.api_base}/channels/{dc.channel_id}/messages"
+    dc.fail(
+        "POST /channels/{id}/messages",
+        Failure.error(50035, message="Invalid Form Body"),
+        Failure.http(503),
+        Failure.rate_limit(retry_after=0.5, is_global=True),
+    )
+    async with aiohttp.ClientSession() as http:
+        answers = []
+        for _ in range(4):
+            async with http.post(create, headers=auth, json={"content": "x"}) as resp:
+                answers.append((resp.status, await resp.json(), resp.headers))
+    (s1, b1, h1), (s2, b2, _), (s3, b3, h3), (s4, _, h4) = answers
+    assert (s1, b1) == (400, {"code": 50035, "message": "Invalid Form Body"}) and "X-RateLimit-Bucket" in h1
+    assert (s2, b2) == (503, {"code": 0, "message": "503: Service Unavailable"})
+    assert s3 == 429 and b3 == {"message": "You are being rate limited.", "retry_after": 0.5, "global": True}
+    assert (h3["X-RateLimit-Global"], h3["X-RateLimit-Scope"], h3["Via"]) == ("true", "global", "1.1 google")
+    # The failed calls used up none of the route's budget.
+    assert s4 == 200 and h4["X-RateLimit-Remaining"] == str(dc.message_rate[0] - 1)
+    assert dc.rate_limited == {ROUTE_CREATE_MESSAGE: 1}
+    assert [m.content for m in dc.messages(dc.channel_id)] == ["x"]
+
+
+async def test_a_disconnect_or_hang_leaves_the_call_unanswered(dc: FakeDiscord) -> None:
+    auth = {"Authorization": f"Bot {dc.token}"}
+    # A POST: aiohttp itself resends an idempotent request once when its connection drops.
+    dc.fail(ROUTE_CREATE_MESSAGE, Failure.disconnect())
+    dc.fail("GET /users/@me", Failure.hang())
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as http:
+        create = f"{dc.api_base}/channels/{dc.channel_id}/messages"
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await http.post(create, headers=auth, json={"content": "lost"})
+        with pytest.raises(TimeoutError):
+            await http.get(f"{dc.api_base}/users/@me", headers=auth)
+    assert [c.status for c in dc.requests(ROUTE_CREATE_MESSAGE)] == [0]
+    assert [c.status for c in dc.requests("GET /users/@me")] == [0]
+    assert dc.messages(dc.channel_id) == []
+
+
+async def test_discord_py_sleeps_through_an_injected_429(dc: FakeDiscord, bot: MoaTestClient) -> None:
+    channel = bot.get_channel(dc.channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    dc.fail(ROUTE_CREATE_MESSAGE, Failure.rate_limit(retry_after=0.05))
+    sent = await channel.send("after a pause")
+    assert [c.status for c in dc.requests(ROUTE_CREATE_MESSAGE)] == [429, 200]
+    assert dc.message(sent.id).content == "after a pause"
+
+
+async def test_bot_calls_share_the_global_limit_and_interactions_do_not() -> None:
+    async with FakeDiscord(global_rate=(2, 5.0)) as dc:
+        auth = {"Authorization": f"Bot {dc.token}"}
+        inter = await dc.slash_command("moa", {"question": "q"})
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for url in (f"{dc.api_base}/users/@me", f"{dc.api_base}/channels/{dc.channel_id}"):
+                for _ in range(2):
+                    async with http.get(url, headers=auth) as resp:
+                        statuses.append(resp.status)
+                        headers, body = resp.headers, await resp.json()
+            callback = f"{dc.api_base}/interactions/{inter.id}/{inter.token}/callback"
+            async with http.post(callback, json={"type": 5}) as resp:
+                assert resp.status == 204  # interaction endpoints are not bound to the global limit
+        assert statuses == [200, 200, 429, 429]
+        assert body["global"] is True and headers["X-RateLimit-Scope"] == "global"
+
+
+def test_fail_refuses_what_discord_cannot_do(dc: FakeDiscord) -> None:
+    with pytest.raises(ValueError, match="no route"):
+        dc.fail("POST /channel/{id}/messages", Failure.http(500))
+    with pytest.raises(ValueError, match="streamed"):
+        dc.fail(ROUTE_EDIT_MESSAGE, Failure.stream_error())
+    with pytest.raises(ValueError, match="numbers"):
+        dc.fail(ROUTE_EDIT_MESSAGE, Failure.error("msg_too_long"))
 
 
 async def test_message_content_intent_and_dms(dc: FakeDiscord) -> None:

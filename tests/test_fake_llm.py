@@ -181,6 +181,28 @@ async def test_cut_before_response_is_a_connection_error(
         await client.chat.completions.create(model=MODEL, messages=QUESTION)
 
 
+async def test_disconnect_drops_even_a_streamed_call_before_any_byte(
+    fake_llm: FakeLLM, client: together.AsyncTogether
+) -> None:
+    fake_llm.fail(MODEL, Failure.disconnect())
+    with pytest.raises(together.APIConnectionError):
+        await client.chat.completions.create(model=MODEL, messages=QUESTION, stream=True)
+    assert (fake_llm.requests[0].outcome, fake_llm.requests[0].status) == ("cut", None)
+
+
+async def test_failures_repeat_times_then_calls_succeed(
+    fake_llm: FakeLLM, client: together.AsyncTogether
+) -> None:
+    fake_llm.fail(MODEL, Failure.error("model_overloaded", status=400), times=2)
+    for _ in range(2):
+        with pytest.raises(together.BadRequestError) as info:
+            await client.chat.completions.create(model=MODEL, messages=QUESTION)
+        assert isinstance(info.value.body, dict)
+        assert info.value.body["error"]["code"] == "model_overloaded"
+    await client.chat.completions.create(model=MODEL, messages=QUESTION)
+    assert [r.status for r in fake_llm.requests] == [400, 400, 200]
+
+
 async def test_in_band_stream_error_is_an_api_error(
     fake_llm: FakeLLM, client: together.AsyncTogether
 ) -> None:

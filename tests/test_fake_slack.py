@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -26,7 +27,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.fakes import slack_payloads as sp
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import Failure, FakeSlack
 
 SIGNING_SECRET = "fake-signing-secret"
 
@@ -229,16 +230,64 @@ async def test_post_message_is_limited_per_channel_with_a_burst() -> None:
         assert [m["text"] for m in slack.messages(sp.CHANNEL_ID)] == ["burst", "burst", "refilled"]
 
 
-async def test_fail_next_injects_errors(slack: FakeSlack, client: AsyncWebClient) -> None:
+async def test_fail_injects_errors(slack: FakeSlack, client: AsyncWebClient) -> None:
     posted = await client.chat_postMessage(channel=sp.CHANNEL_ID, text="v0")
-    slack.fail_next("chat.update", retry_after=7)
-    slack.fail_next("chat.update", "internal_error", status=500)
+    slack.fail("chat.update", Failure.rate_limit(retry_after=7), Failure.error("internal_error", status=500))
     exc = await api_error(client.chat_update(channel=sp.CHANNEL_ID, ts=posted["ts"], text="v1"))
     assert exc.response.status_code == 429 and exc.response.headers["Retry-After"] == "7"
     exc = await api_error(client.chat_update(channel=sp.CHANNEL_ID, ts=posted["ts"], text="v1"))
     assert exc.response.status_code == 500 and exc.response["error"] == "internal_error"
     await client.chat_update(channel=sp.CHANNEL_ID, ts=posted["ts"], text="v1")
     assert slack.rate_limited["chat.update"] == 1
+
+
+async def test_an_injected_error_is_slacks_http_200_error(slack: FakeSlack, client: AsyncWebClient) -> None:
+    slack.fail("chat.postMessage", Failure.error("msg_too_long"))
+    exc = await api_error(client.chat_postMessage(channel=sp.CHANNEL_ID, text="hi"))
+    assert exc.response.status_code == 200 and exc.response["error"] == "msg_too_long"
+    assert slack.messages(sp.CHANNEL_ID) == []
+    assert slack.rate_limited == {}
+
+
+async def test_injected_failures_use_no_rate_limit_budget() -> None:
+    async with FakeSlack(tier3_per_minute=1) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        posted = await client.chat_postMessage(channel=sp.CHANNEL_ID, text="v0")
+        slack.fail("chat.update", Failure.rate_limit(retry_after=2), times=2)
+        for _ in range(2):
+            exc = await api_error(client.chat_update(channel=sp.CHANNEL_ID, ts=posted["ts"], text="v1"))
+            assert exc.response.headers["Retry-After"] == "2"
+        await client.chat_update(channel=sp.CHANNEL_ID, ts=posted["ts"], text="v1")  # the budget is intact
+        exc = await api_error(client.chat_update(channel=sp.CHANNEL_ID, ts=posted["ts"], text="v2"))
+        assert exc.response.status_code == 429 and slack.rate_limited["chat.update"] == 3
+
+
+async def test_a_disconnect_drops_the_call_unanswered(slack: FakeSlack) -> None:
+    # Without the SDK's default handlers, which retry a connection error once.
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url, retry_handlers=[])
+    slack.fail("chat.postMessage", Failure.disconnect())
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await client.chat_postMessage(channel=sp.CHANNEL_ID, text="lost")
+    assert [(c.status, c.error) for c in slack.calls_to("chat.postMessage")] == [(0, "disconnect")]
+    assert slack.messages(sp.CHANNEL_ID) == []
+    await client.chat_postMessage(channel=sp.CHANNEL_ID, text="the next call goes through")
+
+
+async def test_a_hung_call_is_never_answered(slack: FakeSlack) -> None:
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url, timeout=0.2)
+    slack.fail("chat.update", Failure.hang())
+    with pytest.raises(TimeoutError):
+        await client.chat_update(channel=sp.CHANNEL_ID, ts="1.000001", text="x")
+    assert [(c.status, c.error) for c in slack.calls_to("chat.update")] == [(0, "hang")]
+
+
+def test_fail_refuses_what_slack_cannot_do(slack: FakeSlack) -> None:
+    with pytest.raises(ValueError, match="no Web API method"):
+        slack.fail("chat.postMesage", Failure.error("msg_too_long"))
+    with pytest.raises(ValueError, match="streamed"):
+        slack.fail("chat.update", Failure.cut())
+    with pytest.raises(ValueError, match="strings"):
+        slack.fail("chat.update", Failure.error(50035))
 
 
 # ---------------------------------------------------------------- Socket Mode

@@ -367,7 +367,7 @@ async def test_a_workspace_refusing_markdown_blocks_gets_mrkdwn_text() -> None:
         api = SlackApi(web_client(slack.bot_token, slack.api_url, 5.0), observer)
         outbox = Outbox(api, SlackPacing.scaled(WINDOW_S), observer)
         [answer] = answer_messages("**Bold** answer", "preset · 1.0 s")
-        slack.fail_next("chat.postMessage", "invalid_blocks")
+        slack.fail("chat.postMessage", Failure.error("invalid_blocks"))
         ts = await outbox.post(sp.TEAM_ID, CH, answer, thread_ts=None)
         assert slack.message(CH, ts)["blocks"] is None
         assert slack.message(CH, ts)["text"] == "*Bold* answer\n\n_preset · 1.0 s_"
@@ -425,8 +425,8 @@ async def test_refusals_get_one_clear_reply(fake_llm: FakeLLM, tmp_path: Path) -
 
 async def test_429s_are_honoured_and_the_final_text_is_never_lost(fake_llm: FakeLLM, tmp_path: Path) -> None:
     async with slack_bot(fake_llm, tmp_path) as bot:
-        bot.slack.fail_next("chat.postMessage", retry_after=1)
-        bot.slack.fail_next("chat.update", retry_after=1, times=3)
+        bot.slack.fail("chat.postMessage", Failure.rate_limit(retry_after=1))
+        bot.slack.fail("chat.update", Failure.rate_limit(retry_after=1), times=3)
         body = mention("through the storm")
         await bot.settled(bot.slack.push_event(body))
         assert bot.answer(CH, ts_of(body)) == EXPECTED.format("through the storm")
@@ -438,7 +438,7 @@ async def test_429s_are_honoured_and_the_final_text_is_never_lost(fake_llm: Fake
 async def test_slack_server_errors_on_the_final_edit_are_retried(fake_llm: FakeLLM, tmp_path: Path) -> None:
     async with slack_bot(fake_llm, tmp_path) as bot:
         bot.slack.set_latency("chat.postMessage", 0.3)  # the answer is ready before the placeholder exists
-        bot.slack.fail_next("chat.update", "internal_error", status=500, times=2)
+        bot.slack.fail("chat.update", Failure.error("internal_error", status=500), times=2)
         body = mention("flaky slack")
         await bot.settled(bot.slack.push_event(body))
         assert bot.answer(CH, ts_of(body)) == EXPECTED.format("flaky slack")

@@ -22,7 +22,8 @@ Endpoints (together 3.x appends `/v1/...` to an overridden base URL):
 
 Errors use Together's body shape `{"error": {"message", "type", "param", "code"}}`; 401 when the bearer token
 is missing (or differs from `api_key` when one is set), 404 `model_not_available` for a model that was neither
-listed nor scripted, 400 for a malformed body.
+listed nor scripted, 400 for a malformed body. Scripted failures (`fail`) are `tests.fakes.failures.Failure`s,
+re-exported here; `cut`, `hang(after_tokens)` and `stream_error` act mid-stream.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.fakes.base import LoopbackServer
+from tests.fakes.failures import Failure, drop_connection
 
 Reply = str | Callable[[dict[str, Any]], str | Awaitable[str]]
 # Seconds before the first response byte, drawn per request from its JSON body (e.g. a seeded heavy-tailed RNG).
 LatencySampler = Callable[[dict[str, Any]], float]
-FailureKind = Literal["http", "cut", "hang", "stream_error"]
 
 _TOKEN_RE = re.compile(r"\s*\S+(?:\s+$)?")
 
@@ -87,64 +88,6 @@ def last_user_text(body: dict[str, Any]) -> str:
 def default_reply(model: str, body: dict[str, Any]) -> str:
     """Deterministic reply that shows which model answered and that the question reached it."""
     return f"[{model}] answer to: {last_user_text(body)}"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One scripted failure, consumed by the next call to the model. Build with the classmethods."""
-
-    kind: FailureKind
-    status: int = 500
-    retry_after: float | None = None
-    after_tokens: int | None = None
-    message: str | None = None
-    type: str = "server_error"
-    code: str | None = None
-
-    @classmethod
-    def http(
-        cls,
-        status: int,
-        *,
-        retry_after: float | None = None,
-        message: str | None = None,
-        type: str = "server_error",
-        code: str | None = None,
-    ) -> Failure:
-        """Answer with `status` and a Together error body (and `Retry-After` if given)."""
-        return cls("http", status=status, retry_after=retry_after, message=message, type=type, code=code)
-
-    @classmethod
-    def rate_limit(cls, retry_after: float | None = 1.0) -> Failure:
-        """429 with `Retry-After: <seconds>`, as Together sends when a model's rate limit is hit."""
-        return cls.http(429, retry_after=retry_after, type="model_rate_limit", code="rate_limit_exceeded")
-
-    @classmethod
-    def server_error(cls, status: int = 500) -> Failure:
-        """500 (or 502/503...) with a Together error body."""
-        kind = "service_unavailable" if status == 503 else "server_error"
-        return cls.http(status, type=kind, code=kind)
-
-    @classmethod
-    def cut(cls, after_tokens: int = 2) -> Failure:
-        """Streaming: send `after_tokens` chunks, then drop the connection without `[DONE]`.
-
-        Non-streaming: drop the connection before any response byte.
-        """
-        return cls("cut", after_tokens=after_tokens)
-
-    @classmethod
-    def hang(cls, after_tokens: int | None = None) -> Failure:
-        """Never answer (until the client gives up or the server stops).
-
-        With `after_tokens` on a streamed call, stall after that many chunks instead: a stuck stream.
-        """
-        return cls("hang", after_tokens=after_tokens)
-
-    @classmethod
-    def stream_error(cls, after_tokens: int = 1, message: str = "Internal server error") -> Failure:
-        """Streaming: after some chunks, an in-band `data: {"error": ...}` event, as Together sends."""
-        return cls("stream_error", after_tokens=after_tokens, message=message)
 
 
 @dataclass
@@ -204,6 +147,32 @@ def _error_body(message: str, type_: str, code: str | None) -> dict[str, Any]:
     return {"id": uuid.uuid4().hex, "error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
+def _together_error(status: int, model: str) -> tuple[str, str | None, str]:
+    """The error (type, code, message) Together sends with an HTTP status."""
+    if status == 429:
+        message = f"You have reached the rate limit specific to model {model}. Please retry later."
+        return "model_rate_limit", "rate_limit_exceeded", message
+    if status == 503:
+        return "service_unavailable", "service_unavailable", "The server is overloaded or not ready yet."
+    if status >= 500:
+        return "server_error", "server_error", "Internal server error"
+    return "invalid_request_error", None, "Invalid request"
+
+
+def _failure_response(failure: Failure, model: str) -> web.Response:
+    """An injected HTTP failure as Together answers it (what the failure names overrides the defaults)."""
+    status = failure.status or 400
+    headers = {}
+    if failure.retry_after is not None:
+        ra = failure.retry_after
+        headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+    type_, code, message = _together_error(status, model)
+    if failure.code is not None:
+        code = str(failure.code)
+    body = _error_body(failure.message or message, failure.type or type_, code)
+    return web.json_response(body, status=status, headers=headers)
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
@@ -225,8 +194,6 @@ class FakeLLM(LoopbackServer):
         self.in_flight = 0
         self.peak_in_flight = 0
         self._stopping = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # --- configuration -------------------------------------------------------------------------------
 
@@ -257,10 +224,10 @@ class FakeLLM(LoopbackServer):
         self.scripts[model] = script
         return script
 
-    def fail(self, model: str, *failures: Failure) -> ModelScript:
-        """Queue failures for the next calls to `model`, keeping the rest of its script."""
+    def fail(self, model: str, *failures: Failure, times: int = 1) -> ModelScript:
+        """Queue failures (repeated `times`) for the next calls to `model`, keeping the rest of its script."""
         script = self.scripts.setdefault(model, ModelScript())
-        script.failures.extend(failures)
+        script.failures.extend(list(failures) * times)
         return script
 
     def requests_for(self, model: str) -> list[RecordedRequest]:
@@ -289,17 +256,11 @@ class FakeLLM(LoopbackServer):
         app.router.add_get("/v1/models", self._models)
         # handler_cancellation: a client that gives up (timeout) cancels its handler, so `ended` is recorded
         # when the client left, as a real server would notice; shutdown_timeout: never wait on hung handlers.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        await self._serve(app, handler_cancellation=True, shutdown_timeout=0.5)
 
     async def aclose(self) -> None:
         self._stopping.set()  # releases hung handlers
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._stop_serving()
 
     # --- handlers -------------------------------------------------------------------------------------
 
@@ -425,27 +386,16 @@ class FakeLLM(LoopbackServer):
             await self._sleep(latency)
 
         if failure is not None and failure.kind == "http":
-            headers = {}
-            if failure.retry_after is not None:
-                ra = failure.retry_after
-                headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
-            message = failure.message or {
-                429: f"You have reached the rate limit specific to model {model}. Please retry later.",
-                503: "The server is overloaded or not ready yet.",
-            }.get(failure.status, "Internal server error")
-            response = web.json_response(
-                _error_body(message, failure.type, failure.code), status=failure.status, headers=headers
-            )
-            return self._reject(record, response)
+            return self._reject(record, _failure_response(failure, model))
 
         if failure is not None and (failure.kind == "hang" and (failure.after_tokens is None or not stream)):
             record.outcome = "hang"
             await self._stopping.wait()
             raise web.HTTPServiceUnavailable()  # only reached when the server stops
 
-        if failure is not None and failure.kind == "cut" and not stream:
+        if failure is not None and (failure.kind == "disconnect" or (failure.kind == "cut" and not stream)):
             record.outcome = "cut"
-            return self._drop(request)
+            return drop_connection(request)
 
         text = script.reply(body) if callable(script.reply) else script.reply
         if inspect.isawaitable(text):
@@ -561,12 +511,12 @@ class FakeLLM(LoopbackServer):
 
             if failure is not None and failure.kind == "cut":
                 record.outcome = "cut"
-                self._drop(request)
+                drop_connection(request)
                 return response
             if failure is not None and failure.kind == "hang":
                 record.outcome = "hang"
                 await self._stopping.wait()
-                self._drop(request)
+                drop_connection(request)
                 return response
             if failure is not None and failure.kind == "stream_error":
                 record.outcome = "stream_error"
@@ -581,13 +531,6 @@ class FakeLLM(LoopbackServer):
         except ConnectionError:
             record.outcome = "client_gone"  # the client stopped reading (cancelled, timed out)
         return response
-
-    def _drop(self, request: web.Request) -> web.Response:
-        """Close the TCP connection abruptly: no more bytes, no chunked terminator."""
-        if request.transport is not None:
-            request.transport.abort()
-        # aiohttp will not manage to send this; returning it just ends the handler cleanly.
-        return web.Response(status=500)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but return early when the server stops, so shutdown never waits on latency."""

@@ -1,0 +1,70 @@
+"""A fake Discord (REST API v10 + gateway) for offline tests of a real discord.py client.
+
+It sits at the real network seam: point discord.py at it with the two public class attributes the adapter
+itself sets, and discord.py's own HTTP client, rate limiter, gateway handshake and models run as in production.
+
+    async with FakeDiscord(interaction_token_ttl=2.0) as dc:
+        with discord_py_pointed_at(dc):          # Route.BASE and DiscordWebSocket.DEFAULT_GATEWAY
+            client = discord.Client(intents=..., allowed_mentions=discord.AllowedMentions.none())
+            await client.login(dc.token)
+            task = asyncio.create_task(client.connect())
+            await dc.wait_ready()
+            dc.fail("PATCH /webhooks/{id}/{token}/messages/{id}", Failure.http(500))   # the next edit fails
+            inter = await dc.slash_command("moa", {"question": "why?"})
+            await dc.wait_for(lambda: dc.original_response(inter.token))
+            ...
+            await client.close()
+
+Modules, one job each:
+- `state.py`: the world (users, guilds, channels, threads, DMs, messages, interactions, commands), the queries
+  tests use, and how a message looks on the wire.
+- `rest.py`: REST plumbing: auth, body parsing, injected failures (`tests.fakes.failures`), rate-limit buckets
+  and their `X-RateLimit-*` headers and 429s (`tests.fakes.ratelimit`), the `calls` record.
+- `routes.py`: the REST routes, one handler each, registered in `DiscordRoutes.table()`.
+  To add a route: write its handler there and add one `Route` line to `table()`; nothing else changes.
+- `validation.py`: what Discord accepts in bodies (content, embeds, commands, thread names), 50035 otherwise.
+- `gateway.py`: the gateway: sessions, handshake, heartbeats, dispatches, resume, echoes of the bot's actions.
+- `server.py`: `FakeDiscord`, which ties them together on one port, and `discord_py_pointed_at`.
+"""
+
+from tests.fakes.discord.rest import (
+    API_PREFIX,
+    ROUTE_CALLBACK,
+    ROUTE_CREATE_MESSAGE,
+    ROUTE_EDIT_MESSAGE,
+    ROUTE_EDIT_ORIGINAL,
+    ROUTE_FOLLOWUP,
+    ApiError,
+    Call,
+    Route,
+)
+from tests.fakes.discord.server import FakeDiscord, discord_py_pointed_at
+from tests.fakes.discord.state import JSON, DiscordState, FakeGuild, InteractionRecord, StoredMessage
+from tests.fakes.discord.validation import MAX_CONTENT, MAX_EMBED_DESCRIPTION, MAX_EMBED_TOTAL, MAX_EMBEDS
+from tests.fakes.failures import Failure
+from tests.fakes.ratelimit import Rate
+
+__all__ = [
+    "API_PREFIX",
+    "JSON",
+    "MAX_CONTENT",
+    "MAX_EMBEDS",
+    "MAX_EMBED_DESCRIPTION",
+    "MAX_EMBED_TOTAL",
+    "ROUTE_CALLBACK",
+    "ROUTE_CREATE_MESSAGE",
+    "ROUTE_EDIT_MESSAGE",
+    "ROUTE_EDIT_ORIGINAL",
+    "ROUTE_FOLLOWUP",
+    "ApiError",
+    "Call",
+    "DiscordState",
+    "Failure",
+    "FakeDiscord",
+    "FakeGuild",
+    "InteractionRecord",
+    "Rate",
+    "Route",
+    "StoredMessage",
+    "discord_py_pointed_at",
+]

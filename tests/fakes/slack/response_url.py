@@ -1,0 +1,81 @@
+"""The fake Slack's response_url endpoints: `/commands/{team}/{hook}/{secret}`, as slash commands carry.
+
+A response_url takes 5 posts within 30 minutes (`ttl_s`), as Slack allows; then `used_url` / `expired_url`.
+`response_type: in_channel` posts a bot message to the command's channel; otherwise the post is an ephemeral
+to the user who typed the command (recorded in the workspace's `ephemerals`) unless it replaces or deletes the
+original. Every post is recorded in `posts`, accepted or not.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes import slack_payloads as sp
+from tests.fakes.slack.content import parse_blocks
+from tests.fakes.slack.state import SlackState
+
+Json = dict[str, Any]
+
+USES = 5
+
+
+class ResponseUrls:
+    """The response_urls the fake issued, and what was posted to them."""
+
+    def __init__(self, state: SlackState, *, ttl_s: float, base_url: Callable[[], str]) -> None:
+        self.state = state
+        self.ttl_s = ttl_s
+        self.posts: list[Json] = []  # {url, body, time} for every POST, in order
+        self._base_url = base_url
+        self._hooks: dict[str, Json] = {}
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_post("/commands/{team}/{hook}/{secret}", self._handle)
+
+    def new(self, channel_id: str = sp.CHANNEL_ID, user_id: str = sp.USER_ID) -> str:
+        """A response_url served by the fake, tied to the channel and user of a slash command."""
+        hook = str(len(self._hooks) + 1)
+        secret = secrets.token_hex(12)
+        self._hooks[hook] = {"channel": channel_id, "user": user_id, "uses": 0, "created": self.state.clock()}
+        return f"{self._base_url()}/commands/{self.state.team_id}/{hook}/{secret}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        state = self.state
+        hook = self._hooks.get(request.match_info["hook"])
+        try:
+            body: Json = (
+                await request.json()
+                if request.content_type == "application/json"
+                else dict(await request.post())
+            )
+        except json.JSONDecodeError:
+            return web.json_response({"ok": False, "error": "invalid_payload"}, status=400)
+        self.posts.append({"url": str(request.url), "body": body, "time": state.clock()})
+        if hook is None:
+            return web.json_response({"ok": False, "error": "invalid_url"}, status=404)
+        if state.clock() - hook["created"] > self.ttl_s:
+            return web.json_response({"ok": False, "error": "expired_url"}, status=404)
+        if hook["uses"] >= USES:
+            return web.json_response({"ok": False, "error": "used_url"}, status=404)
+        hook["uses"] += 1
+        text, blocks = body.get("text"), body.get("blocks")
+        if body.get("response_type") == "in_channel" and hook["channel"] in state.channels:
+            state.add_bot_message(
+                hook["channel"], str(text or ""), thread_ts=body.get("thread_ts"), blocks=parse_blocks(blocks)
+            )
+        elif not body.get("delete_original") and not body.get("replace_original"):
+            state.ephemerals.append(
+                {
+                    "channel": hook["channel"],
+                    "user": hook["user"],
+                    "ts": sp.next_ts(),
+                    "text": text,
+                    "blocks": blocks,
+                }
+            )
+        return web.json_response({"ok": True})
