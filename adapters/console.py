@@ -92,7 +92,11 @@ class Progress:
 
     def _redraw(self) -> None:
         if self._marks or self._synthesizing:
-            parts = [*self._marks, *(["…"] if self._pending else []), *(["synthesizing…"] if self._synthesizing else [])]
+            parts = list(self._marks)
+            if self._pending:
+                parts.append("…")
+            if self._synthesizing:
+                parts.append("synthesizing…")
             text = f"{self._round}drafting: {' · '.join(parts)}"
         else:
             text = self._status

@@ -30,7 +30,8 @@ async def doctor(settings: Settings) -> int:
         report(False, "database", str(exc))
 
     if not settings.together_api_key and not settings.together_base_url:
-        report(False, "together", "TOGETHER_API_KEY is not set; create a key at https://api.together.ai/settings/api-keys")
+        key_page = "https://api.together.ai/settings/api-keys"
+        report(False, "together", f"TOGETHER_API_KEY is not set; create one at {key_page}")
     registry = ProviderRegistry(
         catalog.providers,
         together_api_key=settings.together_api_key,

@@ -43,7 +43,10 @@ class ProviderConfig:
     api_key_env: str | None = None
 
 
-BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {TOGETHER: ProviderConfig(TOGETHER), DEMO: ProviderConfig(DEMO)}
+BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
+    TOGETHER: ProviderConfig(TOGETHER),  # its base URL comes from TOGETHER_BASE_URL, its key from TOGETHER_API_KEY
+    DEMO: ProviderConfig(DEMO),
+}
 
 
 @dataclass(frozen=True)

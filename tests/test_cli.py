@@ -165,13 +165,8 @@ async def test_all_models_failing_exits_1_with_the_reason(fake_llm: FakeLLM, tmp
     assert code == 1 and out == ""
     assert "No model could answer: model not found" in err
     assert "test-key-123456" not in err
-
-
-async def test_failure_advice_addresses_the_person_at_the_terminal(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    code, _, err = await moa_bot("ask", "--preset", "lite", "hi", env=env_for(fake_llm, tmp_path), cwd=tmp_path)
-    assert code == 1
-    assert "Run `moa-bot doctor`" in err
-    assert "An operator" not in err
+    # the advice is for the person at the terminal, who runs the bot, not for people in a chat
+    assert "Run `moa-bot doctor`" in err and "An operator" not in err
 
 
 async def test_chat_keeps_history(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -279,15 +274,6 @@ async def test_ask_demo_answers_offline_and_its_thread_continues(tmp_path: Path)
     assert "starting a new one" not in err
 
 
-async def test_demo_drafts_finish_one_after_another(tmp_path: Path) -> None:
-    code, out, err = await moa_bot("ask", "--demo", "--json", "hi", env={"MOA_DB": str(tmp_path / "db")}, cwd=tmp_path)
-    assert code == 0, err
-    record = json.loads(out)
-    latencies = {p["model"]: p["latency_s"] for p in record["proposals"]}
-    assert latencies["demo:alpha"] < latencies["demo:beta"] < latencies["demo:gamma"]
-    assert all("demo draft" in p["text"] for p in record["proposals"])
-
-
 async def test_ask_with_an_unknown_thread_says_it_starts_one(fake_llm: FakeLLM, tmp_path: Path) -> None:
     config = tmp_path / "moa.toml"
     config.write_text('[presets.tiny]\nproposers = ["p/a"]\naggregator = "agg/x"\n')
@@ -301,16 +287,15 @@ async def test_ask_with_an_unknown_thread_says_it_starts_one(fake_llm: FakeLLM, 
     assert code == 0 and "starting a new one" not in err
 
 
-async def test_ask_logs_info_only_when_asked_to(fake_llm: FakeLLM, tmp_path: Path) -> None:
+async def test_ask_prints_no_info_log_lines_by_default(fake_llm: FakeLLM, tmp_path: Path) -> None:
     config = tmp_path / "moa.toml"
     config.write_text('[presets.tiny]\nproposers = ["p/a"]\naggregator = "agg/x"\n')
     for model in ("p/a", "agg/x"):
         fake_llm.script(model)
     env = env_for(fake_llm, tmp_path, MOA_CONFIG=str(config), MOA_PRESET="tiny")
     code, _, err = await moa_bot("ask", "hi", env=env, cwd=tmp_path)
+    # with MOA_LOG_LEVEL set the answer's INFO line appears (tests/test_service.py reads it)
     assert code == 0 and " INFO " not in err, err
-    code, _, err = await moa_bot("ask", "hi", env={**env, "MOA_LOG_LEVEL": "info"}, cwd=tmp_path)
-    assert code == 0 and " INFO moa.answer: answer run=" in err
 
 
 async def test_failed_model_line_names_the_model_once(fake_llm: FakeLLM, tmp_path: Path) -> None:

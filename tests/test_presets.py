@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from moa.errors import ConfigError
 from moa.presets import BUILTIN_PRESETS, load_catalog, parse_catalog, split_model
+from moa.providers.demo import DemoProvider
 from moa.providers.registry import ProviderRegistry
 
 
@@ -118,3 +120,18 @@ def test_a_toml_file_keeps_the_demo_preset_working(tmp_path: Path) -> None:
     path.write_text('[presets.team]\nproposers = ["a/b"]\naggregator = "a/b"\n')
     catalog = load_catalog(path)
     assert split_model(catalog.get("demo").aggregator, catalog.providers) == ("demo", "omega")
+
+
+async def test_demo_drafts_finish_one_after_another_and_say_they_are_canned() -> None:
+    provider = DemoProvider()
+    finished: list[str] = []
+
+    async def draft(model: str) -> None:
+        completion = await provider.complete(
+            model, [{"role": "user", "content": "hi"}], temperature=0.7, max_tokens=512, timeout_s=10
+        )
+        assert "no language model was called" in completion.text and "hi" in completion.text
+        finished.append(model)
+
+    await asyncio.gather(*(draft(m) for m in ("gamma", "beta", "alpha")))
+    assert finished == ["alpha", "beta", "gamma"]

@@ -64,11 +64,13 @@ def map_error(exc: BaseException, model: str, *, url: str = "") -> ProviderError
     chain = _exception_chain(exc)
     if any(isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)) for e in chain):
         cause = _connection_cause(chain)
-        return ProviderUnreachable(f"{model}: cannot connect to {where} ({cause})", model=model, url=where, cause=cause)
+        message = f"{model}: cannot connect to {where} ({cause})"
+        return ProviderUnreachable(message, model=model, url=where, cause=cause)
     if isinstance(exc, (together.APITimeoutError, TimeoutError, httpx.TimeoutException)):
         return ProviderTimeout(f"{model}: timed out waiting for {where}", model=model)
     if isinstance(exc, (together.APIConnectionError, httpx.TransportError)):
-        return ProviderUnavailable(f"{model}: the connection to {where} failed ({_connection_cause(chain)})", model=model)
+        cause = _connection_cause(chain)
+        return ProviderUnavailable(f"{model}: the connection to {where} failed ({cause})", model=model)
     if isinstance(exc, together.APIResponseValidationError):
         return ProviderUnavailable(f"{model}: malformed response", model=model)
     return ProviderUnavailable(f"{model}: {type(exc).__name__}: {exc}"[:500], model=model)
