@@ -4,52 +4,84 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import sys
+import tomllib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
-from adapters.console import ConsoleSink, describe_event
+from adapters.console import Console, ConsoleSink
 from bot.config import Settings, load_settings
 from bot.logs import setup_logging
-from bot.wiring import open_core
-from moa.conversation import ConversationKey, Question
+from bot.wiring import Core, open_core
+from moa.answering import Answerer, StopResult
+from moa.conversation import ConversationKey, Phase, Question
 from moa.errors import ConfigError, MoaError
-from moa.events import Event
-from moa.presets import load_catalog
+from moa.presets import DEMO, load_catalog, split_model
+
+CHAT_HELP = "Ctrl-C stops an answer; Ctrl-D, Ctrl-C or /exit at the prompt leaves. /preset NAME, /forget, /help."
+
+
+def version() -> str:
+    try:
+        return metadata.version("moa-bot")
+    except metadata.PackageNotFoundError:
+        # run from a checkout that was never installed (`python -m bot.cli`): the version the checkout declares
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moa-bot", description="Slack and Discord answers from a Mixture of Agents."
     )
+    parser.add_argument("--version", action="version", version=f"moa-bot {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="run every configured adapter, the scheduler and the HTTP endpoint")
     ask = sub.add_parser("ask", help="answer one question in the terminal")
     ask.add_argument("question", nargs="+", help="the question (quote it, or give several words)")
-    ask.add_argument("--preset", help="preset to use (default: MOA_PRESET)")
-    ask.add_argument("--thread", help="continue a stored conversation with this id")
+    _preset_arguments(ask)
+    ask.add_argument("--thread", help="continue the conversation with this id (printed by an earlier ask)")
     ask.add_argument("--show-proposals", action="store_true", help="print every draft on stderr")
     ask.add_argument("--json", action="store_true", help="print the run record as JSON instead")
     chat = sub.add_parser("chat", help="an interactive conversation in the terminal")
-    chat.add_argument("--preset", help="preset to use (default: MOA_PRESET)")
-    chat.add_argument("--thread", help="continue a stored conversation with this id")
+    _preset_arguments(chat)
+    chat.add_argument("--thread", help="continue the conversation with this id")
     sub.add_parser("presets", help="list the presets and their models")
     sub.add_parser("doctor", help="check configuration and reachability")
     return parser
+
+
+def _preset_arguments(command: argparse.ArgumentParser) -> None:
+    choice = command.add_mutually_exclusive_group()
+    choice.add_argument("--preset", help="preset to use (default: MOA_PRESET)")
+    choice.add_argument(
+        "--demo", action="store_true", help="try it offline: canned demo answers, no API key, no network"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        setup_logging(settings.log_level, settings.log_format, settings.secrets)
+        setup_logging(_log_level(args.command, settings), settings.log_format, settings.secrets)
         if args.command == "presets":
             return _presets(settings)
         if args.command == "ask":
-            return asyncio.run(_ask(settings, args))
+            return asyncio.run(_ask(_with_preset(settings, args), args))
         if args.command == "chat":
-            return asyncio.run(_chat(settings, args))
+            return _chat(_with_preset(settings, args), args)
         if args.command == "run":
             from bot.service import run_service
 
@@ -69,10 +101,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _log_level(command: str, settings: Settings) -> str:
+    # The terminal commands show their own progress on stderr, and INFO lines would break into it; the
+    # service logs at the configured level, and so does any command when MOA_LOG_LEVEL is set (.env included).
+    if command == "run" or os.environ.get("MOA_LOG_LEVEL", "").strip():
+        return settings.log_level
+    return "WARNING"
+
+
+def _with_preset(settings: Settings, args: argparse.Namespace) -> Settings:
+    """`--preset`/`--demo` stand in for MOA_PRESET in this command, so the API key check follows them."""
+    preset = DEMO if args.demo else args.preset
+    return replace(settings, preset=preset) if preset else settings
+
+
 def _presets(settings: Settings) -> int:
     catalog = load_catalog(settings.config_path)
     for name, preset in sorted(catalog.presets.items()):
-        marker = " (default)" if name == settings.preset else ""
+        notes = ["default"] if name == settings.preset else []
+        if all(split_model(m, catalog.providers)[0] == DEMO for m in preset.models):
+            notes.append("offline demo, no API key needed: moa-bot ask --demo QUESTION")
+        marker = f" ({'; '.join(notes)})" if notes else ""
         print(f"{name}{marker}: layers={preset.layers}, aggregator={preset.aggregator}")
         for model in preset.proposers:
             print(f"    {model}")
@@ -83,62 +132,183 @@ def _console_key(thread: str) -> ConversationKey:
     return ConversationKey("console", "local", "cli", thread)
 
 
+def _new_thread() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 async def _ask(settings: Settings, args: argparse.Namespace) -> int:
-    thread = args.thread or uuid.uuid4().hex[:12]
-    question_text = " ".join(args.question)
-
-    def progress(_: str, event: Event) -> None:
-        line = describe_event(event, show_proposals=args.show_proposals)
-        if line is not None and not args.json:
-            print(line, file=sys.stderr, flush=True)
-
-    async with open_core(settings, on_event=progress) as core:
-        sink = ConsoleSink(sys.stdout, sys.stderr, stream_answer=not args.json)
-        question = Question(_console_key(thread), "local", question_text, args.preset)
-        run_id = await core.answerer.answer(question, sink)
+    thread = args.thread or _new_thread()
+    console = Console(
+        sys.stdout,
+        sys.stderr,
+        live=sys.stderr.isatty(),
+        show_proposals=args.show_proposals,
+        stream_answer=not args.json,
+    )
+    async with open_core(settings, on_event=console.on_event) as core:
+        key = _console_key(thread)
+        if args.thread and not await core.store.has_history(key):
+            console.say(f"No conversation {thread!r} yet: starting a new one with that id.")
+        sink = console.sink()
+        question = Question(key, "local", " ".join(args.question))
+        run_id = await answer_until_stopped(core.answerer, question, sink)
         if args.json and run_id is not None:
             record = await core.store.get_run(run_id)
-            print(json.dumps({**(record or {}), "thread": thread}, indent=2, default=str))
-    if not args.json:
-        print(f"(continue this conversation with --thread {thread})", file=sys.stderr)
-    return 0 if sink.final is not None and sink.final.phase.value == "done" else 1
+            if record is not None:
+                print(json.dumps(public_record(record, thread), indent=2, ensure_ascii=False))
+    if sink.stopped:
+        return 130
+    answered = sink.final is not None and sink.final.phase is Phase.DONE
+    if answered and not args.json:
+        choice = " --demo" if args.demo else f" --preset {args.preset}" if args.preset else ""
+        console.say(f'(to continue this conversation: moa-bot ask{choice} --thread {thread} "…")')
+    return 0 if answered else 1
 
 
-async def _chat(settings: Settings, args: argparse.Namespace) -> int:
-    thread = args.thread or uuid.uuid4().hex[:12]
-    preset = args.preset
+async def answer_until_stopped(answerer: Answerer, question: Question, sink: ConsoleSink) -> str | None:
+    """Answer `question`, returning the run id; Ctrl-C stops this answer only (the sink says "Stopped.")."""
     loop = asyncio.get_running_loop()
-    async with open_core(settings) as core:
-        print(
-            f"moa-bot chat (thread {thread}, preset {preset or settings.preset}). "
-            "Commands: /preset NAME, /forget, /exit.",
-            file=sys.stderr,
-        )
-        while True:
+    task = asyncio.create_task(answerer.answer(question, sink))
+
+    def stop() -> None:
+        if sink.stopped:  # a second Ctrl-C must not cut short the recording of the first
+            return
+        sink.stopped = True
+        # a run under way is stopped by the core (recorded as stopped); before that, there is only a task
+        if not sink.run_id or answerer.stop(sink.run_id, by=question.user) is not StopResult.STOPPED:
+            task.cancel()
+
+    # where signal handlers are not supported (Windows), Ctrl-C ends the program instead
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, stop)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if not sink.stopped or (current is not None and current.cancelling()):
+            raise  # cancelled from outside, not by the user's Ctrl-C
+        return None
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def public_record(record: dict[str, Any], thread: str) -> dict[str, Any]:
+    """The run record as `ask --json` prints it: what a user can act on, none of the database's internals."""
+    return {
+        "run_id": record["id"],
+        "thread": thread,
+        "question": record["question"],
+        "preset": record["preset"],
+        "status": record["status"],
+        "answer": record["answer"],
+        "error": record["error"],
+        "started_at": _iso(record["created_at"]),
+        "finished_at": _iso(record["finished_at"]),
+        "elapsed_s": _rounded(record["elapsed_s"]),
+        "prompt_tokens": record["prompt_tokens"],
+        "completion_tokens": record["completion_tokens"],
+        "proposals": [
+            {
+                "model": p["model"],
+                "layer": p["layer"],
+                "text": p["text"],
+                "latency_s": _rounded(p["latency_s"]),
+                "prompt_tokens": p["prompt_tokens"],
+                "completion_tokens": p["completion_tokens"],
+                "error": p["error"],
+                "cut_off": bool(p["straggler"]),
+            }
+            for p in record["proposals"]
+        ],
+    }
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    """An interactive conversation.
+
+    The prompt is read with a plain blocking `input()` while no event loop runs, so readline edits the line and
+    Ctrl-C there raises KeyboardInterrupt at once; each answer then runs on the same loop (`asyncio.Runner`, which
+    keeps the database and the providers' connections between answers), where Ctrl-C stops that answer only.
+    """
+    console = Console(sys.stdout, sys.stderr, live=sys.stderr.isatty())
+    with asyncio.Runner() as runner:
+        stack = contextlib.AsyncExitStack()
+        try:
+            core = runner.run(stack.enter_async_context(open_core(settings, on_event=console.on_event)))
+            save_history = _line_editing(settings.db_path.parent / "chat_history")
             try:
-                line = await loop.run_in_executor(None, input, "you> ")
-            except EOFError:
-                print(file=sys.stderr)
-                return 0
-            line = line.strip()
-            if not line:
-                continue
-            if line in ("/exit", "/quit"):
-                return 0
-            if line == "/forget":
-                await core.answerer.answer(Question(_console_key(thread), "local", "forget"), ConsoleSink(sys.stdout, sys.stderr))
-                continue
-            if line.startswith("/preset"):
-                name = line.removeprefix("/preset").strip()
-                try:
-                    core.catalog.get(name)
-                    preset = name
-                    print(f"Preset is now {name}.", file=sys.stderr)
-                except ConfigError as exc:
-                    print(exc, file=sys.stderr)
-                continue
-            sink = ConsoleSink(sys.stdout, sys.stderr)
-            await core.answerer.answer(Question(_console_key(thread), "local", line, preset), sink)
+                return _converse(runner, core, console, args.thread or _new_thread())
+            finally:
+                if save_history is not None:
+                    save_history()
+        finally:
+            runner.run(stack.aclose())
+
+
+def _converse(runner: asyncio.Runner, core: Core, console: Console, thread: str) -> int:
+    key = _console_key(thread)
+    preset: str | None = None
+    continuing = runner.run(core.store.has_history(key))
+    console.say(
+        f"moa-bot chat · {'continuing' if continuing else 'new'} conversation {thread} · "
+        f"preset {core.answerer.default_preset}"
+    )
+    console.say(CHAT_HELP)
+    while True:
+        try:
+            line = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.say("")  # end the prompt's line
+            return 0
+        command, _, argument = line.partition(" ")
+        if not line:
+            continue
+        if command in ("/exit", "/quit"):
+            return 0
+        if command == "/help":
+            console.say(CHAT_HELP)
+        elif command == "/forget":
+            runner.run(core.answerer.answer(Question(key, "local", "forget"), console.sink()))
+        elif command == "/preset":
+            try:
+                preset = core.catalog.get(argument.strip()).name
+                console.say(f"Preset is now {preset}.")
+            except ConfigError as exc:
+                console.say(str(exc))
+        else:
+            question = Question(key, "local", line, preset)
+            runner.run(answer_until_stopped(core.answerer, question, console.sink()))
+
+
+def _line_editing(history: Path) -> Callable[[], None] | None:
+    """Line editing, and a history kept across sessions, when the prompt is a terminal; returns the saver."""
+    if not sys.stdin.isatty():
+        return None
+    try:
+        import readline
+    except ImportError:  # not in every Python build (Windows)
+        return None
+    readline.set_history_length(1000)
+    with contextlib.suppress(OSError):
+        readline.read_history_file(history)
+
+    def save() -> None:
+        with contextlib.suppress(OSError):
+            readline.write_history_file(history)
+            history.chmod(0o600)  # questions can be private, like the database next to them
+
+    return save
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 from bot.config import Settings
-from moa.errors import MoaError
-from moa.presets import TOGETHER, load_catalog, split_model
+from moa.errors import MoaError, ProviderError
+from moa.presets import load_catalog, split_model
 from moa.providers.registry import ProviderRegistry
 from storage import Store
 
@@ -30,27 +30,33 @@ async def doctor(settings: Settings) -> int:
         report(False, "database", str(exc))
 
     if not settings.together_api_key and not settings.together_base_url:
-        report(False, "together", "TOGETHER_API_KEY is not set; set it to your Together API key")
+        key_page = "https://api.together.ai/settings/api-keys"
+        report(False, "together", f"TOGETHER_API_KEY is not set; create one at {key_page}")
     registry = ProviderRegistry(
         catalog.providers,
         together_api_key=settings.together_api_key,
         together_base_url=settings.together_base_url,
     )
+    used_by: dict[str, set[str]] = {}  # model id, as presets write it -> the presets that use it
+    for preset in catalog.presets.values():
+        for model in preset.models:
+            used_by.setdefault(model, set()).add(preset.name)
+    wanted: dict[str, dict[str, str]] = {}  # provider -> the id it knows the model by -> the model id
+    for model in used_by:
+        name, bare = split_model(model, catalog.providers)
+        wanted.setdefault(name, {})[bare] = model
     try:
-        wanted: dict[str, set[str]] = {}
-        for model in {m for p in catalog.presets.values() for m in p.models}:
-            name, bare = split_model(model, catalog.providers)
-            wanted.setdefault(name, set()).add(bare)
         for name, models in sorted(wanted.items()):
-            provider, _ = registry.resolve(f"{name}:x" if name != TOGETHER else "x")
+            provider, _ = registry.resolve(next(iter(models.values())))
             try:
                 available = set(await provider.list_models(TIMEOUT_S))
-            except MoaError as exc:
-                report(False, f"provider {name}", str(exc))
+            except ProviderError as exc:
+                report(False, f"provider {name}", exc.detail)
                 continue
-            missing = sorted(models - available)
+            missing = sorted(set(models) - available)
             if missing:
-                report(False, f"provider {name}", f"models not found: {', '.join(missing)}")
+                found = "; ".join(f"{models[m]} ({_used_by(used_by[models[m]])})" for m in missing)
+                report(False, f"provider {name}", f"models not found: {found}")
             else:
                 report(True, f"provider {name}", f"reachable, {len(models)} models found")
     finally:
@@ -61,3 +67,8 @@ async def doctor(settings: Settings) -> int:
     for ok, what, detail in await check_platforms(settings, TIMEOUT_S):
         report(ok, what, detail)
     return 1 if failures else 0
+
+
+def _used_by(presets: set[str]) -> str:
+    names = ", ".join(sorted(presets))
+    return f"used by preset{'s' if len(presets) > 1 else ''}: {names}"

@@ -42,7 +42,8 @@ async def open_core(
     if uses_together and not settings.together_api_key and not settings.together_base_url:
         raise ConfigError(
             f"TOGETHER_API_KEY: not set, and preset {default.name!r} uses Together models; set it to your "
-            "Together API key (or point MOA_PRESET at a preset whose models use your own providers)"
+            "Together API key (https://api.together.ai/settings/api-keys), or point MOA_PRESET at a preset whose "
+            "models use your own providers; to try moa-bot without a key: moa-bot ask --demo QUESTION"
         )
     registry = ProviderRegistry(
         catalog.providers,

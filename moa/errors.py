@@ -6,6 +6,7 @@
      |    +-- RateLimited       429: retry after `retry_after` seconds
      |    +-- ProviderTimeout   no answer within the call's timeout
      |    +-- ProviderUnavailable  5xx or connection failure: worth retrying
+     |    |    +-- ProviderUnreachable  no connection at all (`url`, `cause`: refused, DNS, TLS, timeout)
      |    +-- ProviderRejected  4xx other than 429: retrying will not help
      +-- NoAnswerError          every model failed; `user_message` says why
      +-- StorageError           the database could not be read or written
@@ -44,6 +45,11 @@ class ProviderError(MoaError):
         self.request_id = request_id
 
     @property
+    def detail(self) -> str:
+        """The message without the model's name, for places that already show which model it was."""
+        return str(self).removeprefix(f"{self.model}: ")
+
+    @property
     def short(self) -> str:
         """A compact, secret-free description for footers, logs and the run record."""
         code = f" {self.status}" if self.status else ""
@@ -60,6 +66,15 @@ class ProviderTimeout(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     retryable = True
+
+
+class ProviderUnreachable(ProviderUnavailable):
+    """The server could not be reached: `url` is where it was looked for, `cause` says why, in words."""
+
+    def __init__(self, message: str, *, url: str, cause: str, model: str = "") -> None:
+        super().__init__(message, model=model)
+        self.url = url
+        self.cause = cause
 
 
 class ProviderRejected(ProviderError):

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from moa.errors import ProviderError, ProviderRejected, ProviderTimeout, RateLimited
+from moa.errors import ProviderError, ProviderRejected, ProviderTimeout, ProviderUnreachable, RateLimited
 from moa.events import (
     AggregationRetrying,
     AggregationStarted,
@@ -26,6 +26,7 @@ from moa.events import (
     RunFailed,
     Usage,
 )
+from moa.failure import advice_for
 from moa.presets import Preset
 from moa.prompts import FALLBACK_NOTE, with_references
 from moa.providers.base import Delta, Provider
@@ -286,22 +287,22 @@ def _short_reason(error: ProviderError) -> str:
 
 
 def describe_failure(errors: Sequence[ProviderError]) -> str:
-    """One sentence for the user when no model produced anything."""
+    """One sentence for the people in a chat when no model produced anything: what failed, then what to do.
+
+    The advice is worded for a chat channel; `moa.failure.readdress` words it for the operator at a terminal.
+    """
     reasons: Counter[str] = Counter()
     for error in errors:
         reasons[_reason(error)] += 1
-    summary = ", ".join(f"{reason} ({n})" if n > 1 else reason for reason, n in reasons.most_common())
-    advice = "Please try again in a minute."
-    if "the provider refused the API key" in reasons:
-        advice = "An operator needs to check the API key (TOGETHER_API_KEY or the provider's key)."
-    elif "model not found" in reasons:
-        advice = "An operator needs to check the preset's model ids (`moa-bot doctor`)."
-    return f"No model could answer: {summary or 'unknown error'}. {advice}"
+    summary = ", ".join(f"{reason} ({n} models)" if n > 1 else reason for reason, n in reasons.most_common())
+    return f"No model could answer: {summary or 'unknown error'}. {advice_for(errors).chat}"
 
 
 def _reason(error: ProviderError) -> str:
     if isinstance(error, RateLimited):
         return "rate limited by the provider"
+    if isinstance(error, ProviderUnreachable):
+        return f"cannot connect to {error.url} ({error.cause})"
     if isinstance(error, ProviderTimeout):
         return "timed out"
     if error.status in (401, 403):
@@ -309,5 +310,5 @@ def _reason(error: ProviderError) -> str:
     if error.status == 404:
         return "model not found"
     if isinstance(error, ProviderRejected):
-        return "request rejected"
-    return "provider unavailable"
+        return f"request rejected (HTTP {error.status})" if error.status else "request rejected"
+    return f"provider unavailable (HTTP {error.status})" if error.status else "provider unavailable"

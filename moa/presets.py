@@ -11,6 +11,7 @@ from moa.errors import ConfigError
 from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 
 TOGETHER = "together"
+DEMO = "demo"  # built in: canned answers, no key, no network (`moa.providers.demo`)
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,16 @@ class ProviderConfig:
     api_key_env: str | None = None
 
 
+BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
+    TOGETHER: ProviderConfig(TOGETHER),  # its base URL comes from TOGETHER_BASE_URL, its key from TOGETHER_API_KEY
+    DEMO: ProviderConfig(DEMO),
+}
+
+
 @dataclass(frozen=True)
 class Catalog:
     presets: dict[str, Preset]
-    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    providers: dict[str, ProviderConfig] = field(default_factory=lambda: dict(BUILTIN_PROVIDERS))
 
     def get(self, name: str) -> Preset:
         try:
@@ -104,6 +111,13 @@ BUILTIN_PRESETS: dict[str, Preset] = {
             aggregator=_QWEN_72B,
             temperature=0.9,
         ),
+        # Offline: clearly labelled canned text from the built-in demo provider, to try moa-bot without a key.
+        Preset(
+            name=DEMO,
+            proposers=(f"{DEMO}:alpha", f"{DEMO}:beta", f"{DEMO}:gamma"),
+            aggregator=f"{DEMO}:omega",
+            timeout_s=10.0,
+        ),
     )
 }
 
@@ -135,7 +149,7 @@ def split_model(model: str, providers: dict[str, ProviderConfig]) -> tuple[str, 
 def load_catalog(path: Path | None) -> Catalog:
     """Built-in presets, overridden and extended by the TOML file at `path` when given."""
     if path is None:
-        return Catalog(dict(BUILTIN_PRESETS))
+        return Catalog(dict(BUILTIN_PRESETS), dict(BUILTIN_PROVIDERS))
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -153,11 +167,11 @@ def parse_catalog(data: dict[str, Any], *, source: str) -> Catalog:
         raise ConfigError(
             f"{source}: unknown table {sorted(unknown)[0]!r}; only [presets.NAME] and [providers.NAME] are read"
         )
-    providers = {TOGETHER: ProviderConfig(TOGETHER)}
+    providers = dict(BUILTIN_PROVIDERS)
     for name, table in _tables(data, "providers", source).items():
         where = f"{source}: [providers.{name}]"
-        if name == TOGETHER:
-            raise ConfigError(f"{where}: 'together' is built in; give the provider another name")
+        if name in BUILTIN_PROVIDERS:
+            raise ConfigError(f"{where}: {name!r} is built in; give the provider another name")
         for key, value in table.items():
             if key not in _PROVIDER_KEYS:
                 raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: base_url, api_key_env")

@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import signal
+import socket
 import sys
 import time
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
+import pytest
+
+from bot import cli
 from moa.presets import BUILTIN_PRESETS
 from tests.fakes.llm import FakeLLM, Failure
+from tests.helpers import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,6 +109,8 @@ async def test_ask_json_prints_the_run_record(fake_llm: FakeLLM, tmp_path: Path)
         "--json",
         "--preset",
         "tiny",
+        "--thread",
+        "t9",
         "hello",
         env=env_for(fake_llm, tmp_path, MOA_CONFIG=str(config)),
         cwd=tmp_path,
@@ -107,8 +118,30 @@ async def test_ask_json_prints_the_run_record(fake_llm: FakeLLM, tmp_path: Path)
     assert code == 0, err
     record = json.loads(out)
     assert record["status"] == "done" and record["answer"] == "[agg/x] answer to: hello"
+    assert (record["thread"], record["question"], record["preset"], record["error"]) == ("t9", "hello", "tiny", "")
     assert sorted(p["model"] for p in record["proposals"]) == ["p/a", "p/b"]  # in the order they finished
     assert record["prompt_tokens"] > 0 and record["completion_tokens"] > 0
+    assert record["started_at"].endswith("Z") and record["elapsed_s"] > 0
+
+
+async def test_ask_json_leaves_out_storage_internals(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.tiny]\nproposers = ["p/a"]\naggregator = "agg/x"\n')
+    for model in ("p/a", "agg/x"):
+        fake_llm.script(model)
+    code, out, err = await moa_bot(
+        "ask", "--json", "--preset", "tiny", "hello", env=env_for(fake_llm, tmp_path, MOA_CONFIG=str(config)),
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+    record = json.loads(out)
+    assert set(record) == {
+        "run_id", "thread", "question", "preset", "status", "answer", "error", "started_at", "finished_at",
+        "elapsed_s", "prompt_tokens", "completion_tokens", "proposals",
+    }
+    assert set(record["proposals"][0]) == {
+        "model", "layer", "text", "latency_s", "prompt_tokens", "completion_tokens", "error", "cut_off",
+    }
 
 
 async def test_bad_config_is_one_clear_line(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -132,6 +165,8 @@ async def test_all_models_failing_exits_1_with_the_reason(fake_llm: FakeLLM, tmp
     assert code == 1 and out == ""
     assert "No model could answer: model not found" in err
     assert "test-key-123456" not in err
+    # the advice is for the person at the terminal, who runs the bot, not for people in a chat
+    assert "Run `moa-bot doctor`" in err and "An operator" not in err
 
 
 async def test_chat_keeps_history(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -172,7 +207,9 @@ async def test_doctor_checks_together_models(fake_llm: FakeLLM, tmp_path: Path) 
         "doctor", env=env_for(fake_llm, tmp_path, MOA_CONFIG=str(config)), cwd=tmp_path
     )
     assert code == 1  # the other built-in presets name models the fake does not serve
-    assert "FAIL provider together: models not found:" in out and "agg/x" in out
+    assert "FAIL provider together: models not found:" in out
+    assert "agg/x (used by preset: default)" in out
+    assert "meta-llama/Llama-3.3-70B-Instruct-Turbo (used by presets: lite, seed)" in out
     assert "ok   database" in out
 
 
@@ -195,3 +232,185 @@ async def test_dotenv_in_the_working_directory_is_read(fake_llm: FakeLLM, tmp_pa
     assert code == 0, err
     assert out.strip() == "[agg/x] answer to: hi"
     assert fake_llm.requests[0].authorization == "Bearer from-dotenv-key"
+
+
+def closed_port() -> int:
+    """A local port with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pyproject_version() -> str:
+    return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+
+
+async def test_version_prints_the_package_version(tmp_path: Path) -> None:
+    code, out, _ = await moa_bot("--version", env={}, cwd=tmp_path)
+    assert code == 0
+    assert out.strip() == f"moa-bot {pyproject_version()}"
+
+
+def test_version_of_a_checkout_that_was_never_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert cli.version() == pyproject_version()
+
+
+async def test_ask_demo_answers_offline_and_its_thread_continues(tmp_path: Path) -> None:
+    env = {"MOA_DB": str(tmp_path / "moa.sqlite3"), "TOGETHER_BASE_URL": f"http://127.0.0.1:{closed_port()}"}
+    code, out, err = await moa_bot("ask", "--demo", "What is a WAL?", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert "demo answer: no language model was called" in out and "What is a WAL?" in out
+    assert all(f"✓ demo:{m}" in err for m in ("alpha", "beta", "gamma"))
+    # the README's example: the id printed by the first ask, reused
+    thread = re.search(r"--thread (\w+)", err)
+    assert thread is not None, err
+    code, out, err = await moa_bot("ask", "--demo", "--thread", thread[1], "And its size?", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert "And its size?" in out and "1 earlier question" in out
+    assert "starting a new one" not in err
+
+
+async def test_ask_with_an_unknown_thread_says_it_starts_one(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.tiny]\nproposers = ["p/a"]\naggregator = "agg/x"\n')
+    for model in ("p/a", "agg/x"):
+        fake_llm.script(model)
+    env = env_for(fake_llm, tmp_path, MOA_CONFIG=str(config), MOA_PRESET="tiny")
+    code, _, err = await moa_bot("ask", "--thread", "wal", "hi", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert "No conversation 'wal' yet: starting a new one with that id." in err
+    code, _, err = await moa_bot("ask", "--thread", "wal", "again", env=env, cwd=tmp_path)
+    assert code == 0 and "starting a new one" not in err
+
+
+async def test_ask_prints_no_info_log_lines_by_default(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.tiny]\nproposers = ["p/a"]\naggregator = "agg/x"\n')
+    for model in ("p/a", "agg/x"):
+        fake_llm.script(model)
+    env = env_for(fake_llm, tmp_path, MOA_CONFIG=str(config), MOA_PRESET="tiny")
+    code, _, err = await moa_bot("ask", "hi", env=env, cwd=tmp_path)
+    # with MOA_LOG_LEVEL set the answer's INFO line appears (tests/test_service.py reads it)
+    assert code == 0 and " INFO " not in err, err
+
+
+async def test_failed_model_line_names_the_model_once(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.tiny]\nproposers = ["p/a", "p/b"]\naggregator = "agg/x"\nretries = 0\n')
+    fake_llm.fail("p/a", Failure.server_error(503))
+    for model in ("p/b", "agg/x"):
+        fake_llm.script(model)
+    code, _, err = await moa_bot(
+        "ask", "--preset", "tiny", "hi", env=env_for(fake_llm, tmp_path, MOA_CONFIG=str(config)), cwd=tmp_path
+    )
+    assert code == 0, err
+    line = next(row for row in err.splitlines() if "✗" in row)
+    assert line.count("p/a") == 1 and "HTTP 503" in line and "ProviderUnavailable" not in line, line
+
+
+async def test_unreachable_provider_names_the_url_and_why(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.tiny]\nproposers = ["p/a"]\naggregator = "agg/x"\nretries = 0\n')
+    env = {"TOGETHER_API_KEY": "k", "TOGETHER_BASE_URL": url, "MOA_DB": str(tmp_path / "db"),
+           "MOA_CONFIG": str(config)}
+    code, _, err = await moa_bot("ask", "--preset", "tiny", "hi", env=env, cwd=tmp_path)
+    assert code == 1
+    assert "✗ p/a (layer 1)" in err and f"cannot connect to {url} (connection refused)" in err
+    assert f"No model could answer: cannot connect to {url} (connection refused) (2 models)" in err
+    assert "Check your network and TOGETHER_BASE_URL" in err
+
+
+async def test_doctor_names_an_unreachable_provider(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    env = {"TOGETHER_API_KEY": "k", "TOGETHER_BASE_URL": url, "MOA_DB": str(tmp_path / "db")}
+    code, out, _ = await moa_bot("doctor", env=env, cwd=tmp_path)
+    assert code == 1
+    assert f"FAIL provider together: cannot connect to {url} (connection refused)" in out
+    assert "ok   provider demo: reachable" in out
+
+
+async def test_chat_demo_answers_offline_until_end_of_input(tmp_path: Path) -> None:
+    code, out, err = await moa_bot(
+        "chat", "--demo", env={"MOA_DB": str(tmp_path / "db")}, cwd=tmp_path, stdin=b"What is a WAL?\n"
+    )
+    assert code == 0, err
+    assert "demo answer" in out and "What is a WAL?" in out
+    assert "Traceback" not in err
+
+
+class Chat:
+    """`moa-bot chat` on pipes, read as it goes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.err = ""
+
+    @classmethod
+    async def start(cls, env: dict[str, str], cwd: Path, *args: str) -> Chat:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "chat", *args,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), **env},
+            cwd=cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def wait_for(self, text: str, within: float = 20.0) -> None:
+        assert self.process.stderr is not None
+        async with asyncio.timeout(within):
+            while text not in self.err:
+                line = await self.process.stderr.readline()
+                assert line, f"chat ended before {text!r}: {self.err}"
+                self.err += line.decode()
+
+    async def say(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        await self.process.stdin.drain()
+
+    async def finish(self) -> tuple[int, str, str]:
+        """Close the input (end of file, as Ctrl-D) and wait for the end."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        out, err = await asyncio.wait_for(self.process.communicate(), 30)
+        assert self.process.returncode is not None
+        return self.process.returncode, out.decode(), self.err + err.decode()
+
+
+async def test_chat_ctrl_c_stops_the_answer_and_the_prompt_comes_back(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async def slow_for_the_first(body: dict) -> str:  # type: ignore[type-arg]
+        if "first" in body["messages"][-1]["content"]:
+            await asyncio.sleep(30)
+        return f"answer to {body['messages'][-1]['content']}"
+
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.tiny]\nproposers = ["p/a"]\naggregator = "agg/x"\n')
+    fake_llm.script("p/a", reply=slow_for_the_first)
+    fake_llm.script("agg/x")
+    chat = await Chat.start(env_for(fake_llm, tmp_path, MOA_CONFIG=str(config), MOA_PRESET="tiny"), tmp_path)
+    await chat.say("first question")
+    await eventually(lambda: fake_llm.in_flight == 1, within=20, what="the first question reaching the model")
+    chat.process.send_signal(signal.SIGINT)
+    await chat.wait_for("Stopped.")
+    await eventually(lambda: fake_llm.in_flight == 0, what="the stopped call to be dropped")
+    await chat.say("second question")
+    code, out, err = await chat.finish()
+    assert code == 0, err
+    assert "[agg/x] answer to: second question" in out and "first question" not in out
+    assert "restarted" not in err and "Traceback" not in err
+    assert fake_llm.requests_for("p/a")[0].outcome == "client_gone"
+
+
+async def test_chat_ctrl_c_at_the_prompt_leaves_at_once(tmp_path: Path) -> None:
+    chat = await Chat.start({"MOA_DB": str(tmp_path / "db")}, tmp_path, "--demo")
+    await chat.wait_for("Ctrl-C stops an answer")
+    started = time.monotonic()
+    chat.process.send_signal(signal.SIGINT)
+    code = await asyncio.wait_for(chat.process.wait(), 5)
+    assert code in (0, 130) and time.monotonic() - started < 5
+    _, _, err = await chat.finish()
+    assert "Traceback" not in err

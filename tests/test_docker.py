@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 import os
 import re
 import shlex
+import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from bot.metrics import Metrics
@@ -18,10 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 
-def instruction(name: str) -> list[str]:
-    """Every instruction `name`, with continuation lines joined."""
+def instructions() -> list[tuple[str, str]]:
+    """Every instruction in order as (keyword, arguments), with continuation lines joined."""
     joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
-    return [line.split(None, 1)[1] for line in joined.splitlines() if line.startswith(name + " ")]
+    return [(line.split(None, 1)[0], line.split(None, 1)[1]) for line in joined.splitlines() if line[:1].isupper()]
+
+
+def instruction(name: str) -> list[str]:
+    """Every instruction `name`, in order."""
+    return [rest for keyword, rest in instructions() if keyword == name]
 
 
 def image_env() -> dict[str, str]:
@@ -34,11 +42,56 @@ def image_env() -> dict[str, str]:
     return env
 
 
+CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/pip"
+
+
+def pip_installs() -> list[str]:
+    """The RUN instructions that install with pip, in order, without their cache mount."""
+    return [run.removeprefix(CACHE_MOUNT).strip() for run in instruction("RUN") if "pip install" in run]
+
+
 def test_install_step_is_the_readmes() -> None:
     readme = (REPO / "README.md").read_text()
     assert "python3 -m pip install . && moa-bot --help" in readme
-    assert "python3 -m pip install ." in instruction("RUN")
+    assert pip_installs()[-1] == "python3 -m pip install --no-deps ."  # the dependencies are in place by then
     assert len([line for line in DOCKERFILE.splitlines() if line.startswith("FROM ")]) == 2  # multi-stage
+
+
+def test_dependencies_are_installed_before_the_source_is_copied() -> None:
+    steps = instructions()
+    install_deps = next(i for i, (kind, rest) in enumerate(steps) if kind == "RUN" and "-r requirements.txt" in rest)
+    copies_before = [rest for kind, rest in steps[:install_deps] if kind == "COPY"]
+    assert copies_before == ["pyproject.toml ./"]
+    assert any(kind == "COPY" and rest.startswith("moa ") for kind, rest in steps[install_deps:])
+
+
+def test_the_dependency_list_is_read_from_pyproject(tmp_path: Path) -> None:
+    words = shlex.split(pip_installs()[0])
+    script = words[words.index("-c") + 1]
+    (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
+    listed = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert listed.stdout.splitlines() == declared
+
+
+def test_pip_downloads_are_cached_between_builds() -> None:
+    assert DOCKERFILE.startswith("# syntax=docker/dockerfile:1\n")  # RUN --mount needs BuildKit's syntax
+    assert all(run.startswith(CACHE_MOUNT) for run in instruction("RUN") if "pip install" in run)
+    assert "PIP_NO_CACHE_DIR" not in DOCKERFILE
+
+
+def test_base_image_is_pinned_to_a_patch_release() -> None:
+    bases = [spec.split()[0] for spec in instruction("FROM")]
+    assert len(bases) == 2 and all(re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base) for base in bases), bases
+
+
+def test_dockerignore_keeps_secrets_and_data_out_but_not_what_the_image_copies() -> None:
+    ignored = [line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert {".git", ".env", "data", ".venv"} <= set(ignored)
+    copied = [path for spec in instruction("COPY") if not spec.startswith("--from")
+              for path in spec.split()[:-1]]
+    assert copied and not [path for path in copied if any(fnmatch.fnmatch(path, pattern) for pattern in ignored)]
 
 
 def test_runtime_shape() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -15,8 +16,11 @@ from moa.events import (
     ProposalFailed,
     RunFailed,
 )
-from moa.orchestrator import Orchestrator
+from moa.errors import ProviderRejected
+from moa.failure import Audience, readdress, retry_in_words
+from moa.orchestrator import Orchestrator, describe_failure
 from moa.prompts import AGGREGATE_AND_SYNTHESIZE
+from moa.providers.registry import ProviderRegistry
 from tests.fakes.llm import FakeLLM, Failure
 from tests.helpers import FAST_BACKOFF, collect, preset, registry_for
 
@@ -264,3 +268,62 @@ async def test_aggregator_rate_limit_is_retried_before_streaming(fake_llm: FakeL
     assert not done(events).fallback
     assert [r.status for r in fake_llm.requests_for("agg/x")] == [429, 200]
     assert done(events).usage_by_model["agg/x"].completion_tokens > 0
+
+
+async def test_a_long_retry_after_says_when_to_try_again(fake_llm: FakeLLM, orchestrator: Orchestrator) -> None:
+    for model in ("p/a", "agg/x"):
+        fake_llm.fail(model, Failure.rate_limit(retry_after=3600))
+    events = await collect(orchestrator, preset(proposers=("p/a",)))
+    failure = events[-1]
+    assert isinstance(failure, RunFailed)
+    assert failure.message.endswith("Please try again in about 1 hour.")
+
+
+async def run_against(base_url: str) -> RunFailed:
+    registry = ProviderRegistry({}, together_api_key="k", together_base_url=base_url)
+    try:
+        events = await collect(Orchestrator(registry, backoff=FAST_BACKOFF), preset(proposers=("p/a",), retries=0))
+    finally:
+        await registry.aclose()
+    assert isinstance(events[-1], RunFailed)
+    return events[-1]
+
+
+async def test_unreachable_provider_is_named_with_its_url_and_why() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens once the probe is closed
+    failure = await run_against(url)
+    assert f"No model could answer: cannot connect to {url} (connection refused) (2 models)." in failure.message
+    assert "an operator needs to check the connection to the provider" in failure.message
+
+
+async def test_tls_to_a_plain_http_server_is_named_as_a_tls_error(fake_llm: FakeLLM) -> None:
+    url = f"https://127.0.0.1:{fake_llm.port}"
+    failure = await run_against(url)
+    assert f"cannot connect to {url} (TLS error: " in failure.message
+
+
+async def test_refused_key_asks_an_operator_to_check_it() -> None:
+    async with FakeLLM(["p/a", "agg/x"], api_key="the-right-key") as llm:
+        failure = await run_against(llm.base_url)
+    assert "the provider refused the API key (2 models)" in failure.message
+    assert failure.message.endswith("An operator needs to check the API key (TOGETHER_API_KEY or the provider's key).")
+
+
+def test_the_terminal_gets_advice_addressed_to_the_operator() -> None:
+    chat = describe_failure([ProviderRejected("m: HTTP 401: bad key", model="m", status=401)])
+    terminal = readdress(chat, Audience.TERMINAL)
+    assert terminal.startswith("No model could answer: the provider refused the API key. ")
+    assert terminal.endswith("Check TOGETHER_API_KEY (or the variable named by the provider's api_key_env); "
+                             "`moa-bot doctor` tests it.")
+    assert readdress(chat, Audience.CHAT) == chat
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(None, "in a minute"), (20, "in a minute"), (61, "in about 2 minutes"), (1800, "in about 30 minutes"),
+     (3600, "in about 1 hour"), (3 * 3600, "in about 3 hours"), (3 * 86400, "in about 3 days")],
+)
+def test_retry_after_in_words(seconds: float | None, words: str) -> None:
+    assert retry_in_words(seconds) == words

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from moa.errors import ConfigError
 from moa.presets import BUILTIN_PRESETS, load_catalog, parse_catalog, split_model
+from moa.providers.demo import DemoProvider
 from moa.providers.registry import ProviderRegistry
 
 
 def test_builtins() -> None:
-    assert set(BUILTIN_PRESETS) == {"default", "seed", "lite", "self"}
+    assert set(BUILTIN_PRESETS) == {"default", "seed", "lite", "self", "demo"}
     seed = BUILTIN_PRESETS["seed"]
     assert seed.proposers == (
         "Qwen/Qwen2-72B-Instruct",
@@ -81,6 +83,7 @@ api_key_env = "OLLAMA_API_KEY"
             "provider 'gpu', which is not declared",
         ),
         ('[providers.local]\napi_key_env = "K"', "base_url is missing"),
+        ('[providers.demo]\nbase_url = "http://x"', "'demo' is built in; give the provider another name"),
         ('[providers.local]\nbase_url = "http://x"\nkey = "K"', "unknown key 'key'"),
         ('[preset.x]\nproposers = ["a/b"]', "unknown table 'preset'"),
         ("[presets.x\n", "not valid TOML"),
@@ -99,5 +102,36 @@ def test_mistakes_name_file_key_and_fix(tmp_path: Path, toml: str, message: str)
 def test_missing_file_and_unknown_preset(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_catalog(tmp_path / "nope.toml")
-    with pytest.raises(ConfigError, match="unknown preset 'x'; known presets: default, lite, seed, self"):
+    with pytest.raises(ConfigError, match="unknown preset 'x'; known presets: default, demo, lite, seed, self"):
         parse_catalog({}, source="t").get("x")
+
+
+def test_demo_models_go_to_the_built_in_demo_provider_with_no_configuration() -> None:
+    catalog = load_catalog(None)
+    demo = catalog.get("demo")
+    assert all(split_model(m, catalog.providers)[0] == "demo" for m in demo.models)
+    registry = ProviderRegistry({}, together_api_key=None, together_base_url=None)
+    provider, model = registry.resolve(demo.aggregator)
+    assert (type(provider).__name__, model) == ("DemoProvider", "omega")
+
+
+def test_a_toml_file_keeps_the_demo_preset_working(tmp_path: Path) -> None:
+    path = tmp_path / "moa.toml"
+    path.write_text('[presets.team]\nproposers = ["a/b"]\naggregator = "a/b"\n')
+    catalog = load_catalog(path)
+    assert split_model(catalog.get("demo").aggregator, catalog.providers) == ("demo", "omega")
+
+
+async def test_demo_drafts_finish_one_after_another_and_say_they_are_canned() -> None:
+    provider = DemoProvider()
+    finished: list[str] = []
+
+    async def draft(model: str) -> None:
+        completion = await provider.complete(
+            model, [{"role": "user", "content": "hi"}], temperature=0.7, max_tokens=512, timeout_s=10
+        )
+        assert "no language model was called" in completion.text and "hi" in completion.text
+        finished.append(model)
+
+    await asyncio.gather(*(draft(m) for m in ("gamma", "beta", "alpha")))
+    assert finished == ["alpha", "beta", "gamma"]

@@ -248,7 +248,8 @@ async def test_json_log_has_one_line_per_answer(fake_llm: FakeLLM, tmp_path: Pat
     code, _, err = await moa_bot(
         "ask", "--preset", "tiny", "hello",
         env={"TOGETHER_API_KEY": "together-secret-key-42", "TOGETHER_BASE_URL": fake_llm.base_url,
-             "MOA_CONFIG": str(config), "MOA_DB": str(tmp_path / "db.sqlite3"), "MOA_LOG_FORMAT": "json"},
+             "MOA_CONFIG": str(config), "MOA_DB": str(tmp_path / "db.sqlite3"), "MOA_LOG_FORMAT": "json",
+             "MOA_LOG_LEVEL": "INFO"},  # `ask` logs warnings only unless asked for more
         cwd=tmp_path,
     )
     assert code == 0, err

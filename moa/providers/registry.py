@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from moa.presets import TOGETHER, ProviderConfig, split_model
+from moa.presets import DEMO, TOGETHER, ProviderConfig, split_model
 from moa.providers.base import Provider
+from moa.providers.demo import DemoProvider
 from moa.providers.together import TogetherProvider
 
 ProviderFactory = Callable[[ProviderConfig, str | None], Provider]
@@ -14,6 +15,14 @@ ProviderFactory = Callable[[ProviderConfig, str | None], Provider]
 
 def _together_factory(config: ProviderConfig, api_key: str | None) -> Provider:
     return TogetherProvider(config.name, api_key=api_key, base_url=config.base_url)
+
+
+def _demo_factory(config: ProviderConfig, api_key: str | None) -> Provider:
+    return DemoProvider(config.name)
+
+
+# providers that exist without configuration, whatever `factory` makes for the configured ones
+BUILTIN_FACTORIES: dict[str, ProviderFactory] = {DEMO: _demo_factory}
 
 
 class ProviderRegistry:
@@ -29,6 +38,7 @@ class ProviderRegistry:
         factory: ProviderFactory = _together_factory,
     ) -> None:
         self._configs = dict(configs)
+        self._configs.update({name: ProviderConfig(name) for name in BUILTIN_FACTORIES})
         self._configs[TOGETHER] = ProviderConfig(TOGETHER, together_base_url)
         self._together_key = together_api_key
         self._environ = os.environ if environ is None else environ
@@ -41,7 +51,8 @@ class ProviderRegistry:
         if provider is None:
             config = self._configs[name]
             key = self._together_key if name == TOGETHER else self._key_for(config)
-            provider = self._live[name] = self._factory(config, key)
+            factory = BUILTIN_FACTORIES.get(name, self._factory)
+            provider = self._live[name] = factory(config, key)
         return provider, bare
 
     def _key_for(self, config: ProviderConfig) -> str | None:

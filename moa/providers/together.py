@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
@@ -13,6 +15,7 @@ from moa.errors import (
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
     RateLimited,
 )
 from moa.events import Message, Usage
@@ -30,10 +33,15 @@ def _sdk_base_url(base_url: str | None) -> str | None:
     return trimmed[: -len("/v1")] if trimmed.endswith("/v1") else trimmed
 
 
-def map_error(exc: BaseException, model: str) -> ProviderError:
-    """The one place where SDK and transport exceptions become the product's errors."""
+def map_error(exc: BaseException, model: str, *, url: str = "") -> ProviderError:
+    """The one place where SDK and transport exceptions become the product's errors.
+
+    `url` is the server the call went to; connection failures name it, with the underlying cause found in the
+    exception chain (the SDK wraps httpx, which wraps the socket, DNS or TLS error).
+    """
     if isinstance(exc, ProviderError):
         return exc
+    where = url or "the provider"
     if isinstance(exc, together.APIStatusError):
         headers = exc.response.headers
         status = exc.response.status_code
@@ -53,13 +61,48 @@ def map_error(exc: BaseException, model: str) -> ProviderError:
             retry_after=_retry_after(headers),
             request_id=request_id,
         )
+    chain = _exception_chain(exc)
+    if any(isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)) for e in chain):
+        cause = _connection_cause(chain)
+        message = f"{model}: cannot connect to {where} ({cause})"
+        return ProviderUnreachable(message, model=model, url=where, cause=cause)
     if isinstance(exc, (together.APITimeoutError, TimeoutError, httpx.TimeoutException)):
-        return ProviderTimeout(f"{model}: timed out", model=model)
+        return ProviderTimeout(f"{model}: timed out waiting for {where}", model=model)
     if isinstance(exc, (together.APIConnectionError, httpx.TransportError)):
-        return ProviderUnavailable(f"{model}: connection failed ({type(exc).__name__})", model=model)
+        cause = _connection_cause(chain)
+        return ProviderUnavailable(f"{model}: the connection to {where} failed ({cause})", model=model)
     if isinstance(exc, together.APIResponseValidationError):
         return ProviderUnavailable(f"{model}: malformed response", model=model)
     return ProviderUnavailable(f"{model}: {type(exc).__name__}: {exc}"[:500], model=model)
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _connection_cause(chain: Sequence[BaseException]) -> str:
+    """Why a connection failed, in words, from the first error in the chain that says it precisely."""
+    for error in chain:
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return f"TLS certificate not trusted: {error.verify_message or error.reason}"
+        if isinstance(error, ssl.SSLError):
+            return f"TLS error: {(error.reason or str(error)).replace('_', ' ').lower()}"
+        if isinstance(error, socket.gaierror):
+            return f"DNS lookup failed: {error.strerror or error}"
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(error, ConnectionResetError):
+            return "connection reset"
+        if isinstance(error, (httpx.ConnectTimeout, TimeoutError)):
+            return "timed out"
+    # something else: the innermost error that has a message ("All connection attempts failed", ...)
+    described = [e for e in chain if str(e)]
+    return str(described[-1]) if described else type(chain[-1]).__name__
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -122,6 +165,8 @@ class TogetherProvider:
             # connection beyond 20 would be torn down and set up again (TLS included) for the next call.
             http_client=together.DefaultAsyncHttpxClient(limits=POOL_LIMITS),
         )
+        # as the operator wrote it (TOGETHER_BASE_URL, [providers.NAME] base_url), so errors point at their setting
+        self.base_url = base_url or str(self._client.base_url).rstrip("/")
 
     async def complete(
         self,
@@ -145,7 +190,7 @@ class TogetherProvider:
         except ValueError:
             raise ProviderUnavailable(f"{model}: malformed response", model=model) from None
         except Exception as exc:
-            raise map_error(exc, model) from exc
+            raise map_error(exc, model, url=self.base_url) from exc
         choices = body.get("choices") if isinstance(body, dict) else None
         if not choices or not isinstance(choices[0], dict):
             raise ProviderUnavailable(f"{model}: the response had no choices", model=model)
@@ -190,7 +235,7 @@ class TogetherProvider:
         except ProviderError:
             raise
         except Exception as exc:
-            raise map_error(exc, model) from exc
+            raise map_error(exc, model, url=self.base_url) from exc
         if not finished:
             raise ProviderUnavailable(f"{model}: the stream ended before the answer was complete", model=model)
 
@@ -200,7 +245,7 @@ class TogetherProvider:
         try:
             body = await self._client.get("/v1/models", cast_to=object, options={"timeout": timeout_s})
         except Exception as exc:
-            raise map_error(exc, "models") from exc
+            raise map_error(exc, "models", url=self.base_url) from exc
         items = body.get("data", []) if isinstance(body, dict) else body
         if not isinstance(items, list):
             raise ProviderUnavailable("models: unexpected listing shape", model="models")
