@@ -507,3 +507,31 @@ async def test_run_refuses_a_read_only_database_in_one_line(fake_llm: FakeLLM, t
             code, out, err = await run_until_it_exits(env, tmp_path)
     assert (code, out) == (1, "")
     assert err.strip().splitlines() == [f"moa-bot: MOA_DB: cannot open {env['MOA_DB']}: the database is read-only"]
+
+
+async def test_questions_that_cannot_be_stored_get_a_reply_and_leave_nothing_half_posted(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    script_models(fake_llm)
+    port = free_port()
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port)
+        async with running_bot(env, tmp_path, port) as bot:
+            assert bot.process is not None
+            pid, wal = bot.process.pid, os.stat(env["MOA_DB"] + "-wal")
+            _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (wal.st_size, hard))  # no write can land now
+            await bot.wait_health(503, within=5)
+            event = sp.event_callback(sp.app_mention("are you storing this?"))
+            ack = await asyncio.wait_for(slack.push_event(event), 10)
+            assert ack["envelope_id"]  # acknowledged: Slack will not deliver it again and again
+            await eventually(lambda: thread_texts(slack, event["event"]["ts"]), what="a reply")
+            [reply] = thread_texts(slack, event["event"]["ts"])
+            assert "can't store questions right now" in reply and "Error" not in reply
+            posts = len(slack.calls_to("chat.postMessage"))
+            await asyncio.wait_for(slack.push_slash_command(sp.slash_command("and this one?")), 10)
+            await eventually(lambda: slack.response_url_posts, what="an ephemeral reply")
+            assert "can't store questions right now" in slack.response_url_posts[-1]["body"]["text"]
+            assert len(slack.calls_to("chat.postMessage")) == posts  # no "asked" message left behind
+            assert fake_llm.requests == []
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
