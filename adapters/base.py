@@ -43,7 +43,3 @@ class Adapter(Protocol):
     async def reopen(self, placeholder: dict[str, str]) -> ReplySink | None:
         """A sink that edits an existing placeholder, for crash recovery; None if it is not this adapter's."""
         ...
-
-    async def check(self) -> tuple[bool, str]:
-        """Credentials and reachability for `moa-bot doctor`: (ok, one-line detail)."""
-        ...

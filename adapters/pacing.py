@@ -1,8 +1,15 @@
-"""Pacing of message edits so that streamed answers stay inside the platforms' rate limits.
+"""Pacing of platform writes so that streamed answers stay inside the platforms' rate limits.
 
 `RateBudget` is a token bucket for one platform limit (Slack's `chat.update` in one workspace, Discord's message
-route in one channel) shared by every answer that spends it. `PacedMessage` coalesces the edits of one message:
-the newest text wins, interim edits wait their turn or are skipped, and the final edit is never dropped.
+route in one channel) shared by every answer that spends it. `send_within` is the one retry loop for writes that
+must land: it spends the budgets, and when the platform says "later" (`RetryLater`: a 429, or a 5xx on an
+idempotent write) it pauses those budgets for everyone and tries again. `PacedMessage` coalesces the edits of one
+message: the newest text wins, interim edits wait their turn or are skipped, and the final edit goes through
+`send_within`, so it is never dropped.
+
+The client libraries' own retries stay in charge of what they do well (slack_sdk's rate-limit handler for reads,
+discord.py's per-route buckets); these budgets add what they cannot: one limit shared by every answer in a
+workspace or channel, and coalescing.
 """
 
 from __future__ import annotations
@@ -13,17 +20,40 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from moa.errors import MoaError
+
 log = logging.getLogger("adapters.pacing")
 
 T = TypeVar("T")
 
 
-class RetryLater(Exception):
-    """Raised by a send function when the platform answered 429; the edit is retried after `seconds`."""
+class RetryLater(MoaError):
+    """Raised by a platform write the platform refused for now (429, or 5xx on an idempotent write): the write
+    is tried again after `seconds`, and the budgets it spends are paused for everyone meanwhile."""
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"rate limited; retry in {seconds:g} s")
+    def __init__(self, seconds: float, reason: str = "rate limited") -> None:
+        super().__init__(f"{reason}; retry in {seconds:g} s")
         self.seconds = seconds
+
+
+async def send_within(
+    budgets: Sequence[RateBudget], send: Callable[[], Awaitable[T]], *, attempts: int
+) -> T:
+    """`send()` once a token of every budget is free; `RetryLater` pauses them all and tries again, up to
+    `attempts` tries in all. Any other failure is raised at once."""
+    attempt = 0
+    while True:
+        attempt += 1
+        for budget in budgets:
+            await budget.acquire()
+        try:
+            return await send()
+        except RetryLater as exc:
+            if attempt >= attempts:
+                raise
+            for budget in budgets:
+                budget.pause(exc.seconds)
+            await asyncio.sleep(exc.seconds)
 
 
 class RateBudget:
@@ -121,23 +151,10 @@ class PacedMessage(Generic[T]):
     async def finish(self, value: T) -> None:
         """Send the final value (after the interval and the budgets), retrying 429s; raises other failures."""
         await self._stop_flusher()
-        attempts = 0
-        while True:
-            attempts += 1
-            await self._wait_interval()
-            for budget in self._budgets:
-                await budget.acquire()
-            try:
-                await self._send(value)
-            except RetryLater as exc:
-                if attempts >= self._max_final_attempts:
-                    raise
-                self._penalize(exc.seconds)
-                await asyncio.sleep(exc.seconds)
-                continue
-            self._last_sent = self._clock()
-            self.sent += 1
-            return
+        await self._wait_interval()
+        await send_within(self._budgets, lambda: self._send(value), attempts=self._max_final_attempts)
+        self._last_sent = self._clock()
+        self.sent += 1
 
     async def aclose(self) -> None:
         await self._stop_flusher()
@@ -165,10 +182,6 @@ class PacedMessage(Generic[T]):
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def _penalize(self, seconds: float) -> None:
-        for budget in self._budgets:
-            budget.pause(seconds)
-
     async def _flush_loop(self) -> None:
         while True:
             await self._wake.wait()
@@ -184,10 +197,10 @@ class PacedMessage(Generic[T]):
             try:
                 await self._send(value)  # type: ignore[arg-type]
             except RetryLater as exc:
-                self._penalize(exc.seconds)
-                self._has_pending = True if not self._has_pending else self._has_pending
-                if self._pending is None:
-                    self._pending = value
+                for budget in self._budgets:
+                    budget.pause(exc.seconds)
+                if not self._has_pending:  # nothing newer came meanwhile: this one is still the newest
+                    self._pending, self._has_pending = value, True
                 self._wake.set()
             except Exception:
                 log.warning("interim edit failed", exc_info=True)

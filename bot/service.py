@@ -14,10 +14,10 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from adapters.base import Adapter
+from adapters.tasks import TaskOwner
 from bot.config import Settings
 from bot.http import build_app, start_site
 from bot.jobs import build_scheduler
@@ -88,14 +88,8 @@ class Service:
         self.metrics = metrics
         self.stopping = asyncio.Event()
         self.port: int | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskOwner(log)
         self._by_name = {adapter.name: adapter for adapter in self.adapters}
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -111,12 +105,13 @@ class Service:
         )
         runner, self.port = await start_site(app, self.settings.http_host, self.settings.http_port)
         log.info("listening on http://%s:%d (healthz, metrics)", self.settings.http_host, self.port)
-        supervisors = [self._spawn(self._supervise(a), f"supervise-{a.name}") for a in self.adapters]
+        for adapter in self.adapters:
+            self._tasks.spawn(self._supervise(adapter), f"supervise-{adapter.name}")
         scheduler = build_scheduler(
             self.core.store, retention_days=self.settings.retention_days, sweep=lambda: self.recover(resume=False)
         )
         scheduler.start()
-        self._spawn(self._recover_at_start(), "recover-at-start")
+        self._tasks.spawn(self._recover_at_start(), "recover-at-start")
         try:
             await self.stopping.wait()
             log.info(
@@ -129,9 +124,7 @@ class Service:
                 log.warning("%d answers did not finish in time and were marked interrupted", interrupted)
         finally:
             scheduler.shutdown(wait=False)
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*supervisors, *self._tasks, return_exceptions=True)
+            await self._tasks.cancel_all()
             await runner.cleanup()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -195,7 +188,7 @@ class Service:
                 await store.finish_run(run.id, status="interrupted", error="interrupted before a reply was posted")
                 interrupted += 1
             elif resume and time.time() - run.created_at <= self.settings.recover_max_age_s:
-                self._spawn(answerer.resume(run, sink), f"resume-{run.id}")
+                self._tasks.spawn(answerer.resume(run, sink), f"resume-{run.id}")
                 resumed += 1
             else:
                 await answerer.interrupt(run, sink)

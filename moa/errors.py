@@ -8,11 +8,12 @@
      |    +-- ProviderUnavailable  5xx or connection failure: worth retrying
      |    |    +-- ProviderUnreachable  no connection at all (`url`, `cause`: refused, DNS, TLS, timeout)
      |    +-- ProviderRejected  4xx other than 429: retrying will not help
-     +-- NoAnswerError          every model failed; `user_message` says why
-     +-- StorageError           the database could not be read or written
-     +-- UserFacingError        anything whose message is safe to show to a chat user as is
+     +-- StorageError           the database could not be read or written (the message says why, in words)
 
-SDK exceptions are mapped into this tree in one place (`moa.providers.together.map_error`).
+The adapters add their own branches under `MoaError`: `adapters.pacing.RetryLater` (a platform said "later"),
+`adapters.slack.api.SlackCallError`, `adapters.discord.api.DiscordSetupError` (a `ConfigError`), and so on.
+SDK exceptions are mapped into this tree in one place per SDK (`moa.providers.together.map_error`,
+`adapters.slack.api.SlackApi.call`, `adapters.discord.api.write`).
 """
 
 from __future__ import annotations
@@ -81,17 +82,5 @@ class ProviderRejected(ProviderError):
     retryable = False
 
 
-class NoAnswerError(MoaError):
-    """Nothing at all succeeded; `user_message` is safe to show."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-
-
 class StorageError(MoaError):
     pass
-
-
-class UserFacingError(MoaError):
-    """Raised where the message itself is the reply the user should see."""

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.slack import SlackAdapter, SlackPacing
+from adapters.slack.formatting import MESSAGE_CHARS, SlackMessage, answer_message, split_answer
 from moa.answering import Answerer
 from moa.orchestrator import Orchestrator
 from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
@@ -74,6 +75,12 @@ class SlackBot:
     @property
     def aggregations(self) -> int:
         return len(self.llm.requests_for("agg/x"))
+
+
+def answer_messages(text: str, footer: str, limit: int = MESSAGE_CHARS) -> list[SlackMessage]:
+    """A final answer's messages, rendered the way `SlackSink` delivers them (the footer on the last)."""
+    pieces = split_answer(text, limit)
+    return [answer_message(p, footer if i == len(pieces) - 1 else "") for i, p in enumerate(pieces)]
 
 
 def markdown_of(message: Json) -> str:

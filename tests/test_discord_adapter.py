@@ -110,7 +110,7 @@ async def test_bad_token_and_refused_intent_fail_start_clearly(fake_llm: FakeLLM
             False,
             "DISCORD_BOT_TOKEN was refused (401); copy the token again from the application's Bot page",
         )
-        ok, detail = await bot.adapter.check()
+        ok, detail = await check_token(bot.dc.token, bot.dc.api_base)
         assert ok and detail == f"logged in as moa (id {bot.dc.bot_id})"
 
     async with FakeDiscord(privileged_intents=False) as dc:

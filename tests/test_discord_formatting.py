@@ -9,11 +9,13 @@ from adapters.discord.commands import fingerprint
 from adapters.discord.formatting import (
     HANDOVER_NOTE,
     MAX_CONTENT,
-    final_pieces,
+    answer_pieces,
+    failure,
     handover,
     interim,
     question_text,
     thread_name,
+    with_footer,
 )
 from adapters.render import close_fences
 from moa.conversation import Phase, ReplyView
@@ -44,11 +46,12 @@ def test_views_become_contents_within_discords_limit() -> None:
     assert len(streaming) <= MAX_CONTENT and close_fences(streaming) == streaming
 
     done = ReplyView(Phase.DONE, "Done", "para one\n\n" + "word " * 800, "lite · a → b · 2.0 s")
-    pieces = final_pieces(done)
-    assert len(pieces) >= 3 and all(len(p) <= MAX_CONTENT for p in pieces)
-    assert pieces[-1].endswith("\n-# lite · a → b · 2.0 s") and "-# " not in pieces[0]
-    assert final_pieces(ReplyView(Phase.FAILED, "Failed", "Models are down.")) == ["⚠️ Models are down."]
-    assert final_pieces(ReplyView(Phase.DONE, "Done", "", "f"))[0].startswith("_(the models returned")
+    pieces = answer_pieces(done)
+    footed = with_footer(pieces[-1], done.footer)
+    assert len(pieces) >= 3 and all(len(p) <= MAX_CONTENT for p in (*pieces, footed))
+    assert footed.endswith("\n-# lite · a → b · 2.0 s") and "-# " not in pieces[0]
+    assert failure(ReplyView(Phase.FAILED, "Failed", "Models are down.")) == "⚠️ Models are down."
+    assert answer_pieces(ReplyView(Phase.DONE, "Done", "", "f"))[0].startswith("_(the models returned")
 
     marked = handover(ReplyView(Phase.STREAMING, "Writing…", "y" * 3000))
     assert len(marked) <= MAX_CONTENT and marked.endswith(HANDOVER_NOTE)

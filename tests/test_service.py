@@ -56,9 +56,6 @@ class MemoryAdapter:
     async def reopen(self, placeholder: dict[str, str]) -> RecordingSink | None:
         return self.sinks.setdefault(placeholder["id"], RecordingSink())
 
-    async def check(self) -> tuple[bool, str]:
-        return True, "memory"
-
 
 @pytest.fixture
 def settings(fake_llm: FakeLLM, tmp_path: Path):  # type: ignore[no-untyped-def]

@@ -14,9 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.slack import SlackAdapter
+from adapters.slack import SlackAdapter, check_auth
 from adapters.slack.api import SlackApi, SlackCallError, web_client
-from adapters.slack.formatting import answer_messages
 from adapters.slack.outbox import Outbox, SlackPacing
 from bot.config import Settings
 from bot.platform_checks import check_platforms
@@ -27,6 +26,7 @@ from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM, Failure
 from tests.fakes.slack import FakeSlack, sign_request
 from tests.slack_harness import (
+    answer_messages,
     SIGNING_SECRET,
     WINDOW_S,
     RecordingObserver,
@@ -368,7 +368,7 @@ async def test_a_workspace_refusing_markdown_blocks_gets_mrkdwn_text() -> None:
         outbox = Outbox(api, SlackPacing.scaled(WINDOW_S), observer)
         [answer] = answer_messages("**Bold** answer", "preset · 1.0 s")
         slack.fail("chat.postMessage", Failure.error("invalid_blocks"))
-        ts = await outbox.post(sp.TEAM_ID, CH, answer, thread_ts=None)
+        ts = await outbox.post(CH, answer, thread_ts=None)
         assert slack.message(CH, ts)["blocks"] is None
         assert slack.message(CH, ts)["text"] == "*Bold* answer\n\n_preset · 1.0 s_"
         await outbox.update(CH, ts, answer)  # from now on, no blocks are even tried
@@ -669,7 +669,7 @@ async def test_reopen_edits_the_stored_placeholder(fake_llm: FakeLLM, tmp_path: 
 
 async def test_bad_credentials_fail_at_start_and_in_check(fake_llm: FakeLLM, tmp_path: Path) -> None:
     async with slack_bot(fake_llm, tmp_path) as bot:
-        ok, detail = await bot.adapter.check()
+        ok, detail = await check_auth(bot.slack.bot_token, bot.slack.api_url)
         assert ok and "auth.test ok" in detail and sp.TEAM_ID in detail
         common = dict(
             signing_secret=None,
@@ -681,7 +681,7 @@ async def test_bad_credentials_fail_at_start_and_in_check(fake_llm: FakeLLM, tmp
         with pytest.raises(SlackCallError, match="invalid_auth"):
             await wrong_bot.start()
         assert not wrong_bot.connected
-        assert (await wrong_bot.check())[1].startswith("auth.test failed (invalid_auth)")
+        assert (await check_auth("xoxb-wrong", bot.slack.api_url))[1].startswith("auth.test failed (invalid_auth)")
         wrong_app = SlackAdapter(bot_token=bot.slack.bot_token, app_token="xapp-wrong", **common)  # type: ignore[arg-type]
         with pytest.raises(SlackCallError, match="invalid_auth"):
             await wrong_app.start()

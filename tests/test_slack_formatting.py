@@ -15,13 +15,13 @@ from markdown_it.token import Token
 
 from adapters.base import NullObserver
 from adapters.slack.api import SlackApi, web_client
-from adapters.slack.events import addressed, ts_before
+from adapters.slack.addressing import addressed, ts_before
+from tests.slack_harness import answer_messages
 from adapters.slack.formatting import (
     FALLBACK_CHARS,
     MESSAGE_CHARS,
     ZWSP,
     SlackMessage,
-    answer_messages,
     asked_message,
     clean_question,
     mentioned_users,
@@ -422,7 +422,7 @@ async def test_the_outbox_seals_every_message_it_sends() -> None:
     async with FakeSlack() as slack:
         api = SlackApi(web_client(slack.bot_token, slack.api_url, 5.0), NullObserver())
         outbox = Outbox(api, SlackPacing(), NullObserver())
-        ts = await outbox.post(sp.TEAM_ID, sp.CHANNEL_ID, message)
+        ts = await outbox.post(sp.CHANNEL_ID, message)
         posted = dict(slack.message(sp.CHANNEL_ID, ts))
         await outbox.update(sp.CHANNEL_ID, ts, message.plain())
         assert await outbox.respond(slack.new_response_url(), hostile)

@@ -1,9 +1,11 @@
 """Discord: `/moa`, mentions answered in threads, knowledge channels and DMs (discord.py 2.x).
 
 app.py         the adapter: discord.py client lifecycle, events -> questions
-events.py      which messages are questions, and where their conversations live
+addressing.py  which messages are addressed to the bot, and where their conversations live
 formatting.py  message text -> question; views -> message contents within 2,000 characters (pure)
-sink.py        one answer's placeholder, paced edits, final messages, the 15-minute token handover
+sink.py        one answer to a message on the shared delivery core: placeholder, paced edits, final messages
+interaction.py one answer to /moa: the command's reply while its 15-minute token works, then channel messages
+pacing.py      how fast the adapter writes: settings and the per-channel budgets
 commands.py    the slash commands and their sync, only when the definitions changed
 api.py         the REST seam: gateway discovery, token check, call metrics, error mapping
 """
@@ -12,6 +14,6 @@ from __future__ import annotations
 
 from adapters.discord.api import DiscordSetupError, check_token
 from adapters.discord.app import DiscordAdapter
-from adapters.discord.sink import DiscordPacing
+from adapters.discord.pacing import DiscordPacing
 
 __all__ = ["DiscordAdapter", "DiscordPacing", "DiscordSetupError", "check_token"]

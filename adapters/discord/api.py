@@ -1,20 +1,23 @@
 """The REST seam around discord.py: gateway discovery, the token check, call metrics and error mapping.
 
-discord.py does almost all REST itself; what it does not do (discover the gateway from a custom API base,
-check a token for `moa-bot doctor`) goes through aiohttp here, with a timeout. Every request discord.py makes is
-seen through its public `http_trace` hook and reported to the `ApiObserver`; its exceptions are mapped to the
-pacing layer's `RetryLater` in one function.
+discord.py does almost all REST itself, its per-route buckets and 429 waits included; what it does not do
+(discover the gateway from a custom API base, check a token for `moa-bot doctor`) goes through aiohttp here, with
+a timeout. Every request discord.py makes is seen through its public `http_trace` hook and reported to the
+`ApiObserver`; its exceptions are mapped in `write` (one place):
 
     discord.HTTPException (status, code)      raised by discord.py after its own 429 retries
-      -> RetryLater                           429 that outlived discord.py's retries: pace and try again
-      -> everything else                      propagates; the sink decides (new message, smaller pieces, ...)
+      -> RetryLater                           a 429 that outlived discord.py's retries: pace and try again
+      -> everything else                      propagates; the delivery core decides (too long, gone, ...)
+    DiscordSetupError (ConfigError)           starting failed for a reason the operator must fix
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable
 from types import SimpleNamespace
+from typing import TypeVar
 
 import aiohttp
 import discord
@@ -22,6 +25,7 @@ import yarl
 
 from adapters.base import ApiObserver, NullObserver
 from adapters.pacing import RetryLater
+from moa.errors import ConfigError
 
 log = logging.getLogger("adapters.discord")
 
@@ -35,11 +39,24 @@ UNKNOWN_WEBHOOK = 10015
 INVALID_WEBHOOK_TOKEN = 50027  # an interaction token past its 15 minutes
 THREAD_ALREADY_EXISTS = 160004
 
+T = TypeVar("T")
+
 _SNOWFLAKE = re.compile(r"^\d{15,21}$")
 
 
-class DiscordSetupError(Exception):
+class DiscordSetupError(ConfigError):
     """Starting failed for a reason the operator must fix (token, gateway, intents); the message says how."""
+
+
+async def write(request: Awaitable[T]) -> T:
+    """Await a discord.py send or edit; a 429 it could not absorb becomes `RetryLater`."""
+    try:
+        return await request
+    except discord.HTTPException as exc:
+        later = retry_later(exc)
+        if later is not None:
+            raise later from exc
+        raise
 
 
 def retry_later(exc: discord.HTTPException) -> RetryLater | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Coroutine, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import discord
@@ -24,21 +24,15 @@ from adapters.discord.api import (
     DEFAULT_API_BASE,
     PLATFORM,
     DiscordSetupError,
-    check_token,
     discover_gateway,
     observing_trace,
 )
 from adapters.discord.commands import install_commands, sync_commands
-from adapters.discord.events import classify, forget_target, interaction_target, is_from_a_person
-from adapters.discord.sink import (
-    NO_PINGS,
-    ChannelBudgets,
-    DiscordPacing,
-    InteractionSink,
-    MessageSink,
-    SinkContext,
-    _Sink,
-)
+from adapters.discord.addressing import classify, forget_target, interaction_target, is_from_a_person
+from adapters.discord.interaction import InteractionSink
+from adapters.discord.pacing import ChannelBudgets, DiscordPacing
+from adapters.discord.sink import NO_PINGS, DiscordSink, MessageSink, SinkContext
+from adapters.tasks import TaskOwner
 from moa.answering import Answerer
 from moa.conversation import Question, ReplySink
 
@@ -81,7 +75,7 @@ class _Client(discord.Client):
         self.adapter._gateway_changed(False)
 
     async def on_message(self, message: discord.Message) -> None:
-        self.adapter._spawn(self.adapter._on_message(message), f"discord-message-{message.id}")
+        self.adapter._tasks.spawn(self.adapter._on_message(message), f"discord-message-{message.id}")
 
 
 class DiscordAdapter:
@@ -133,8 +127,7 @@ class DiscordAdapter:
         self._client: _Client | None = None
         self._runner: asyncio.Task[None] | None = None
         self._gateway_up = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
+        self._tasks = TaskOwner(log)
         self._saved_settings: tuple[str, yarl.URL] | None = None
 
     # --- the Adapter protocol -------------------------------------------------------------------------
@@ -152,6 +145,7 @@ class DiscordAdapter:
     async def start(self) -> None:
         if self._client is not None:
             raise RuntimeError("the Discord adapter is already started")
+        self._tasks.reopen()  # a supervisor starts the adapter again after closing it
         gateway = self._gateway_url
         if gateway is None and self._api_base is not None:
             gateway = await discover_gateway(
@@ -216,18 +210,8 @@ class DiscordAdapter:
         raise TimeoutError(f"no READY from the Discord gateway within {self._start_timeout_s:g} s")
 
     async def aclose(self) -> None:
-        self._closing = True
-        try:
-            await self._close()
-        finally:
-            self._closing = False
-
-    async def _close(self) -> None:
         # answers first, while the client can still mark them interrupted
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         client, self._client = self._client, None
         runner, self._runner = self._runner, None
         self._gateway_up = False
@@ -273,30 +257,12 @@ class DiscordAdapter:
             return None
         return MessageSink(self._context(), source=None, channel_id=channel_id, message_id=message_id)
 
-    async def check(self) -> tuple[bool, str]:
-        return await check_token(
-            self._token, self._api_base or DEFAULT_API_BASE, self._http_timeout_s, self._observer
-        )
-
     # --- events ---------------------------------------------------------------------------------------
 
     def _gateway_changed(self, up: bool) -> None:
         if up != self._gateway_up:
             log.log(logging.INFO if up else logging.WARNING, "Discord gateway %s", "up" if up else "lost")
         self._gateway_up = up
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        if self._closing:
-            coro.close()  # an event that raced aclose: nobody would own its task
-            return
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     def _context(self) -> SinkContext:
         assert self._client is not None
@@ -343,7 +309,7 @@ class DiscordAdapter:
     async def _on_moa(self, interaction: discord.Interaction, question: str, preset: str | None) -> None:
         # runs in discord.py's handler task: hand over to a task this adapter owns at once
         received = time.monotonic()
-        self._spawn(
+        self._tasks.spawn(
             self._answer_interaction(interaction, question, preset, received),
             f"discord-interaction-{interaction.id}",
         )
@@ -372,7 +338,7 @@ class DiscordAdapter:
             await asyncio.gather(watchdog, return_exceptions=True)
 
     async def _on_forget(self, interaction: discord.Interaction) -> None:
-        self._spawn(self._forget(interaction), f"discord-forget-{interaction.id}")
+        self._tasks.spawn(self._forget(interaction), f"discord-forget-{interaction.id}")
 
     async def _forget(self, interaction: discord.Interaction) -> None:
         key = forget_target(interaction)
@@ -387,7 +353,7 @@ class DiscordAdapter:
         question = Question(key, str(interaction.user.id), "forget", event_id=f"interaction:{interaction.id}")
         await self._answer(question, sink)
 
-    async def _answer(self, question: Question, sink: _Sink) -> None:
+    async def _answer(self, question: Question, sink: DiscordSink) -> None:
         try:
             await self._answerer.answer(question, sink)
         except discord.HTTPException as exc:

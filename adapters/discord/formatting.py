@@ -70,16 +70,25 @@ def notice(text: str, limit: int = MAX_CONTENT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def final_pieces(view: ReplyView, limit: int = MAX_CONTENT) -> list[str]:
-    """The final view as message contents: the answer split to fit, the footer as subtext on the last one."""
-    if not view.has_answer:
-        return [notice(f"⚠️ {view.text}", limit)]
-    footer = f"-# {escape_markdown(view.footer)}" if view.footer else ""
-    room = limit - (len(footer) + 1 if footer else 0)
-    pieces = split_markdown(view.text.strip() or "_(the models returned an empty answer)_", room)
-    if footer:
-        pieces[-1] = f"{pieces[-1]}\n{footer}"
-    return pieces
+def answer_pieces(view: ReplyView, limit: int = MAX_CONTENT) -> list[str]:
+    """An answer's text split into message contents, leaving room on each for the footer line."""
+    room = limit - len(footer_line(view.footer)) - 1
+    return split_markdown(view.text.strip() or "_(the models returned an empty answer)_", room)
+
+
+def footer_line(footer: str) -> str:
+    """The footer as Discord subtext (small and grey), or "" for none."""
+    return f"-# {escape_markdown(footer)}" if footer else ""
+
+
+def with_footer(piece: str, footer: str) -> str:
+    line = footer_line(footer)
+    return f"{piece}\n{line}" if line else piece
+
+
+def failure(view: ReplyView, limit: int = MAX_CONTENT) -> str:
+    """A failed or interrupted answer: what went wrong, in one message."""
+    return notice(f"⚠️ {view.text}", limit)
 
 
 def handover(view: ReplyView | None) -> str:

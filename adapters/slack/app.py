@@ -3,7 +3,7 @@
 Flow of one event: in HTTP mode `inbound` checks its signature, then its shape, before anything parses it (401 and
 400, logged at most once a minute); bolt drops this bot's own events; our global middleware drops other bots and
 every message subtype (edits, deletions, joins…); the listener decides whether the message is addressed to the bot
-(`events.addressed`) and hands it to a task this adapter owns, which turns it into a `Question` for the core. The
+(`addressing.addressed`) and hands it to a task this adapter owns, which turns it into a `Question` for the core. The
 core decides the rest: a retried, replayed or doubly delivered event is answered once (its event id and its team +
 channel + ts are recorded), `forget` and `preset:` are read from the text, and a thread the bot joins is read once
 as context (through the loader the question carries). Bolt runs with `process_before_response=True`, so it
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +31,12 @@ from slack_bolt.response import BoltResponse
 from adapters.base import ApiObserver, NullObserver
 from adapters.pacing import RetryLater
 from adapters.slack import inbound
-from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, check_auth, web_client
+from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, web_client
 from adapters.slack.directory import Directory
-from adapters.slack.events import Incoming, addressed, is_human_message
+from adapters.slack.addressing import Incoming, addressed, is_human_message
 from adapters.slack.outbox import Outbox, SlackPacing
 from adapters.slack.sink import SlackSink
+from adapters.tasks import TaskOwner
 from adapters.throttle import ThrottledLog
 from moa.answering import Answerer
 from moa.conversation import ContextLoader, ConversationKey, Question, ReplySink
@@ -117,7 +118,7 @@ class SlackAdapter:
         self._session: aiohttp.ClientSession | None = None
         self._identity: Identity | None = None
         self._running = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner(log)
         self._sinks: set[SlackSink] = set()
 
     # ------------------------------------------------------------------------------------ Adapter protocol
@@ -144,6 +145,7 @@ class SlackAdapter:
     async def start(self) -> None:
         if self._running:
             return
+        self._tasks.reopen()  # a supervisor starts the adapter again after closing it
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s * 2))
         self._client.session = self._session
         try:
@@ -187,9 +189,6 @@ class SlackAdapter:
             return None
         return self._sink(team, channel, placeholder.get("thread_ts") or ts, placeholder_ts=ts)
 
-    async def check(self) -> tuple[bool, str]:
-        return await check_auth(self._bot_token, self._api_url, timeout_s=self._timeout_s)
-
     # ------------------------------------------------------------------------------------ lifecycle
 
     async def _connect_socket(self, app_token: str) -> None:
@@ -208,22 +207,13 @@ class SlackAdapter:
         handler, self._handler = self._handler, None
         if handler is not None:
             await handler.close_async()  # type: ignore[no-untyped-call]  # no new events from here on
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()  # answers in flight show "interrupted" on their way out
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()  # answers in flight show "interrupted" on their way out
         for sink in list(self._sinks):
             await sink.aclose()
         session, self._session = self._session, None
         self._client.session = None
         if session is not None:
             await session.close()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _sink(self, team: str, channel: str, thread_ts: str, **kwargs: Any) -> SlackSink:
         sink = SlackSink(
@@ -273,7 +263,7 @@ class SlackAdapter:
         bot_user_id = self._bot_user_id(context)
         incoming = addressed(body, bot_user_id=bot_user_id, knowledge_channels=self._knowledge)
         if incoming is not None:
-            self._spawn(self._handle(incoming, bot_user_id), f"slack-{incoming.event_id or incoming.ts}")
+            self._tasks.spawn(self._handle(incoming, bot_user_id), f"slack-{incoming.event_id or incoming.ts}")
 
     async def _on_command(
         self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], context: AsyncBoltContext
@@ -281,7 +271,7 @@ class SlackAdapter:
         await ack()  # within Slack's 3 s, before anything slow
         if not self._running:
             return
-        self._spawn(
+        self._tasks.spawn(
             self._handle_command(dict(command), self._bot_user_id(context)),
             f"slack-command-{command.get('trigger_id', '')}",
         )

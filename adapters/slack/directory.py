@@ -8,7 +8,7 @@ from typing import Any
 
 from adapters.pacing import RetryLater
 from adapters.slack.api import SlackApi, SlackCallError
-from adapters.slack.events import NEW_MESSAGE_SUBTYPES, ts_before
+from adapters.slack.addressing import NEW_MESSAGE_SUBTYPES, ts_before
 from adapters.slack.formatting import clean_question, mentioned_users
 from moa.events import Message
 

@@ -348,11 +348,6 @@ def answer_message(piece: str, footer: str = "") -> SlackMessage:
     return SlackMessage(text, blocks)
 
 
-def answer_messages(text: str, footer: str, limit: int = MESSAGE_CHARS) -> list[SlackMessage]:
-    pieces = split_answer(text, limit)
-    return [answer_message(p, footer if i == len(pieces) - 1 else "") for i, p in enumerate(pieces)]
-
-
 def asked_message(user: str, question: str, limit: int = 2_900) -> SlackMessage:
     """The channel message `/moa` posts: "<@user> asked: …", the question shown but never pinging anyone."""
     shown = neutralize(question)

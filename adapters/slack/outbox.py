@@ -1,14 +1,16 @@
-"""Posting and editing for every answer of one Slack app, inside Slack's rate limits.
+"""Posting and editing for every answer of one Slack app: single writes, and the budgets they share.
 
 The numbers (Slack's limits are per method, per app, per workspace):
 - `chat.update` is Tier 3, about 50 a minute. Every answer streaming in a workspace spends one shared budget of
-  45 a minute with bursts of 4 (so at most 49 in any minute), which leaves headroom for clock skew.
+  45 a minute with bursts of 3 (so at most 48 in any minute), which leaves headroom for clock skew.
   Interim edits only take a token that is free right now (else they are coalesced: the newest text wins); final
   edits wait for one, ahead of interim edits, and are never dropped.
 - Each message is edited at most once a second (`PacedMessage`).
 - `chat.postMessage` is about one a second per channel with short bursts: we post one a second per channel,
   in bursts of at most 2.
-- A 429 pauses the budget for its Retry-After and the call is tried again (up to `attempts` times).
+- A 429 (or a 5xx, which Slack answers before doing anything) becomes `RetryLater`: `adapters.delivery` pauses the
+  budget for its Retry-After and tries again (up to `attempts` times). A post that got no answer at all is not
+  tried again, since it may have landed.
 `SlackPacing.scaled(window_s)` keeps the same shape on a shorter "minute", for tests against a faster fake.
 
 Every message leaves through `SlackMessage.payload()` / `.ephemeral()`, which seal it (nothing pings but the
@@ -17,7 +19,6 @@ mentions the message lists on purpose): never send a message's fields directly.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from adapters.base import ApiObserver
+from adapters.delivery import Budgets
 from adapters.pacing import RateBudget, RetryLater
 from adapters.slack.api import PLATFORM, SlackApi, SlackCallError
 from adapters.slack.formatting import SlackMessage
@@ -84,10 +86,18 @@ class Outbox:
             )
         return budget
 
-    async def post(
-        self, team: str, channel: str, message: SlackMessage, *, thread_ts: str | None = None
-    ) -> str:
-        """Post a message (in a thread when `thread_ts` is given); returns its ts. 429s and 5xx are retried."""
+    def budgets(self, team: str, channel: str) -> Budgets:
+        """What one answer in `channel` spends: the workspace's edits, the channel's posts."""
+        p = self.pacing
+        return Budgets(
+            edits=[self.update_budget(team)],
+            posts=[self.post_budget(team, channel)],
+            edit_interval_s=p.edit_interval_s,
+            attempts=p.attempts,
+        )
+
+    async def post(self, channel: str, message: SlackMessage, *, thread_ts: str | None = None) -> str:
+        """Post a message (in a thread when `thread_ts` is given); returns its ts. 429 and 5xx -> RetryLater."""
 
         async def send(shown: SlackMessage) -> dict[str, Any]:
             payload = shown.payload()
@@ -101,9 +111,13 @@ class Outbox:
                 unfurl_media=False,
             )
 
-        response = await self._retrying(
-            self.post_budget(team, channel), lambda: self._with_blocks(message, send), retry_no_answer=False
-        )
+        try:
+            response = await self._with_blocks(message, send)
+        except SlackCallError as exc:
+            # a post that got no answer at all (status 0) may have landed: trying again could post it twice
+            if exc.status >= 500:
+                raise RetryLater(self.pacing.server_error_pause_s, "Slack server error") from exc
+            raise
         return str(response["ts"])
 
     async def update(self, channel: str, ts: str, message: SlackMessage) -> None:
@@ -116,7 +130,7 @@ class Outbox:
             await self._with_blocks(message, send)
         except SlackCallError as exc:
             if exc.retryable:  # an edit is idempotent: trying it again is always safe
-                raise RetryLater(self.pacing.server_error_pause_s) from exc
+                raise RetryLater(self.pacing.server_error_pause_s, "Slack server error") from exc
             raise
 
     async def delete(self, channel: str, ts: str) -> None:
@@ -161,27 +175,3 @@ class Outbox:
                 )
                 self.blocks_ok = False
             return await send(message.plain())
-
-    async def _retrying(
-        self, budget: RateBudget, call: Callable[[], Awaitable[T]], *, retry_no_answer: bool = True
-    ) -> T:
-        attempt = 0
-        while True:
-            attempt += 1
-            await budget.acquire()
-            try:
-                return await call()
-            except RetryLater as exc:
-                if attempt >= self.pacing.attempts:
-                    raise
-                budget.pause(exc.seconds)
-                await asyncio.sleep(exc.seconds)
-            except SlackCallError as exc:
-                # a post that got no answer may have landed: trying again could post it twice
-                if (
-                    attempt >= self.pacing.attempts
-                    or not exc.retryable
-                    or (exc.status == 0 and not retry_no_answer)
-                ):
-                    raise
-                await asyncio.sleep(self.pacing.server_error_pause_s * attempt)

@@ -1,17 +1,16 @@
-"""One answer in one Slack thread: the `ReplySink` the core drives.
+"""One answer in one Slack thread: the `ReplySink` the core drives, on the shared delivery core.
 
-`open` posts the placeholder in the thread at once; interim views become coalesced, paced `chat.update`s of it;
-the final view replaces it with the first piece of the answer and posts the rest as further thread replies. A
-piece Slack still finds too long (`msg_too_long`) is split again and delivered in smaller pieces.
+`open` posts the placeholder in the thread at once (for `/moa`, first the "… asked: …" message it answers under);
+interim views become coalesced, paced `chat.update`s of it; the final view replaces it with the first piece of the
+answer and posts the rest as further thread replies (`adapters.delivery`). What is Slack's own is here: the
+messages' shapes, and which of Slack's errors mean "too long" and "gone".
 """
 
 from __future__ import annotations
 
-import logging
-from collections import deque
 from collections.abc import Callable
 
-from adapters.pacing import PacedMessage
+from adapters.delivery import Delivery
 from adapters.slack.api import SlackCallError
 from adapters.slack.formatting import (
     SlackMessage,
@@ -23,13 +22,30 @@ from adapters.slack.formatting import (
     streaming_message,
 )
 from adapters.slack.outbox import Outbox
-from adapters.render import split_markdown
 from moa.conversation import Phase, ReplyView
 
-log = logging.getLogger("adapters.slack")
-
-MIN_PIECE = 200  # below this, msg_too_long is not about length we control
 _PLACEHOLDER_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+
+
+class _Thread:
+    """The `Surface` of one Slack thread."""
+
+    def __init__(self, outbox: Outbox, channel: str, thread_ts: str) -> None:
+        self.outbox = outbox
+        self.channel = channel
+        self.thread_ts = thread_ts
+
+    async def post(self, message: SlackMessage) -> str:
+        return await self.outbox.post(self.channel, message, thread_ts=self.thread_ts)
+
+    async def edit(self, message_id: str, message: SlackMessage) -> None:
+        await self.outbox.update(self.channel, message_id, message)
+
+    def too_long(self, error: Exception) -> bool:
+        return isinstance(error, SlackCallError) and error.error == "msg_too_long"
+
+    def gone(self, error: Exception) -> bool:
+        return isinstance(error, SlackCallError) and error.error in _PLACEHOLDER_GONE
 
 
 class SlackSink:
@@ -48,17 +64,26 @@ class SlackSink:
         """`response_url`: a slash command's, where refusals go (ephemeral). `asked`: (user, question) of a
         slash command, posted in the channel as "… asked: …" when the sink opens; the answer goes in its thread."""
         self.team = team
-        self.channel = channel
-        self.thread_ts = thread_ts
-        self.ts: str | None = None  # the placeholder, once posted
         self._outbox = outbox
+        self._thread = _Thread(outbox, channel, thread_ts)
+        self._delivery = Delivery(self._thread, outbox.budgets(team, channel), placeholder=placeholder_ts)
         self._response_url = response_url
         self._asked = asked
         self._on_closed = on_closed
-        self._paced: PacedMessage[SlackMessage] | None = None
         self._shown: SlackMessage | None = None
-        if placeholder_ts:
-            self._attach(placeholder_ts)
+
+    @property
+    def channel(self) -> str:
+        return self._thread.channel
+
+    @property
+    def thread_ts(self) -> str:
+        return self._thread.thread_ts
+
+    @property
+    def ts(self) -> str | None:
+        """The placeholder's ts, once posted."""
+        return self._delivery.placeholder
 
     def placeholder(self) -> dict[str, str]:
         """Where the answer is, for crash recovery (`SlackAdapter.reopen`)."""
@@ -73,16 +98,16 @@ class SlackSink:
     async def open(self, view: ReplyView) -> dict[str, str]:
         asked_ts = None
         if self._asked is not None:
-            asked_ts = await self._outbox.post(self.team, self.channel, asked_message(*self._asked))
-            self.thread_ts = asked_ts
+            asked = asked_message(*self._asked)
+            asked_ts = await self._delivery.send(lambda: self._outbox.post(self.channel, asked))
+            self._thread.thread_ts = asked_ts
         message = status_message(view.status)
         try:
-            ts = await self._outbox.post(self.team, self.channel, message, thread_ts=self.thread_ts)
+            await self._delivery.open(message)
         except BaseException:
             if asked_ts is not None:  # a question nobody will answer must not stay in the channel
                 await self._outbox.delete(self.channel, asked_ts)
             raise
-        self._attach(ts)
         self._shown = message
         opened = self.placeholder()
         if asked_ts is not None:
@@ -91,8 +116,6 @@ class SlackSink:
 
     async def show(self, view: ReplyView) -> None:
         if not view.final:
-            if self._paced is None:
-                return  # nothing posted yet to edit
             message = (
                 streaming_message(view.text, view.status)
                 if view.phase is Phase.STREAMING
@@ -100,13 +123,15 @@ class SlackSink:
             )
             if message != self._shown:
                 self._shown = message
-                self._paced.submit(message)
+                self._delivery.interim(message)
             return
         try:
             if view.has_answer:
-                await self._deliver(view.text, view.footer)
+                await self._delivery.deliver(
+                    split_answer(view.text), lambda piece, last: answer_message(piece, view.footer if last else "")
+                )
             else:  # FAILED / INTERRUPTED: the message says what failed and what to do
-                await self._replace(notice_message(f":warning: {view.text}"))
+                await self._delivery.replace(notice_message(f":warning: {view.text}"))
         finally:
             await self.aclose()
 
@@ -114,60 +139,10 @@ class SlackSink:
         if self._response_url:
             await self._outbox.respond(self._response_url, notice_message(message).text)
             return
-        await self._outbox.post(self.team, self.channel, notice_message(message), thread_ts=self.thread_ts)
+        await self._delivery.send(lambda: self._thread.post(notice_message(message)))
 
     async def aclose(self) -> None:
         """Stop the interim-edit flusher (a final view may still be shown afterwards)."""
-        if self._paced is not None:
-            await self._paced.aclose()
+        await self._delivery.aclose()
         if self._on_closed is not None:
             self._on_closed(self)
-
-    def _attach(self, ts: str) -> None:
-        self.ts = ts
-        pacing = self._outbox.pacing
-        channel = self.channel
-
-        async def edit(message: SlackMessage) -> None:
-            await self._outbox.update(channel, ts, message)
-
-        self._paced = PacedMessage(
-            edit,
-            min_interval=pacing.edit_interval_s,
-            budgets=[self._outbox.update_budget(self.team)],
-            max_final_attempts=pacing.attempts,
-        )
-
-    async def _deliver(self, text: str, footer: str) -> None:
-        pending = deque(split_answer(text))
-        first = True
-        while pending:
-            piece = pending.popleft()
-            message = answer_message(piece, "" if pending else footer)
-            try:
-                if first:
-                    await self._replace(message)
-                else:
-                    await self._outbox.post(self.team, self.channel, message, thread_ts=self.thread_ts)
-            except SlackCallError as exc:
-                if exc.error != "msg_too_long" or len(piece) < 2 * MIN_PIECE:
-                    raise
-                # Slack's limit is lower than we thought (it varies with the content): smaller pieces
-                log.info("msg_too_long for %d characters; splitting smaller", len(piece))
-                pending.extendleft(reversed(split_markdown(piece, max(MIN_PIECE, len(piece) // 2))))
-                continue
-            first = False
-
-    async def _replace(self, message: SlackMessage) -> None:
-        """The placeholder becomes `message` (posted instead when there is no placeholder to edit)."""
-        if self._paced is None:
-            self.ts = await self._outbox.post(self.team, self.channel, message, thread_ts=self.thread_ts)
-            return
-        try:
-            await self._paced.finish(message)
-        except SlackCallError as exc:
-            if exc.error not in _PLACEHOLDER_GONE:
-                raise
-            log.info("placeholder %s is gone (%s); posting the reply instead", self.ts, exc.error)
-            self._paced = None
-            await self._replace(message)
