@@ -740,3 +740,13 @@ async def test_a_mention_of_only_invisible_characters_asks_nothing(fake_llm: Fak
         await bot.settled(bot.slack.push_event(empty))
         [reply] = bot.thread(CH, ts_of(empty))
         assert "didn't find a question" in reply["text"] and fake_llm.requests == []
+
+
+async def test_a_rate_limited_read_is_waited_out_by_slack_sdk_and_counted(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        bot.slack.fail("users.info", Failure.rate_limit(retry_after=1))
+        await bot.settled(bot.slack.push_event(mention("ask <@U0BOB> about it")))
+        question = fake_llm.requests_for("p/a")[0].messages[-1]["content"]
+        assert question == "ask @bob about it"  # the name was still looked up, after the 429's second
+        assert [c.status for c in bot.slack.calls_to("users.info")] == [429, 200]
+        assert bot.observer.calls[("users.info", "ratelimited")] == 1

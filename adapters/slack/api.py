@@ -19,6 +19,10 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import ApiObserver, NullObserver
@@ -97,10 +101,41 @@ class SlackApi:
         return data if isinstance(data, dict) else {}
 
 
-def web_client(bot_token: str, api_url: str, timeout_s: float) -> AsyncWebClient:
-    """The SDK client; slack_sdk appends method names to `base_url` as is, so it must end with a slash."""
+class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's own 429 handling (wait Retry-After, try again), with each 429 counted for /metrics first."""
+
+    def __init__(self, observer: ApiObserver, retries: int) -> None:
+        super().__init__(max_retry_count=retries)
+        self._observer = observer
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        limited = await super()._can_retry_async(state=state, request=request, response=response, error=error)
+        if limited:
+            self._observer.api_call(PLATFORM, request.url.rsplit("/", 1)[-1], "ratelimited")
+        return limited
+
+
+def web_client(
+    bot_token: str, api_url: str, timeout_s: float, *, observer: ApiObserver | None = None, read_retries: int = 0
+) -> AsyncWebClient:
+    """The SDK client; slack_sdk appends method names to `base_url` as is, so it must end with a slash.
+
+    `read_retries`: for a client that only reads (names, threads, history), slack_sdk itself waits out that many
+    429s. Writes use a client without it: they spend the shared budgets, which pause for every answer on a 429
+    (`adapters.pacing.send_within`), which a per-call retry cannot do.
+    """
     base_url = api_url if api_url.endswith("/") else f"{api_url}/"
-    return AsyncWebClient(token=bot_token, base_url=base_url, timeout=max(1, int(timeout_s)))
+    handlers = [_CountedRateLimitRetries(observer or NullObserver(), read_retries)] if read_retries else []
+    return AsyncWebClient(
+        token=bot_token, base_url=base_url, timeout=max(1, int(timeout_s)), retry_handlers=handlers
+    )
 
 
 async def check_auth(bot_token: str, api_url: str, *, timeout_s: float = 10.0) -> tuple[bool, str]:

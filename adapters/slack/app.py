@@ -58,6 +58,7 @@ _bolt_log = logging.getLogger("adapters.slack.bolt")
 _bolt_log.addFilter(_OurClientWins())
 
 PLATFORM = "slack"
+READ_RETRIES = 2  # 429s that slack_sdk waits out on a read before the read gives up
 EVENTS_PATH = "/slack/events"
 COMMAND = "/moa"
 
@@ -102,7 +103,9 @@ class SlackAdapter:
         self._client = web_client(bot_token, api_url, timeout_s)
         self._api = SlackApi(self._client, observer, timeout_s=timeout_s)
         self._outbox = Outbox(self._api, pacing, observer)
-        self._directory = Directory(self._api)
+        # reads (names, a thread's earlier messages) lean on slack_sdk's own 429 handling
+        self._reads = web_client(bot_token, api_url, timeout_s, observer=observer, read_retries=READ_RETRIES)
+        self._directory = Directory(SlackApi(self._reads, observer, timeout_s=timeout_s * (READ_RETRIES + 1)))
         self._bolt = self._build_bolt()
         self._unsigned = ThrottledLog(
             log,
@@ -147,7 +150,7 @@ class SlackAdapter:
             return
         self._tasks.reopen()  # a supervisor starts the adapter again after closing it
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s * 2))
-        self._client.session = self._session
+        self._client.session = self._reads.session = self._session
         try:
             who = await self._api.call("auth.test")
             self._identity = Identity(
@@ -211,7 +214,7 @@ class SlackAdapter:
         for sink in list(self._sinks):
             await sink.aclose()
         session, self._session = self._session, None
-        self._client.session = None
+        self._client.session = self._reads.session = None
         if session is not None:
             await session.close()
 
