@@ -40,6 +40,9 @@ class Metrics:
         self.rate_limited = Counter(
             "moa_platform_rate_limited", "429 answers from a chat platform", ["platform"], registry=self.registry
         )
+        self.feedback = Counter(
+            "moa_feedback", "👍 (up) and 👎 (down) clicks on answers", ["value"], registry=self.registry
+        )
         self.in_flight = Gauge("moa_answers_in_flight", "Answers being worked on now", registry=self.registry)
 
     def on_event(self, run_id: str, event: Event) -> None:
@@ -56,6 +59,9 @@ class Metrics:
     def on_finished(self, summary: RunSummary) -> None:
         self.runs.labels(summary.platform, summary.preset, summary.status).inc()
         self.run_seconds.labels(summary.platform).observe(summary.seconds)
+
+    def on_feedback(self, value: str) -> None:
+        self.feedback.labels(value).inc()
 
     def api_call(self, platform: str, method: str, outcome: str) -> None:
         self.api_calls.labels(platform, method, outcome).inc()

@@ -74,7 +74,11 @@ async def run_service(settings: Settings) -> int:
     metrics = Metrics()
     # exclusive: a second service on this database would answer the first one's runs again as a crash's leftovers
     async with open_core(
-        settings, on_event=metrics.on_event, on_finished=metrics.on_finished, exclusive=True
+        settings,
+        on_event=metrics.on_event,
+        on_finished=metrics.on_finished,
+        on_feedback=metrics.on_feedback,
+        exclusive=True,
     ) as core:
         service = Service(settings, core, build_adapters(settings, core, metrics), metrics)
         return await service.run()

@@ -33,6 +33,7 @@ async def open_core(
     *,
     on_event: Callable[[str, Event], None] | None = None,
     on_finished: Callable[[RunSummary], None] | None = None,
+    on_feedback: Callable[[str], None] | None = None,
     exclusive: bool = False,
 ) -> AsyncIterator[Core]:
     """`exclusive`: the one process serving this database (`moa-bot run`); see `storage.lock`."""
@@ -68,6 +69,7 @@ async def open_core(
             history=settings.history,
             on_event=on_event,
             on_finished=on_finished,
+            on_feedback=on_feedback,
             redact=Redactor(settings.secrets),
         )
         yield Core(settings, catalog, store, registry, answerer)

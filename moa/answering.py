@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from moa.conversation import Phase, Question, ReplySink, ReplyView
+from moa.conversation import ModelStatus, Phase, Question, ReplySink, ReplyView
 from moa.errors import ConfigError, MoaError, StorageError
 from moa.events import (
     AggregationRetrying,
@@ -61,6 +61,15 @@ class RunSummary:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Drafts:
+    """A run's proposals, as "Show drafts" shows them."""
+
+    run_id: str
+    question: str
+    proposals: tuple[ProposalRecord, ...]
+
+
 class StopResult(StrEnum):
     STOPPED = "stopped"
     NOT_ASKER = "not_asker"  # only the person who asked may stop an answer
@@ -80,6 +89,7 @@ class Answerer:
         history: HistoryBudget = HistoryBudget(),
         on_event: Callable[[str, Event], None] | None = None,
         on_finished: Callable[[RunSummary], None] | None = None,
+        on_feedback: Callable[[str], None] | None = None,
         redact: Callable[[str], str] = str,
     ) -> None:
         """`redact` masks secrets in every text that is stored or shown (errors from providers may echo keys)."""
@@ -93,6 +103,7 @@ class Answerer:
         self._history = history
         self._on_event = on_event
         self._on_finished = on_finished
+        self._on_feedback = on_feedback
         self._redact = redact
         self._accepting = True
         self._in_flight: set[asyncio.Task[object]] = set()
@@ -266,6 +277,24 @@ class Answerer:
         except StorageError as exc:
             log.error("could not record a run's progress: %s", exc)
 
+    async def feedback(self, run_id: str, user: str, value: str) -> bool:
+        """A 👍 ("up") or 👎 ("down") on a run's answer; a second click by the same person replaces the first.
+        False when the run is unknown (purged, or never this deployment's)."""
+        if value not in ("up", "down"):
+            raise ValueError(f"feedback is 'up' or 'down', not {value!r}")
+        recorded = await self._store.record_feedback(run_id, user, value)
+        if recorded and self._on_feedback is not None:
+            self._on_feedback(value)
+        return recorded
+
+    async def drafts(self, run_id: str) -> Drafts | None:
+        """What each proposer wrote for a run, for "Show drafts"; None when the run is unknown."""
+        found = await self._store.drafts(run_id)
+        if found is None:
+            return None
+        question, proposals = found
+        return Drafts(run_id, question, tuple(proposals))
+
     def stop(self, run_id: str, *, by: str, status: str = "stopped") -> StopResult:
         """Stop a run in this process at once (every model call is cancelled); only its asker may.
 
@@ -349,7 +378,8 @@ class Answerer:
         written = run.progress.text.strip()
         text = f"{written}\n\n_(stopped)_" if written else "_(stopped before the answer began)_"
         footer = f"{run.preset.name} · stopped after {summary.seconds:.1f} s"
-        await self._finish_quietly(run.sink.show(ReplyView(Phase.STOPPED, "Stopped", text, footer)), SHOW_TIMEOUT_S)
+        view = ReplyView(Phase.STOPPED, "Stopped", text, footer, models=run.progress.models)
+        await self._finish_quietly(run.sink.show(view), SHOW_TIMEOUT_S)
         await self._record(self._store.finish_run(run.id, status=status, answer=written, error=summary.error,
                                                   elapsed_s=summary.seconds))
         return summary
@@ -368,9 +398,10 @@ class Answerer:
             if isinstance(event, (ProposalDone, ProposalFailed)):
                 await self._record(self._store.add_proposals(run_id, [_proposal_record(event, redact)]))
             if isinstance(event, AnswerDone):
+                progress.update(event)
                 status = "fallback" if event.fallback else "done"
                 footer = _footer(preset, event)
-                await sink.show(ReplyView(Phase.DONE, "Done", event.text, footer))
+                await sink.show(ReplyView(Phase.DONE, "Done", event.text, footer, models=progress.models))
                 # the answer is delivered: a database failing from here on costs the record, not the answer
                 await self._record(self._store.append_turn(key, question.text, event.text, run_id))
                 error = redact(event.aggregator_error)
@@ -381,7 +412,7 @@ class Answerer:
                 return replace(run.summary(status, error), usage=event.usage)
             if isinstance(event, RunFailed):
                 message = redact(event.message)
-                await sink.show(ReplyView(Phase.FAILED, "Failed", message))
+                await sink.show(ReplyView(Phase.FAILED, "Failed", message, models=progress.models))
                 await self._record(
                     self._store.finish_run(run_id, status="failed", error=message, elapsed_s=event.elapsed_s)
                 )
@@ -471,21 +502,40 @@ class _Stamped:
 
 
 class _Progress:
-    """Turns orchestrator events into the one-line status and the streamed text."""
+    """Turns orchestrator events into the one-line status, the streamed text, and each model's state."""
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
         self.finished = 0
         self.answered = 0
         self.text = ""
+        self._models: dict[tuple[str, int, int], ModelStatus] = {}  # (role, layer, index) -> status
+        self._aggregating_since = 0.0
+
+    @property
+    def models(self) -> tuple[ModelStatus, ...]:
+        return tuple(self._models.values())
 
     def update(self, event: Event) -> ReplyView | None:
+        view = self._view(event)
+        return None if view is None else replace(view, models=self.models)
+
+    def _view(self, event: Event) -> ReplyView | None:
         proposer_layers = self.preset.layers - 1
         if isinstance(event, ProposalStarted):
+            self._models[("proposer", event.layer, event.index)] = ModelStatus(
+                event.model, "proposer", event.layer, "drafting"
+            )
             if event.index == 0:
                 self.finished = self.answered = 0
-            return None
+            if event.index < event.total - 1:
+                return None  # one view once the whole round has started
+            status = f"Asking {event.total} models…"
+            if proposer_layers > 1:
+                status = f"Round {event.layer} of {proposer_layers}: {status}"
+            return ReplyView(Phase.WORKING, status)
         if isinstance(event, (ProposalDone, ProposalFailed)):
+            self._models[("proposer", event.layer, event.index)] = _proposal_status(event)
             self.finished += 1
             self.answered += isinstance(event, ProposalDone)
             status = f"{self.answered}/{len(self.preset.proposers)} drafts in…"
@@ -493,16 +543,55 @@ class _Progress:
                 status = f"Round {event.layer} of {proposer_layers}: {status}"
             return ReplyView(Phase.WORKING, status)
         if isinstance(event, AggregationStarted):
+            self._aggregating_since = time.monotonic()
+            self._set_aggregator(event.model, "synthesizing", detail=f"{event.drafts} drafts")
             if event.proposers == 0:
                 return None
             return ReplyView(Phase.WORKING, f"{event.drafts}/{event.proposers} drafts in, synthesizing…")
         if isinstance(event, AggregationRetrying):
+            self._set_aggregator(event.model, "synthesizing", detail=f"{event.reason}; retrying")
             status = f"The synthesizing model {event.reason}; retrying (attempt {event.attempt})…"
             return ReplyView(Phase.STREAMING if self.text else Phase.WORKING, status, self.text)
         if isinstance(event, AnswerDelta):
             self.text = event.text if event.reset else self.text + event.text
+            self._set_aggregator(self.preset.aggregator, "writing")
             return ReplyView(Phase.STREAMING, "Writing…", self.text)
+        if isinstance(event, AnswerDone):
+            usage = event.usage_by_model.get(event.aggregator)
+            self._set_aggregator(
+                event.aggregator,
+                "failed" if event.fallback else "done",
+                seconds=time.monotonic() - self._aggregating_since,
+                tokens=usage.completion_tokens if usage else None,
+                detail="the best draft is shown instead" if event.fallback else "",
+            )
         return None
+
+    def _set_aggregator(self, model: str, state: str, **fields: object) -> None:
+        key = ("aggregator", self.preset.layers, 0)
+        self._models[key] = ModelStatus(model, "aggregator", self.preset.layers, state, **fields)  # type: ignore[arg-type]
+
+
+def _proposal_status(event: ProposalDone | ProposalFailed) -> ModelStatus:
+    if isinstance(event, ProposalDone):
+        return ModelStatus(event.model, "proposer", event.layer, "done", round(event.latency_s, 1),
+                           event.usage.completion_tokens)
+    state = "cut_off" if event.straggler else "failed"
+    return ModelStatus(event.model, "proposer", event.layer, state, round(event.latency_s, 1),
+                       detail=_why(event.error, event.straggler))
+
+
+def _why(error: str, straggler: bool) -> str:
+    """A failed draft's reason in a few words (the full error is in the run record)."""
+    if straggler:
+        return "too slow"
+    lowered = error.lower()
+    for words, reason in (("429", "rate limited"), ("rate limit", "rate limited"), ("timed out", "timed out"),
+                          ("401", "key refused"), ("403", "key refused"), ("404", "model not found"),
+                          ("cannot connect", "unreachable")):
+        if words in lowered:
+            return reason
+    return "error"
 
 
 def _asking(preset: Preset) -> str:

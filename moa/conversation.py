@@ -73,6 +73,19 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True)
+class ModelStatus:
+    """Where one model of the run is, for platforms that show a card per model."""
+
+    model: str  # the model id as the preset names it
+    role: str  # "proposer" | "aggregator"
+    layer: int  # proposer round (1-based); for the aggregator, the round after the last
+    state: str  # drafting | done | failed | cut_off (proposers); synthesizing | writing | done | failed (aggregator)
+    seconds: float | None = None  # how long it took, once finished
+    tokens: int | None = None  # completion tokens, once finished
+    detail: str = ""  # why it failed or was cut off, in a few words
+
+
+@dataclass(frozen=True)
 class ReplyView:
     """Everything the user should see of one answer right now. Later views replace earlier ones."""
 
@@ -81,6 +94,7 @@ class ReplyView:
     text: str = ""  # the answer so far in standard Markdown; for FAILED/INTERRUPTED, the message to show
     footer: str = ""  # DONE and STOPPED: "default · 4 models · 12.3 s", plain text; the adapter styles it
     run_id: str = ""  # the run this view belongs to (buttons on it name the run); "" for one-off replies
+    models: tuple[ModelStatus, ...] = ()  # every model of the run so far, in the order they started
 
     @property
     def final(self) -> bool:

@@ -87,7 +87,22 @@ async def m002_health(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at REAL NOT NULL)")
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_health]
+async def m003_feedback(db: aiosqlite.Connection) -> None:
+    """👍/👎 on an answer: one per person and run (a second click replaces the first)."""
+    await db.executescript(
+        """
+        CREATE TABLE feedback (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL,
+            value TEXT NOT NULL CHECK (value IN ('up', 'down')),
+            at REAL NOT NULL,
+            PRIMARY KEY (run_id, user_id)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_health, m003_feedback]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

@@ -379,12 +379,49 @@ class Store:
                 (run_id,),
             ) as cursor:
                 proposals = [dict(row) for row in await cursor.fetchall()]
+            async with self.db.execute(
+                "SELECT user_id AS user, value, at FROM feedback WHERE run_id = ? ORDER BY at", (run_id,)
+            ) as cursor:
+                feedback = [dict(row) for row in await cursor.fetchall()]
         finally:
             self.db.row_factory = None
         record: dict[str, object] = dict(run)
         record["placeholder"] = json.loads(str(record["placeholder"]))
         record["proposals"] = proposals
+        record["feedback"] = feedback
         return record
+
+    @_operation
+    async def drafts(self, run_id: str) -> tuple[str, list[ProposalRecord]] | None:
+        """A run's question and its proposals in the order they came in; None for an unknown (or purged) run."""
+        async with self.db.execute("SELECT question FROM runs WHERE id = ?", (run_id,)) as cursor:
+            run = await cursor.fetchone()
+        if run is None:
+            return None
+        async with self.db.execute(
+            "SELECT layer, model, text, latency_s, prompt_tokens, completion_tokens, error, straggler"
+            " FROM proposals WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return str(run[0]), [
+            ProposalRecord(row[0], row[1], row[2], row[3], Usage(row[4], row[5]), row[6], bool(row[7]))
+            for row in rows
+        ]
+
+    @_operation
+    async def record_feedback(self, run_id: str, user: str, value: str) -> bool:
+        """Store a person's 👍/👎 on a run (replacing their earlier one); False for an unknown run."""
+        async with self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)) as cursor:
+            if await cursor.fetchone() is None:
+                return False
+        await self._execute(
+            "INSERT INTO feedback (run_id, user_id, value, at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_id, user_id) DO UPDATE SET value = excluded.value, at = excluded.at",
+            (run_id, user, value, time.time()),
+        )
+        await self.db.commit()
+        return True
 
     # dedup and housekeeping ------------------------------------------------------------------------------
 

@@ -340,3 +340,40 @@ async def test_the_asker_stops_an_answer_and_keeps_what_was_written(setup, fake_
     record = await store.get_run(run_id)
     assert record["status"] == "stopped" and record["answer"].startswith("w0 w1")
     assert answerer.stop(run_id, by="U1") is StopResult.NOT_RUNNING
+
+
+async def test_views_carry_every_models_state(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, _ = setup
+    fake_llm.fail("p/b", Failure.http(429, retry_after=60))
+    sink = RecordingSink()
+    await answerer.answer(Question(KEY, "U1", "q"), sink)
+    drafting = next(v for v in sink.views if v.models and all(m.state == "drafting" for m in v.models))
+    assert [(m.model, m.role) for m in drafting.models] == [("p/a", "proposer"), ("p/b", "proposer")]
+    final = {m.model: m for m in sink.final.models}
+    assert final["p/a"].state == "done" and final["p/a"].tokens and final["p/a"].seconds is not None
+    assert final["p/b"].state == "failed" and final["p/b"].detail == "rate limited"
+    assert final["agg/x"].role == "aggregator" and final["agg/x"].state == "done" and final["agg/x"].tokens
+    writing = [v for v in sink.views if v.phase is Phase.STREAMING]
+    assert writing and {m.model: m.state for m in writing[0].models}["agg/x"] == "writing"
+
+
+async def test_feedback_is_stored_per_person_and_replaced(setup) -> None:  # type: ignore[no-untyped-def]
+    answerer, store = setup
+    run_id = await answerer.answer(Question(KEY, "U1", "q"), RecordingSink())
+    assert await answerer.feedback(run_id, "U1", "up") and await answerer.feedback(run_id, "U2", "down")
+    assert await answerer.feedback(run_id, "U1", "down")  # changed their mind
+    record = await store.get_run(run_id)
+    assert sorted((f["user"], f["value"]) for f in record["feedback"]) == [("U1", "down"), ("U2", "down")]
+    assert not await answerer.feedback("no-such-run", "U1", "up")
+
+
+async def test_drafts_of_a_run(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+    answerer, _ = setup
+    fake_llm.fail("p/b", Failure.http(500, message="down"), Failure.http(500), Failure.http(500), Failure.http(500))
+    run_id = await answerer.answer(Question(KEY, "U1", "what is WAL?"), RecordingSink())
+    drafts = await answerer.drafts(run_id)
+    assert drafts is not None and drafts.question == "what is WAL?"
+    by_model = {p.model: p for p in drafts.proposals}
+    assert by_model["p/a"].text == "[p/a] answer to: what is WAL?" and by_model["p/a"].usage.completion_tokens
+    assert by_model["p/b"].text == "" and "500" in by_model["p/b"].error
+    assert await answerer.drafts("no-such-run") is None

@@ -88,10 +88,14 @@ class DiscordSink:
         self.channel_id = channel_id
         self.delivery: Delivery[str] = Delivery(surface, ctx.budgets.budgets(channel_id))
         self.delivered = False
+        self._shown = ""
 
     async def show(self, view: ReplyView) -> None:
         if not view.final:
-            self.delivery.interim(interim(view))
+            content = interim(view)
+            if content != self._shown:  # an edit that changes nothing would only spend the channel's budget
+                self._shown = content
+                self.delivery.interim(content)
             return
         if view.has_answer:
             await self.delivery.deliver(
@@ -149,7 +153,8 @@ class MessageSink(DiscordSink):
                 self.channel_id = self._messages.channel_id = thread_id
                 self._messages.reply_to = None
                 self.delivery = Delivery(self._messages, self._ctx.budgets.budgets(thread_id))
-        placeholder = await self.delivery.open(interim(view))
+        self._shown = interim(view)
+        placeholder = await self.delivery.open(self._shown)
         return placeholder_ref(self.channel_id, int(placeholder), "message")
 
     async def refuse(self, message: str) -> None:
