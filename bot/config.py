@@ -25,6 +25,7 @@ class Settings:
     log_format: str = "text"
     max_question_chars: int = 16_000
     knowledge_channels: frozenset[str] = frozenset()
+    system_prompt: str = ""  # MOA_SYSTEM_PROMPT: standing instructions for every model (wins over the TOML file's)
     allowed_channels: frozenset[str] = frozenset()
     allowed_users: frozenset[str] = frozenset()
     user_rate: UserRate = field(default_factory=UserRate)
@@ -78,6 +79,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         log_format=reader.choice("MOA_LOG_FORMAT", "text", ("text", "json")),
         max_question_chars=reader.integer("MOA_MAX_QUESTION_CHARS", 16_000, low=1),
         knowledge_channels=reader.ids("MOA_KNOWLEDGE_CHANNELS"),
+        system_prompt=env.get("MOA_SYSTEM_PROMPT", "").replace("\\n", "\n"),
         allowed_channels=reader.ids("MOA_ALLOWED_CHANNELS"),
         allowed_users=reader.ids("MOA_ALLOWED_USERS"),
         user_rate=reader.parsed("MOA_USER_RATE", "20/hour", UserRate.parse),

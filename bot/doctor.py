@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 
 from bot.config import Settings
+from bot.wiring import catalog_for
 from moa.errors import MoaError, ProviderError
-from moa.presets import load_catalog, split_model
+from moa.channels import ChannelSettings
+from moa.presets import split_model
 from moa.providers.registry import ProviderRegistry
 from storage import Store
 
@@ -21,8 +23,12 @@ async def doctor(settings: Settings) -> int:
         failures += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {what}: {detail}", file=sys.stdout, flush=True)
 
-    catalog = load_catalog(settings.config_path)
+    catalog = catalog_for(settings)
     report(True, "presets", f"{len(catalog.presets)} loaded, default {settings.preset!r}")
+    standing = catalog.system_prompt
+    report(True, "system prompt", f"{len(standing):,} characters" if standing else "none")
+    for channel in sorted(catalog.channels.values(), key=lambda c: (c.platform, c.channel)):
+        report(True, f"channel {channel.label}", describe_channel(channel, settings.preset, standing))
     try:
         async with Store(settings.db_path) as store:
             report(await store.writable(), "database", str(settings.db_path))
@@ -72,3 +78,16 @@ async def doctor(settings: Settings) -> int:
 def _used_by(presets: set[str]) -> str:
     names = ", ".join(sorted(presets))
     return f"used by preset{'s' if len(presets) > 1 else ''}: {names}"
+
+
+def describe_channel(channel: ChannelSettings, default_preset: str, standing: str) -> str:
+    """A channel's effective settings in one line: what it sets, and what it inherits."""
+    preset = channel.preset or f"{default_preset} (the default)"
+    if channel.system_prompt:
+        prompt = f"its own system prompt ({len(channel.system_prompt):,} characters)"
+    else:
+        prompt = "the deployment's system prompt" if standing else "no system prompt"
+    parts = [f"preset {preset}", prompt, "knowledge channel" if channel.knowledge else "answers when asked"]
+    if channel.suggested_prompts:
+        parts.append(f"{len(channel.suggested_prompts)} suggested prompts")
+    return "; ".join(parts)

@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.http import build_app, start_site
 from bot.jobs import build_scheduler
 from bot.metrics import Metrics
-from bot.wiring import Core, open_core
+from bot.wiring import Core, knowledge_channels, open_core
 
 log = logging.getLogger("bot.service")
 
@@ -44,7 +44,7 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 app_token=settings.slack_app_token,
                 signing_secret=settings.slack_signing_secret,
                 api_url=settings.slack_api_url,
-                knowledge_channels=settings.knowledge_channels,
+                knowledge_channels=knowledge_channels(settings, core.catalog, "slack"),
                 answerer=core.answerer,
                 observer=metrics,
             )
@@ -61,7 +61,7 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 api_base=settings.discord_api_base if settings.discord_api_base_set else None,
                 gateway_url=settings.discord_gateway_url,
                 guild_ids=settings.discord_guild_ids,
-                knowledge_channels=settings.knowledge_channels,
+                knowledge_channels=knowledge_channels(settings, core.catalog, "discord"),
             )
         )
     return adapters

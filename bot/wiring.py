@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.config import Settings
 from moa.answering import Answerer, RunSummary
@@ -27,6 +27,19 @@ class Core:
     answerer: Answerer
 
 
+def catalog_for(settings: Settings) -> Catalog:
+    """Presets, providers and channel settings from MOA_CONFIG, with MOA_SYSTEM_PROMPT over the file's."""
+    catalog = load_catalog(settings.config_path)
+    if settings.system_prompt.strip():
+        catalog = replace(catalog, system_prompt=settings.system_prompt.strip())
+    return catalog
+
+
+def knowledge_channels(settings: Settings, catalog: Catalog, platform: str) -> frozenset[str]:
+    """MOA_KNOWLEDGE_CHANNELS and the channels whose settings say `knowledge = true`."""
+    return settings.knowledge_channels | catalog.knowledge_channels(platform)
+
+
 @asynccontextmanager
 async def open_core(
     settings: Settings,
@@ -37,7 +50,7 @@ async def open_core(
     exclusive: bool = False,
 ) -> AsyncIterator[Core]:
     """`exclusive`: the one process serving this database (`moa-bot run`); see `storage.lock`."""
-    catalog = load_catalog(settings.config_path)
+    catalog = catalog_for(settings)
     default = catalog.get(settings.preset)
     uses_together = any(split_model(m, catalog.providers)[0] == TOGETHER for m in default.models)
     if uses_together and not settings.together_api_key and not settings.together_base_url:

@@ -142,7 +142,10 @@ class Answerer:
             if request.kind == "forget":
                 await self._forget(question, sink)
                 return None
-            question = replace(question, text=request.text, preset=request.preset or question.preset)
+            # a `preset:` prefix wins over the platform's preset option, which wins over the channel's setting
+            channel = self.catalog.channel(question.key.platform, question.key.channel, question.parent_channel)
+            preset = request.preset or question.preset or (channel.preset if channel else None)
+            question = replace(question, text=request.text, preset=preset)
             return await self._take(question, sink)
 
     async def _take(self, question: Question, sink: ReplySink) -> str | None:
@@ -392,7 +395,7 @@ class Answerer:
         conversation: list[Message] = [*history, {"role": "user", "content": question.text}]
         progress = run.progress
         redact = self._redact
-        async for event in self._orchestrator.run(preset, conversation):
+        async for event in self._orchestrator.run(preset, conversation, system_prompt=self._standing(question)):
             if self._on_event is not None:
                 self._on_event(run_id, event)
             if isinstance(event, (ProposalDone, ProposalFailed)):
@@ -421,6 +424,13 @@ class Answerer:
             if view is not None:
                 await sink.show(view)
         raise MoaError("the run ended without an answer")  # the orchestrator always ends with one of the above
+
+    def _standing(self, question: Question) -> str:
+        """The team's standing instructions for this question: its channel's, else the deployment's."""
+        channel = self.catalog.channel(question.key.platform, question.key.channel, question.parent_channel)
+        if channel is not None and channel.system_prompt:
+            return channel.system_prompt
+        return self.catalog.system_prompt
 
     async def _seed_context(self, question: Question) -> None:
         """The first time the bot is asked inside a thread it has not been part of, read the thread once.

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from moa.channels import ChannelSettings, parse_channels
 from moa.errors import ConfigError
 from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 
@@ -53,6 +54,20 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
 class Catalog:
     presets: dict[str, Preset]
     providers: dict[str, ProviderConfig] = field(default_factory=lambda: dict(BUILTIN_PROVIDERS))
+    channels: dict[tuple[str, str], ChannelSettings] = field(default_factory=dict)  # (platform, channel id)
+    system_prompt: str = ""  # standing instructions for every model; a channel's own replaces it there
+
+    def channel(self, platform: str, *channels: str) -> ChannelSettings | None:
+        """The settings of the first of `channels` that has some (a thread's own id, then its channel's)."""
+        for channel in channels:
+            found = self.channels.get((platform, channel)) if channel else None
+            if found is not None:
+                return found
+        return None
+
+    def knowledge_channels(self, platform: str) -> frozenset[str]:
+        """Channels whose settings say `knowledge = true`."""
+        return frozenset(c.channel for c in self.channels.values() if c.platform == platform and c.knowledge)
 
     def get(self, name: str) -> Preset:
         try:
@@ -162,11 +177,15 @@ def load_catalog(path: Path | None) -> Catalog:
 
 
 def parse_catalog(data: dict[str, Any], *, source: str) -> Catalog:
-    unknown = set(data) - {"presets", "providers"}
+    unknown = set(data) - {"presets", "providers", "channels", "system_prompt"}
     if unknown:
         raise ConfigError(
-            f"{source}: unknown table {sorted(unknown)[0]!r}; only [presets.NAME] and [providers.NAME] are read"
+            f"{source}: unknown table {sorted(unknown)[0]!r}; only system_prompt, [presets.NAME], "
+            '[providers.NAME] and [channels."ID"] are read'
         )
+    system_prompt = data.get("system_prompt", "")
+    if not isinstance(system_prompt, str):
+        raise ConfigError(f'{source}: system_prompt must be a string, like system_prompt = "Answer briefly."')
     providers = dict(BUILTIN_PROVIDERS)
     for name, table in _tables(data, "providers", source).items():
         where = f"{source}: [providers.{name}]"
@@ -192,7 +211,8 @@ def parse_catalog(data: dict[str, Any], *, source: str) -> Catalog:
                     f"{source}: [presets.{preset.name}] model {model!r} names provider {prefix!r}, which is not "
                     f"declared; add a [providers.{prefix}] table with base_url"
                 )
-    return Catalog(presets, providers)
+    channels = parse_channels(_tables(data, "channels", source), source=source, presets=presets)
+    return Catalog(presets, providers, channels, system_prompt.strip())
 
 
 def _tables(data: dict[str, Any], key: str, source: str) -> dict[str, dict[str, Any]]:

@@ -34,10 +34,21 @@ def references_block(instruction: str, drafts: Sequence[str]) -> str:
     return f"{instruction}\n\n{numbered}"
 
 
-def with_references(conversation: Sequence[Message], instruction: str, drafts: Sequence[str]) -> list[Message]:
-    """Messages for a model that refines or aggregates `drafts`; with no drafts, the conversation alone."""
-    messages = list(conversation)
-    if not drafts:
-        return messages
-    system: Message = {"role": "system", "content": references_block(instruction, drafts)}
-    return [system, *messages]
+STANDING_INSTRUCTIONS = """Standing instructions from the team that runs this assistant (follow them unless the user's request makes \
+that impossible):
+
+{instructions}"""
+
+
+def with_references(
+    conversation: Sequence[Message], instruction: str, drafts: Sequence[str], *, standing: str = ""
+) -> list[Message]:
+    """Messages for a model: the team's standing instructions (if any) and, for a model that refines or
+    aggregates, `drafts` with the instruction, as one system message; then the conversation unchanged."""
+    parts = [STANDING_INSTRUCTIONS.format(instructions=standing.strip())] if standing.strip() else []
+    if drafts:
+        parts.append(references_block(instruction, drafts))
+    if not parts:
+        return list(conversation)
+    system: Message = {"role": "system", "content": "\n\n".join(parts)}
+    return [system, *conversation]

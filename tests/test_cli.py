@@ -213,6 +213,26 @@ async def test_doctor_checks_together_models(fake_llm: FakeLLM, tmp_path: Path) 
     assert "ok   database" in out
 
 
+async def test_doctor_lists_each_channels_effective_settings(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    config = tmp_path / "moa.toml"
+    config.write_text(
+        'system_prompt = "Answer briefly."\n'
+        '[presets.default]\nproposers = ["p/a"]\naggregator = "agg/x"\n'
+        '[channels."C0SUPPORT"]\npreset = "lite"\nknowledge = true\nsuggested_prompts = ["Who owns billing?"]\n'
+        '[channels."discord:123456789012"]\nsystem_prompt = "Thread rules."\n'
+    )
+    _, out, _ = await moa_bot("doctor", env=env_for(fake_llm, tmp_path, MOA_CONFIG=str(config)), cwd=tmp_path)
+    assert "ok   system prompt: 15 characters" in out
+    assert (
+        "ok   channel C0SUPPORT: preset lite; the deployment's system prompt; knowledge channel; "
+        "1 suggested prompts"
+    ) in out
+    assert (
+        "ok   channel discord:123456789012: preset default (the default); its own system prompt (13 characters); "
+        "answers when asked"
+    ) in out
+
+
 async def test_missing_together_key_is_one_clear_line(tmp_path: Path) -> None:
     code, out, err = await moa_bot("ask", "hi", env={"MOA_DB": str(tmp_path / "db.sqlite3")}, cwd=tmp_path)
     assert code == 2 and out == ""
