@@ -150,8 +150,11 @@ def test_built_from_settings() -> None:
     from bot.metrics import Metrics
     from bot.service import build_adapters
 
-    def build(settings: Settings) -> DiscordAdapter:
-        core = SimpleNamespace(answerer=None, store=None)
+    from moa.presets import parse_catalog
+
+    def build(settings: Settings, channels: dict[str, dict[str, object]] | None = None) -> DiscordAdapter:
+        catalog = parse_catalog({"channels": channels or {}}, source="moa.toml")
+        core = SimpleNamespace(answerer=None, store=None, catalog=catalog)
         [adapter] = build_adapters(settings, core, Metrics())  # type: ignore[arg-type]
         assert isinstance(adapter, DiscordAdapter)
         return adapter
@@ -163,10 +166,12 @@ def test_built_from_settings() -> None:
             discord_api_base_set=True,
             discord_guild_ids=(1, 2),
             knowledge_channels=frozenset({"C0SLACK", "456"}),
-        )
+        ),
+        {"discord:789789789": {"knowledge": True}},
     )
     assert adapter.guild_ids == (1, 2)
-    assert adapter.knowledge_channels == {"456"}  # Slack's ids are not Discord's
+    # Slack's ids are not Discord's; a channel whose settings say knowledge = true is one too
+    assert adapter.knowledge_channels == {"456", "789789789"}
     assert adapter.intents.message_content and not adapter.intents.members and not adapter.intents.presences
     default = build(Settings(discord_bot_token="t"))
     assert not default.intents.message_content and default.guild_ids == ()
