@@ -167,12 +167,13 @@ async def test_sigkill_then_late_restart_marks_the_answer_interrupted(fake_llm: 
             await asyncio.wait_for(slack.push_event(event), 10)
             ts = event["event"]["ts"]
             await eventually(lambda: thread_texts(slack, ts), what="placeholder")
+            # the models are asked only once the placeholder's place is on record: kill after that
+            await eventually(lambda: fake_llm.requests_for("p/a"), what="the run under way")
             await bot.kill()
         env["MOA_RECOVER_MAX_AGE_S"] = "0"  # too old to answer again
         async with running_bot(env, tmp_path, port):
-            # a restarted process recovers once its adapters are connected: give a loaded machine time
             await eventually(lambda: any("interrupted" in t for t in thread_texts(slack, ts)),
-                             within=45.0, what="placeholder marked interrupted")
+                             what="placeholder marked interrupted")
         assert not any("Asking" in t or "drafts in" in t for t in thread_texts(slack, ts))
 
 
