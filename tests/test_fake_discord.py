@@ -5,7 +5,6 @@ errors, rate limits and gateway resume, with nothing in discord.py patched but `
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.fakes.discord import (
     Failure,
     FakeDiscord,
     discord_py_pointed_at,
+    running_client,
 )
 
 MoaHandler = Callable[[discord.Interaction, str], Awaitable[None]]
@@ -86,24 +86,11 @@ async def dc() -> AsyncIterator[FakeDiscord]:
     assert (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY) == saved
 
 
-@contextlib.asynccontextmanager
-async def running(dc: FakeDiscord, client: discord.Client) -> AsyncIterator[None]:
-    """Start `client` against the fake, wait for on_ready, and close it cleanly afterwards."""
-    task = asyncio.create_task(client.start(dc.token))
-    try:
-        await dc.wait_ready()
-        await asyncio.wait_for(client.wait_until_ready(), 5)
-        yield
-    finally:
-        await client.close()
-        await asyncio.wait_for(task, 5)
-
-
 @pytest.fixture
 async def bot(dc: FakeDiscord) -> AsyncIterator[MoaTestClient]:
     """A logged-in, connected, ready client with `/moa` synced; closed cleanly at the end."""
     client = MoaTestClient(dc.guild_id)
-    async with running(dc, client):
+    async with running_client(dc, client):
         yield client
         assert client.errors == []
 
@@ -436,7 +423,7 @@ async def test_message_content_intent_and_dms(dc: FakeDiscord) -> None:
     )
     received: list[discord.Message] = []
     client.event(_collector(received))
-    async with running(dc, client):
+    async with running_client(dc, client):
         plain = await dc.user_message(dc.channel_id, "no mention here")
         mention = await dc.user_message(dc.channel_id, f"<@!{dc.bot_id}> hello")
         direct = await dc.user_message(dc.dm_channel_id(dc.bob), "a DM", author=dc.bob)

@@ -8,4 +8,5 @@
 - `ratelimit.py`: the rate-limit counting Slack and Discord share; each shapes its own 429s and headers.
 - `base.py`: `LoopbackServer` (start, stop, port), `Forward` and `Signal`, the glue the platform fakes use.
 - `slack_payloads.py`, `discord_payloads.py`: builders of the platforms' JSON (events, interactions, objects).
+- `documents.py`: small real files to share through them (a PDF with extractable text, a PNG).
 """

@@ -45,8 +45,23 @@ INTENT_GUILDS = 1 << 0
 INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_GUILD_MESSAGE_REACTIONS = 1 << 10
 INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_DIRECT_MESSAGE_REACTIONS = 1 << 13
 INTENT_MESSAGE_CONTENT = 1 << 15
+
+# Permissions (https://discord.com/developers/docs/topics/permissions).
+PERMISSION_VIEW_CHANNEL = 1 << 10
+OVERWRITE_ROLE = 0
+OVERWRITE_MEMBER = 1
+
+# Interaction types and message component types.
+INTERACTION_APPLICATION_COMMAND = 2
+INTERACTION_MESSAGE_COMPONENT = 3
+COMPONENT_ACTION_ROW = 1
+COMPONENT_BUTTON = 2
+BUTTON_LINK = 5
+BUTTON_PREMIUM = 6
 PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
 
 # Application flags: *_LIMITED are what an unverified bot with the toggles on in the portal has.
@@ -168,6 +183,7 @@ def text_channel(
     topic: str | None = None,
     channel_type: int = GUILD_TEXT,
     parent_id: int | None = None,
+    permission_overwrites: Sequence[JSON] = (),
 ) -> JSON:
     """A guild text (or announcement, forum, media) channel."""
     return {
@@ -176,7 +192,7 @@ def text_channel(
         "guild_id": str(guild_id),
         "name": name,
         "position": position,
-        "permission_overwrites": [],
+        "permission_overwrites": list(permission_overwrites),
         "parent_id": str(parent_id) if parent_id else None,
         "topic": topic,
         "nsfw": False,
@@ -187,6 +203,11 @@ def text_channel(
         "theme_color": None,
         "default_thread_rate_limit_per_user": 0,
     }
+
+
+def permission_overwrite(target_id: int, target_type: int, *, allow: int = 0, deny: int = 0) -> JSON:
+    """A channel permission overwrite for a role (`OVERWRITE_ROLE`; @everyone's id is the guild's) or member."""
+    return {"id": str(target_id), "type": target_type, "allow": str(allow), "deny": str(deny)}
 
 
 def thread_channel(
@@ -201,12 +222,17 @@ def thread_channel(
     created_at: float | None = None,
     message_count: int = 0,
     invitable: bool = True,
+    archived: bool = False,
+    archived_at: float | None = None,
 ) -> JSON:
-    """A thread channel as returned by the thread-create routes and sent in THREAD_CREATE."""
+    """A thread channel as returned by the thread-create routes and sent in THREAD_CREATE.
+
+    `archive_timestamp` is when it was archived, or (while active) when it was created.
+    """
     stamp = iso(created_at)
     metadata: JSON = {
-        "archived": False,
-        "archive_timestamp": stamp,
+        "archived": archived,
+        "archive_timestamp": iso(archived_at) if archived_at is not None else stamp,
         "auto_archive_duration": auto_archive_duration,
         "locked": False,
         "create_timestamp": stamp,
@@ -455,6 +481,7 @@ def message(
     embeds: Sequence[JSON] = (),
     attachments: Sequence[JSON] = (),
     components: Sequence[JSON] = (),
+    reactions: Sequence[JSON] = (),
     reference: JSON | None = None,
     referenced_message: JSON | None = None,
     webhook_id: int | None = None,
@@ -488,6 +515,8 @@ def message(
         "pinned": False,
         "flags": flags,
     }
+    if reactions:
+        data["reactions"] = list(reactions)
     if guild_id is not None:
         data["guild_id"] = str(guild_id)
     if member_payload is not None:
@@ -588,24 +617,41 @@ def chat_input_interaction(
     return payload
 
 
-def interaction_metadata(interaction_id: int, invoker: JSON, owners: JSON, original_id: int | None) -> JSON:
-    """`interaction_metadata` on messages created by an interaction response or follow-up."""
+def interaction_metadata(
+    interaction_id: int,
+    invoker: JSON,
+    owners: JSON,
+    original_id: int | None,
+    *,
+    interaction_type: int = INTERACTION_APPLICATION_COMMAND,
+    interacted_message_id: int | None = None,
+) -> JSON:
+    """`interaction_metadata` on messages created by an interaction response or follow-up (a component's
+    names the message that was clicked)."""
     data: JSON = {
         "id": str(interaction_id),
-        "type": 2,
+        "type": interaction_type,
         "user": invoker,
         "authorizing_integration_owners": owners,
     }
     if original_id is not None:
         data["original_response_message_id"] = str(original_id)
+    if interacted_message_id is not None:
+        data["interacted_message_id"] = str(interacted_message_id)
     return data
 
 
 def interaction_callback(
-    *, interaction_id: int, callback_type: int, message_payload: JSON | None, loading: bool, ephemeral: bool
+    *,
+    interaction_id: int,
+    callback_type: int,
+    message_payload: JSON | None,
+    loading: bool,
+    ephemeral: bool,
+    interaction_type: int = INTERACTION_APPLICATION_COMMAND,
 ) -> JSON:
     """The body of `POST /interactions/{id}/{token}/callback?with_response=true`."""
-    interaction: JSON = {"id": str(interaction_id), "type": 2}
+    interaction: JSON = {"id": str(interaction_id), "type": interaction_type}
     resource: JSON = {"type": callback_type}
     if message_payload is not None:
         interaction["response_message_id"] = message_payload["id"]
@@ -636,3 +682,204 @@ def form_error(field_path: Sequence[str], code: str, message_text: str) -> JSON:
 def rate_limited(retry_after: float, *, is_global: bool = False) -> JSON:
     """A 429 body."""
     return {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global}
+
+
+# --- knowledge: attachments, reactions, thread lists ---------------------------------------------------------
+
+# Extension -> the content type Discord records for an upload (text gets a charset).
+CONTENT_TYPES = {
+    "txt": "text/plain; charset=utf-8",
+    "md": "text/markdown; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+    "py": "text/x-python; charset=utf-8",
+    "pdf": "application/pdf",
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "gif": "image/gif",
+    "zip": "application/zip",
+}
+
+
+def content_type_for(filename: str) -> str | None:
+    """The content type Discord gives an upload with this name (None when it cannot tell)."""
+    return CONTENT_TYPES.get(filename.rsplit(".", 1)[-1].lower()) if "." in filename else None
+
+
+def attachment(
+    attachment_id: int,
+    filename: str,
+    *,
+    size: int,
+    url: str,
+    proxy_url: str,
+    content_type: str | None = None,
+    description: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+) -> JSON:
+    """An attachment on a message; `url` / `proxy_url` are signed CDN links (`ex`, `is`, `hm`)."""
+    data: JSON = {
+        "id": str(attachment_id),
+        "filename": filename,
+        "size": size,
+        "url": url,
+        "proxy_url": proxy_url,
+        "flags": 0,
+    }
+    if content_type is not None:
+        data["content_type"] = content_type
+    if description is not None:
+        data["description"] = description
+    if width is not None and height is not None:
+        data.update(width=width, height=height, placeholder_version=1)
+    return data
+
+
+def partial_emoji(emoji: str) -> JSON:
+    """An emoji as reactions carry it: a unicode character, or a custom `name:id`."""
+    name, _, emoji_id = emoji.partition(":")
+    if emoji_id:
+        return {"id": emoji_id, "name": name, "animated": False}
+    return {"id": None, "name": emoji}
+
+
+def reaction_counts(emoji: str, users: Sequence[int], me: int) -> JSON:
+    """One entry of a message's `reactions`: who reacted with `emoji`, and whether `me` (the bot) did."""
+    return {
+        "count": len(users),
+        "count_details": {"burst": 0, "normal": len(users)},
+        "me": me in users,
+        "me_burst": False,
+        "burst_me": False,
+        "emoji": partial_emoji(emoji),
+        "burst_colors": [],
+    }
+
+
+def reaction_event(
+    *,
+    user_id: int,
+    channel_id: int,
+    message_id: int,
+    emoji: str,
+    guild_id: int | None,
+    member_payload: JSON | None = None,
+    message_author_id: int | None = None,
+    added: bool = True,
+) -> JSON:
+    """MESSAGE_REACTION_ADD's `d` (with `member` in a guild), or MESSAGE_REACTION_REMOVE's (`added=False`)."""
+    data: JSON = {
+        "user_id": str(user_id),
+        "channel_id": str(channel_id),
+        "message_id": str(message_id),
+        "emoji": partial_emoji(emoji),
+        "burst": False,
+        "type": 0,
+    }
+    if guild_id is not None:
+        data["guild_id"] = str(guild_id)
+    if added:
+        data["burst_colors"] = []
+        if member_payload is not None:
+            data["member"] = member_payload
+        if message_author_id is not None:
+            data["message_author_id"] = str(message_author_id)
+    return data
+
+
+def thread_list(
+    threads: Sequence[JSON], *, members: Sequence[JSON] = (), has_more: bool | None = None
+) -> JSON:
+    """The body of the thread-listing routes: active threads (no `has_more`) or an archived page."""
+    data: JSON = {"threads": list(threads), "members": list(members)}
+    if has_more is not None:
+        data["has_more"] = has_more
+    return data
+
+
+def thread_member(thread_id: int, user_id: int, *, joined_at: float | None = None) -> JSON:
+    """A thread member object (who is in a thread), as the thread lists carry them."""
+    return {"id": str(thread_id), "user_id": str(user_id), "join_timestamp": iso(joined_at), "flags": 1}
+
+
+# --- message components --------------------------------------------------------------------------------------
+
+
+def button(
+    label: str | None,
+    custom_id: str | None = None,
+    *,
+    style: int = 1,
+    emoji: str | None = None,
+    url: str | None = None,
+    disabled: bool = False,
+) -> JSON:
+    """A button component (type 2): styles 1-4 need a `custom_id`, a link button (5) a `url`."""
+    data: JSON = {"type": COMPONENT_BUTTON, "style": style, "disabled": disabled}
+    if label is not None:
+        data["label"] = label
+    if custom_id is not None:
+        data["custom_id"] = custom_id
+    if emoji is not None:
+        data["emoji"] = partial_emoji(emoji)
+    if url is not None:
+        data["url"] = url
+    return data
+
+
+def action_row(*components: JSON) -> JSON:
+    """An action row (type 1) holding up to 5 buttons."""
+    return {"type": COMPONENT_ACTION_ROW, "components": list(components)}
+
+
+def component_interaction(
+    *,
+    interaction_id: int,
+    application_id: int,
+    token: str,
+    custom_id: str,
+    component_type: int,
+    message: JSON,
+    channel: JSON,
+    invoker: JSON,
+    guild_id: int | None,
+    values: Sequence[str] | None = None,
+    locale: str = "en-US",
+) -> JSON:
+    """An INTERACTION_CREATE `d` for a click on a message component (type 3, MESSAGE_COMPONENT).
+
+    Carries the message the component is on; the clicker comes as `member` in a guild, `user` in a DM.
+    """
+    data: JSON = {"custom_id": custom_id, "component_type": component_type}
+    if values is not None:
+        data["values"] = list(values)
+    payload: JSON = {
+        "id": str(interaction_id),
+        "application_id": str(application_id),
+        "type": INTERACTION_MESSAGE_COMPONENT,
+        "data": data,
+        "message": message,
+        "channel_id": channel["id"],
+        "channel": {**channel, "permissions": ALL_PERMISSIONS},
+        "token": token,
+        "version": 1,
+        "app_permissions": ALL_PERMISSIONS,
+        "locale": locale,
+        "entitlements": [],
+        "entitlement_sku_ids": [],
+        "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+    }
+    if guild_id is not None:
+        payload.update(
+            guild_id=str(guild_id),
+            guild={"id": str(guild_id), "locale": "en-US", "features": []},
+            guild_locale="en-US",
+            member=member(invoker, permissions=ALL_PERMISSIONS),
+            authorizing_integration_owners={"0": str(guild_id)},
+            context=0,
+        )
+    else:
+        payload.update(user=invoker, authorizing_integration_owners={"0": "0"}, context=1)
+    return payload

@@ -4,9 +4,13 @@ Plain JSON text frames whatever `compress` the client asks for: HELLO -> IDENTIF
 guild when the GUILDS intent is on) -> dispatches, ACK for every heartbeat, RESUME with replay of missed
 events -> RESUMED, INVALID_SESSION for an unknown session, close 4004 for a bad token and 4014 for privileged
 intents the app is not allowed. The bot's own REST actions are echoed as gateway events (MESSAGE_CREATE /
-MESSAGE_UPDATE / MESSAGE_DELETE / THREAD_CREATE) to sessions whose intents ask for them, as Discord does, so
-self-filtering gets tested; user messages without the MESSAGE_CONTENT intent arrive with empty content unless
-they are DMs or mention the bot.
+MESSAGE_UPDATE / MESSAGE_DELETE / THREAD_CREATE / MESSAGE_REACTION_ADD / _REMOVE) to sessions whose intents
+ask for them, as Discord does, so self-filtering gets tested; user messages without the MESSAGE_CONTENT intent
+arrive with empty content (and no embeds, attachments or components) unless they are DMs or mention the bot.
+What other people do arrives the same way: MESSAGE_CREATE / _UPDATE (the full message, as Discord now sends
+it) / _DELETE / _DELETE_BULK (ids only) under GUILD_MESSAGES or DIRECT_MESSAGES, reactions under
+GUILD_MESSAGE_REACTIONS or DIRECT_MESSAGE_REACTIONS, THREAD_CREATE / _UPDATE / _DELETE under GUILDS.
+GUILD_CREATE lists only active threads, as Discord does.
 
 To send a new event: call `dispatch(name, data, intent=...)` with a payload built in `discord_payloads.py`, or
 add a method here next to `message_created` when REST actions should echo it.
@@ -149,21 +153,67 @@ class Gateway:
             payload = self.state.message_payload(message, gateway=True, content=content)
             await self._send_dispatch(session, "MESSAGE_CREATE", payload)
 
-    async def message_updated(self, message: StoredMessage) -> None:
-        if self.echo_bot_events and not message.ephemeral:
-            payload = self.state.message_payload(message, gateway=True)
-            await self.dispatch("MESSAGE_UPDATE", payload, intent=_message_intent(message))
+    async def message_updated(self, message: StoredMessage, *, by_bot: bool = True) -> None:
+        """MESSAGE_UPDATE with the full message, content withheld as for MESSAGE_CREATE."""
+        if message.ephemeral or (by_bot and not self.echo_bot_events):
+            return
+        intent = _message_intent(message)
+        for session in list(self._sessions.values()):
+            if session.intents & intent:
+                content = self._visible_content(session, message)
+                payload = self.state.message_payload(message, gateway=True, content=content)
+                await self._send_dispatch(session, "MESSAGE_UPDATE", payload)
 
-    async def message_deleted(self, message: StoredMessage) -> None:
-        if self.echo_bot_events and not message.ephemeral:
-            data: JSON = {"id": str(message.id), "channel_id": str(message.channel_id)}
-            if message.guild_id is not None:
-                data["guild_id"] = str(message.guild_id)
-            await self.dispatch("MESSAGE_DELETE", data, intent=_message_intent(message))
+    async def message_deleted(self, message: StoredMessage, *, by_bot: bool = True) -> None:
+        if message.ephemeral or (by_bot and not self.echo_bot_events):
+            return
+        data: JSON = {"id": str(message.id), "channel_id": str(message.channel_id)}
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+        await self.dispatch("MESSAGE_DELETE", data, intent=_message_intent(message))
 
-    async def thread_created(self, thread: JSON) -> None:
-        if self.echo_bot_events:
+    async def messages_deleted(self, channel_id: int, message_ids: list[int], guild_id: int | None) -> None:
+        """MESSAGE_DELETE_BULK: only ids, as a moderator's purge sends them."""
+        data: JSON = {"ids": [str(i) for i in message_ids], "channel_id": str(channel_id)}
+        if guild_id is not None:
+            data["guild_id"] = str(guild_id)
+        intent = p.INTENT_GUILD_MESSAGES if guild_id is not None else p.INTENT_DIRECT_MESSAGES
+        await self.dispatch("MESSAGE_DELETE_BULK", data, intent=intent)
+
+    async def reaction_changed(
+        self, message: StoredMessage, user_id: int, emoji: str, *, added: bool
+    ) -> None:
+        """MESSAGE_REACTION_ADD / _REMOVE, only to sessions with the reactions intent for the place."""
+        if user_id == self.state.bot_id and not self.echo_bot_events:
+            return
+        guild = self.state.guilds.get(message.guild_id) if message.guild_id is not None else None
+        member = None
+        if added and guild is not None and user_id in self.state.users:
+            member = self._member(user_id, guild)
+        data = p.reaction_event(
+            user_id=user_id,
+            channel_id=message.channel_id,
+            message_id=message.id,
+            emoji=emoji,
+            guild_id=message.guild_id,
+            member_payload=member,
+            message_author_id=message.author_id,
+            added=added,
+        )
+        intent = p.INTENT_GUILD_MESSAGE_REACTIONS if guild is not None else p.INTENT_DIRECT_MESSAGE_REACTIONS
+        event = "MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE"
+        await self.dispatch(event, data, intent=intent)
+
+    async def thread_created(self, thread: JSON, *, by_bot: bool = True) -> None:
+        if self.echo_bot_events or not by_bot:
             await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True}, intent=p.INTENT_GUILDS)
+
+    async def thread_updated(self, thread: JSON) -> None:
+        await self.dispatch("THREAD_UPDATE", dict(thread), intent=p.INTENT_GUILDS)
+
+    async def thread_deleted(self, thread: JSON) -> None:
+        data = {k: thread[k] for k in ("id", "guild_id", "parent_id", "type")}
+        await self.dispatch("THREAD_DELETE", data, intent=p.INTENT_GUILDS)
 
     def _visible_content(self, session: _Session, message: StoredMessage) -> str | None:
         """None (full content) or "" where Discord withholds content for lack of MESSAGE_CONTENT."""
@@ -312,7 +362,11 @@ class Gateway:
     def _guild_create(self, guild: FakeGuild) -> JSON:
         channels = self.state.channels
         threads = [
-            c for c in channels.values() if c.get("guild_id") == str(guild.id) and c["type"] in p.THREAD_TYPES
+            c
+            for c in channels.values()
+            if c.get("guild_id") == str(guild.id)
+            and c["type"] in p.THREAD_TYPES
+            and not c["thread_metadata"]["archived"]
         ]
         return p.guild_create(
             guild.id,

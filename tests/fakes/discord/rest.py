@@ -7,7 +7,8 @@ discord.py only parses JSON when the header is exactly that.
 
 Rate limits (counted by `tests.fakes.ratelimit`): every response carries `X-RateLimit-Limit/Remaining/Reset/
 Reset-After/Bucket` for its route's bucket: message create and message edit are separate buckets per channel,
-interaction webhooks one bucket per token, other routes a generous one per route and major parameter. On top,
+adding and removing the bot's reactions one per channel (`reaction_rate`, Discord: 1 per 0.25 s), interaction
+webhooks one bucket per token, other routes a generous one per route and major parameter. On top,
 creates and edits in one channel share a hidden budget (`channel_message_rate`, "about 5 creates or edits per
 5 s per channel"), which is what makes discord.py, which paces itself by the headers, still meet 429s when it
 mixes sends and edits; and bot-authenticated routes share the global limit (`global_rate`, 50 per second;
@@ -48,6 +49,10 @@ ROUTE_EDIT_MESSAGE = "PATCH /channels/{channel_id}/messages/{message_id}"
 ROUTE_EDIT_ORIGINAL = "PATCH /webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
 ROUTE_FOLLOWUP = "POST /webhooks/{webhook_id}/{webhook_token}"
 ROUTE_CALLBACK = "POST /interactions/{interaction_id}/{interaction_token}/callback"
+ROUTE_HISTORY = "GET /channels/{channel_id}/messages"
+ROUTE_ADD_REACTION = "PUT /channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
+ROUTE_REMOVE_REACTION = "DELETE /channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
+ROUTE_ARCHIVED_THREADS = "GET /channels/{channel_id}/threads/archived/public"
 
 _STATUS_TEXT = {
     400: "Bad Request",
@@ -159,6 +164,7 @@ class Rest:
         message_rate: Rate,
         channel_message_rate: Rate | None,
         webhook_rate: Rate,
+        reaction_rate: Rate,
         default_rate: Rate,
         global_rate: Rate | None,
         notify: Callable[[], None],
@@ -168,6 +174,7 @@ class Rest:
         self.message_rate = message_rate
         self.channel_message_rate = channel_message_rate
         self.webhook_rate = webhook_rate
+        self.reaction_rate = reaction_rate
         self.default_rate = default_rate
         self.global_rate = global_rate
         self.calls: list[Call] = []
@@ -290,6 +297,8 @@ class Rest:
             buckets = [self._bucket(name, channel, self.message_rate, "user")]
             if self.channel_message_rate is not None:
                 buckets.append(self._bucket("channel messages", channel, self.channel_message_rate, "shared"))
+        elif name in (ROUTE_ADD_REACTION, ROUTE_REMOVE_REACTION):
+            buckets = [self._bucket("reactions", match["channel_id"], self.reaction_rate, "user")]
         elif "webhook_token" in match:
             # One bucket for all of a token's webhook routes, as discord.py's webhook adapter assumes.
             buckets = [self._bucket("webhook", match["webhook_token"], self.webhook_rate, "user")]

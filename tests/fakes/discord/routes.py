@@ -1,20 +1,27 @@
 """The fake Discord's REST routes: what each does to the world and what it answers.
 
 The routes discord.py uses at login, command sync, interaction responses (callback, `@original`, follow-ups),
-messages (create / get / edit / delete / history / typing), threads and DMs. Errors use Discord's codes and
-bodies: 50035 Invalid Form Body with an `errors` tree, 10003 Unknown Channel, 10008 Unknown Message, 10015
-Unknown Webhook, 10062 Unknown interaction (callback after the 3 s deadline), 40060 already acknowledged,
-50027 Invalid Webhook Token (expired interaction token).
+messages (create / get / edit / delete / history with before, after, around / typing), reactions (`@me`),
+threads (create, archived public threads, a guild's active threads) and DMs. Errors use Discord's codes and
+bodies: 50035 Invalid Form Body with an `errors` tree, 10003 Unknown Channel, 10004 Unknown Guild, 10008
+Unknown Message, 10014 Unknown Emoji, 10015 Unknown Webhook, 10062 Unknown interaction (callback after the
+3 s deadline), 40060 already acknowledged, 50001 Missing Access (a channel the bot cannot view), 50027 Invalid
+Webhook Token (expired interaction token).
+
+Message components are validated on create and edit (`validation.validate_components`). A click on one
+(`FakeDiscord.click`) is answered like a command, and also with 6 DEFERRED_UPDATE_MESSAGE or 7 UPDATE_MESSAGE,
+which make the clicked message the interaction's original (7 edits it at once).
 
 Each handler takes the request (for path and query parameters) and the parsed JSON body, and returns
 (status, JSON body), or raises `ApiError`; the plumbing around them (auth, rate limits, injected failures,
 recording) is `rest.py`'s. To add a route: write a handler here (find things with `self.channel` /
-`self.channel_message`, show messages with `self.state.message_payload`, echo what the bot did through
-`self.gateway`), then add one `Route` line to `table()`.
+`self.visible` / `self.channel_message`, show messages with `self.state.message_payload`, echo what the bot
+did through `self.gateway`), then add one `Route` line to `table()`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,13 +32,41 @@ from tests.fakes import discord_payloads as p
 from tests.fakes.discord.gateway import Gateway
 from tests.fakes.discord.rest import ApiError, Route, unknown
 from tests.fakes.discord.state import DiscordState, InteractionRecord, StoredMessage, pings
-from tests.fakes.discord.validation import MAX_CONTENT, thread_name, validate_command, validate_content
+from tests.fakes.discord.validation import (
+    MAX_CONTENT,
+    query_int,
+    thread_name,
+    validate_command,
+    validate_components,
+    validate_content,
+)
 
 JSON = dict[str, Any]
 
 
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
+
+
+def _snowflake(query: Any, name: str) -> int:
+    value = query[name]
+    if not value.isdigit():
+        raise ApiError(400, p.form_error([name], "NUMBER_TYPE_COERCE", f'Value "{value}" is not snowflake.'))
+    return int(value)
+
+
+def _timestamp(value: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            400, p.form_error(["before"], "DATE_TYPE_PARSE", f"Could not parse {value}. Should be ISO8601.")
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _archived_at(thread: JSON) -> dt.datetime:
+    return dt.datetime.fromisoformat(thread["thread_metadata"]["archive_timestamp"])
 
 
 class DiscordRoutes:
@@ -57,6 +92,7 @@ class DiscordRoutes:
     def table(self) -> list[Route]:
         """Every route the fake serves. Interaction callbacks and webhooks take no bot token."""
         webhook_message = "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
+        reaction = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}"
         return [
             Route("GET", "/gateway", self.get_gateway, auth=False),
             Route("GET", "/gateway/bot", self.get_gateway_bot),
@@ -85,6 +121,10 @@ class DiscordRoutes:
             Route("POST", "/channels/{channel_id}/typing", self.typing),
             Route("POST", "/channels/{channel_id}/messages/{message_id}/threads", self.thread_from_message),
             Route("POST", "/channels/{channel_id}/threads", self.thread_without_message),
+            Route("GET", "/channels/{channel_id}/threads/archived/public", self.archived_public_threads),
+            Route("GET", "/guilds/{guild_id}/threads/active", self.active_threads),
+            Route("PUT", f"{reaction}/@me", self.add_reaction),
+            Route("DELETE", f"{reaction}/@me", self.remove_reaction),
             Route("POST", "/users/@me/channels", self.open_dm),
         ]
 
@@ -96,9 +136,16 @@ class DiscordRoutes:
         except (KeyError, ValueError):
             raise unknown(10003, "Unknown Channel") from None
 
+    def visible(self, channel_id: int | str) -> JSON:
+        """A channel the bot can view, or 10003 / 403 50001 Missing Access."""
+        channel = self.channel(channel_id)
+        if not self.state.can_view(int(channel["id"])):
+            raise ApiError(403, p.error(50001, "Missing Access"))
+        return channel
+
     def channel_message(self, request: web.Request) -> StoredMessage:
-        """The live message `{message_id}` in channel `{channel_id}`, or 10003 / 10008."""
-        channel = self.channel(request.match_info["channel_id"])
+        """The live message `{message_id}` in channel `{channel_id}`, or 10003 / 50001 / 10008."""
+        channel = self.visible(request.match_info["channel_id"])
         raw = request.match_info["message_id"]
         found = self.state.find_message(int(raw)) if raw.isdigit() else None
         if found is None or found.deleted or str(found.channel_id) != channel["id"]:
@@ -123,6 +170,8 @@ class DiscordRoutes:
         content = "" if content is None else str(content)
         embeds = list(body.get("embeds") or [])
         validate_content(content, embeds, field_prefix, max_content=self.max_content)
+        if body.get("components") is not None:
+            validate_components(body["components"], field_prefix, flags=int(body.get("flags") or 0))
         has_files = bool(body.get("attachments"))
         if not allow_empty and not (
             content
@@ -180,7 +229,12 @@ class DiscordRoutes:
             msg.interaction_token = interaction.token
             owners = interaction.payload["authorizing_integration_owners"]
             msg.interaction_metadata = p.interaction_metadata(
-                interaction.id, interaction.user, owners, interaction.original_message_id
+                interaction.id,
+                interaction.user,
+                owners,
+                interaction.original_message_id,
+                interaction_type=interaction.interaction_type,
+                interacted_message_id=interaction.message_id,
             )
         return msg
 
@@ -191,6 +245,10 @@ class DiscordRoutes:
             content = message.content
         embeds = list(body["embeds"] or []) if "embeds" in body else message.embeds
         validate_content(content, embeds, (), max_content=self.max_content)
+        if "components" in body:
+            validate_components(
+                body["components"] or [], (), flags=message.flags | int(body.get("flags") or 0)
+            )
         allowed = body.get("allowed_mentions")
         # An edit without allowed_mentions is parsed with the defaults: mentions in it do ping.
         message.pinged, message.mention_everyone = pings(content, allowed, None)
@@ -294,13 +352,12 @@ class DiscordRoutes:
         callback_type = int(body.get("type", 0))
         data = body.get("data") or {}
         message: StoredMessage | None = None
+        clicked: StoredMessage | None = None
+        is_command = record.interaction_type == p.INTERACTION_APPLICATION_COMMAND
+        message_type = p.MESSAGE_CHAT_INPUT_COMMAND if is_command else p.MESSAGE_DEFAULT
         if callback_type == 4:
             message = self.new_message(
-                record.channel_id,
-                data,
-                field_prefix=("data",),
-                interaction=record,
-                message_type=p.MESSAGE_CHAT_INPUT_COMMAND,
+                record.channel_id, data, field_prefix=("data",), interaction=record, message_type=message_type
             )
         elif callback_type == 5:
             # A deferred response is a "thinking..." message with the LOADING flag until the first edit.
@@ -310,9 +367,14 @@ class DiscordRoutes:
                 {"content": ""},
                 allow_empty=True,
                 interaction=record,
-                message_type=p.MESSAGE_CHAT_INPUT_COMMAND,
+                message_type=message_type,
                 flags=flags,
             )
+        elif callback_type in (6, 7) and record.message_id is not None:
+            # A component's interaction: its original response is the message clicked; 7 edits it now.
+            clicked = self.state.message(record.message_id)
+            if callback_type == 7:
+                await self.apply_edit(clicked, data)
         elif callback_type not in (6, 7, 8, 9, 10, 12):
             raise ApiError(
                 400,
@@ -325,14 +387,18 @@ class DiscordRoutes:
         if message is not None:
             record.original_message_id = message.id
             await self._post(message)
+        elif clicked is not None:
+            record.original_message_id = clicked.id
         if not _truthy(request.query.get("with_response")):
             return 204, None
+        shown = message or (clicked if callback_type == 7 else None)
         return 200, p.interaction_callback(
             interaction_id=record.id,
             callback_type=callback_type,
-            message_payload=self.state.message_payload(message) if message else None,
+            message_payload=self.state.message_payload(shown) if shown else None,
             loading=callback_type == 5,
             ephemeral=bool(message and message.ephemeral),
+            interaction_type=record.interaction_type,
         )
 
     def _webhook_record(self, request: web.Request) -> InteractionRecord:
@@ -385,19 +451,25 @@ class DiscordRoutes:
     # --- channels and messages --------------------------------------------------------------------------
 
     async def get_channel(self, request: web.Request, body: Any) -> tuple[int, Any]:
-        return 200, self.channel(request.match_info["channel_id"])
+        return 200, self.visible(request.match_info["channel_id"])
 
     async def get_history(self, request: web.Request, body: Any) -> tuple[int, Any]:
-        channel = self.channel(request.match_info["channel_id"])
-        limit = min(max(int(request.query.get("limit", 50)), 1), 100)
+        channel = self.visible(request.match_info["channel_id"])
+        query = request.query
+        limit = query_int(query.get("limit"), "limit", default=50, low=1, high=100)
         found = self.state.messages(int(channel["id"]))
-        if "before" in request.query:
-            found = [m for m in found if m.id < int(request.query["before"])][-limit:]
-        elif "after" in request.query:
-            found = [m for m in found if m.id > int(request.query["after"])][:limit]
+        if "before" in query:
+            found = [m for m in found if m.id < _snowflake(query, "before")][-limit:]
+        elif "after" in query:
+            found = [m for m in found if m.id > _snowflake(query, "after")][:limit]
+        elif "around" in query:
+            # Half the page up to and including `around`, the rest after it.
+            around = _snowflake(query, "around")
+            older = [m for m in found if m.id <= around][-((limit + 1) // 2) :]
+            found = older + [m for m in found if m.id > around][: limit - len(older)]
         else:
             found = found[-limit:]
-        # Newest first, as Discord returns history.
+        # Newest first, as Discord returns history whichever way it was asked.
         return 200, [self.state.message_payload(m) for m in reversed(found)]
 
     async def create_message(self, request: web.Request, body: Any) -> tuple[int, Any]:
@@ -474,6 +546,78 @@ class DiscordRoutes:
         self.state.channels[thread_id] = thread
         await self.gateway.thread_created(thread)
         return 201, thread
+
+    async def archived_public_threads(self, request: web.Request, body: Any) -> tuple[int, Any]:
+        """Archived public threads of a channel, most recently archived first, `before` a time."""
+        channel = self.visible(request.match_info["channel_id"])
+        if channel["type"] not in (p.GUILD_TEXT, p.GUILD_ANNOUNCEMENT, p.GUILD_FORUM, p.GUILD_MEDIA):
+            raise ApiError(400, p.error(50024, "Cannot execute action on this channel type"))
+        limit = query_int(request.query.get("limit"), "limit", default=50, low=2, high=100)
+        archived = sorted(
+            (
+                t
+                for t in self.state.threads(int(channel["id"]))
+                if t["thread_metadata"]["archived"] and t["type"] != p.PRIVATE_THREAD
+            ),
+            key=_archived_at,
+            reverse=True,
+        )
+        if "before" in request.query:
+            before = _timestamp(request.query["before"])
+            archived = [t for t in archived if _archived_at(t) < before]
+        page = archived[:limit]
+        return 200, p.thread_list(page, members=self._bot_memberships(page), has_more=len(archived) > limit)
+
+    async def active_threads(self, request: web.Request, body: Any) -> tuple[int, Any]:
+        """A guild's active threads the bot can see (public and private), with the bot's memberships."""
+        raw = request.match_info["guild_id"]
+        if not raw.isdigit() or int(raw) not in self.state.guilds:
+            raise unknown(10004, "Unknown Guild")
+        active = [
+            c
+            for c in self.state.channels.values()
+            if c.get("guild_id") == raw
+            and c["type"] in p.THREAD_TYPES
+            and not c["thread_metadata"]["archived"]
+            and self.state.can_view(int(c["id"]))
+        ]
+        return 200, p.thread_list(active, members=self._bot_memberships(active))
+
+    def _bot_memberships(self, threads: list[JSON]) -> list[JSON]:
+        bot = str(self.state.bot_id)
+        return [p.thread_member(int(t["id"]), self.state.bot_id) for t in threads if t.get("owner_id") == bot]
+
+    # --- reactions --------------------------------------------------------------------------------------
+
+    def _emoji(self, request: web.Request) -> str:
+        """The route's emoji: a unicode emoji, or a custom `name:id` of a guild; else 10014."""
+        emoji = request.match_info["emoji"].removeprefix(":")  # discord.py sends `<:name:id>` as `:name:id`
+        custom = ":" in emoji
+        if (custom and emoji in self.state.custom_emojis) or (
+            not custom and emoji and all(ord(c) > 0x7F for c in emoji)
+        ):
+            return emoji
+        raise ApiError(400, p.error(10014, "Unknown Emoji"))
+
+    async def add_reaction(self, request: web.Request, body: Any) -> tuple[int, Any]:
+        message = self.channel_message(request)
+        emoji = self._emoji(request)
+        users = message.reactions.setdefault(emoji, [])
+        if self.state.bot_id not in users:  # reacting twice changes nothing, and says nothing
+            users.append(self.state.bot_id)
+            await self.gateway.reaction_changed(message, self.state.bot_id, emoji, added=True)
+        return 204, None
+
+    async def remove_reaction(self, request: web.Request, body: Any) -> tuple[int, Any]:
+        message = self.channel_message(request)
+        emoji = self._emoji(request)
+        users = message.reactions.get(emoji, [])
+        if self.state.bot_id in users:
+            users.remove(self.state.bot_id)
+            if not users:
+                del message.reactions[emoji]
+            await self.gateway.reaction_changed(message, self.state.bot_id, emoji, added=False)
+        return 204, None
 
     async def open_dm(self, request: web.Request, body: Any) -> tuple[int, Any]:
         recipient_id = int((body or {}).get("recipient_id") or 0)

@@ -1,9 +1,12 @@
-"""The fake Discord's world: users, guilds, channels and threads, DMs, messages, interactions, commands.
+"""The fake Discord's world: users, guilds, channels and threads, DMs, messages, attachments, reactions,
+interactions, commands.
 
-No HTTP and no gateway here: REST (`rest.py`, `routes.py`) and the gateway (`gateway.py`) read and change this
-state. `FakeDiscord` is a `DiscordState`, so tests call these directly:
+No HTTP and no gateway here: REST (`rest.py`, `routes.py`), the CDN (`cdn.py`) and the gateway (`gateway.py`)
+read and change this state. `FakeDiscord` is a `DiscordState`, so tests call these directly:
 
     dc.add_thread(dc.channel_id, "a thread")
+    private = dc.add_channel(dc.guild_id, "staff", private=True)     # @everyone may not VIEW_CHANNEL
+    old = dc.add_history(dc.channel_id, 30, days=400)                  # backfill material, oldest first
     assert dc.bot_messages(dc.channel_id)[-1].content == ...
     assert dc.original_response(inter.token).edit_count == 3
 
@@ -13,6 +16,7 @@ state. `FakeDiscord` is a `DiscordState`, so tests call these directly:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +51,8 @@ class StoredMessage:
     edited_at: float | None = None
     edit_times: list[float] = field(default_factory=list)  # time.monotonic() of each edit
     deleted: bool = False
+    attachments: list[JSON] = field(default_factory=list)  # {id, filename, content_type, size, ...}
+    reactions: dict[str, list[int]] = field(default_factory=dict)  # emoji -> user ids, in order
 
     @property
     def author_id(self) -> int:
@@ -79,6 +85,9 @@ class InteractionRecord:
     callback_attempts: int = 0  # including rejected ones (late, twice)
     original_message_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    interaction_type: int = p.INTERACTION_APPLICATION_COMMAND  # 3: a click on a message component
+    custom_id: str | None = None  # the component clicked
+    message_id: int | None = None  # the message it is on
 
 
 @dataclass
@@ -126,6 +135,10 @@ class DiscordState:
         self._messages: dict[int, StoredMessage] = {}
         self._commands: dict[int | None, list[JSON]] = {}
         self._dms: dict[int, int] = {}  # recipient id -> DM channel id
+        self.attachment_content: dict[int, bytes] = {}  # attachment id -> bytes the CDN serves
+        self.custom_emojis: set[str] = set()  # "name:id" of the guilds' emojis, which reactions accept
+        # (url, proxy_url) of an attachment; FakeDiscord signs them for its own CDN.
+        self.attachment_urls: Callable[[int, int, str], tuple[str, str]] = _discord_cdn_urls
 
         self.bot_id = p.snowflake()
         self.application_id = self.bot_id  # modern apps: application id == bot user id
@@ -165,24 +178,124 @@ class DiscordState:
             self.add_channel(guild_id, channel_name)
         return guild_id
 
-    def add_channel(self, guild_id: int, name: str, *, channel_type: int = p.GUILD_TEXT) -> int:
-        """A guild channel (text by default; `p.GUILD_FORUM`, `p.GUILD_MEDIA`, ...); returns its id."""
+    def add_channel(
+        self,
+        guild_id: int,
+        name: str,
+        *,
+        channel_type: int = p.GUILD_TEXT,
+        private: bool = False,
+        bot_can_view: bool = True,
+    ) -> int:
+        """A guild channel (text by default; `p.GUILD_FORUM`, `p.GUILD_MEDIA`, ...); returns its id.
+
+        `private`: @everyone is denied VIEW_CHANNEL by a permission overwrite (in GUILD_CREATE and
+        GET /channels/{id}), and the bot is let in by a member overwrite unless `bot_can_view=False`, in which
+        case reading it answers 403 50001 Missing Access.
+        """
         guild = self.guilds[guild_id]
         channel_id = p.snowflake()
+        overwrites = []
+        if private:
+            overwrites.append(
+                p.permission_overwrite(guild_id, p.OVERWRITE_ROLE, deny=p.PERMISSION_VIEW_CHANNEL)
+            )
+            if bot_can_view:
+                overwrites.append(
+                    p.permission_overwrite(self.bot_id, p.OVERWRITE_MEMBER, allow=p.PERMISSION_VIEW_CHANNEL)
+                )
         self.channels[channel_id] = p.text_channel(
-            channel_id, guild_id, name, position=len(guild.channel_ids), channel_type=channel_type
+            channel_id,
+            guild_id,
+            name,
+            position=len(guild.channel_ids),
+            channel_type=channel_type,
+            permission_overwrites=overwrites,
         )
         guild.channel_ids.append(channel_id)
         return channel_id
 
-    def add_thread(self, parent_id: int, name: str, *, owner_id: int | None = None) -> int:
-        """An existing public thread (sent in GUILD_CREATE `threads`); returns its id."""
+    def add_thread(
+        self,
+        parent_id: int,
+        name: str,
+        *,
+        owner_id: int | None = None,
+        thread_type: int = p.PUBLIC_THREAD,
+        created_at: float | None = None,
+        archived_at: float | None = None,
+        thread_id: int | None = None,
+    ) -> int:
+        """An existing thread; returns its id. Active ones are in GUILD_CREATE `threads` and the active-threads
+        route; `archived_at` (epoch seconds) makes it archived, listed by the archived-threads route.
+        `thread_id` is the starter message's id for a thread started from a message."""
         parent = self.channels[parent_id]
-        thread_id = p.snowflake()
+        thread_id = thread_id or p.snowflake(created_at)
         self.channels[thread_id] = p.thread_channel(
-            thread_id, int(parent["guild_id"]), parent_id, owner_id or int(self.alice["id"]), name
+            thread_id,
+            int(parent["guild_id"]),
+            parent_id,
+            owner_id or int(self.alice["id"]),
+            name,
+            thread_type=thread_type,
+            created_at=created_at,
+            archived=archived_at is not None,
+            archived_at=archived_at,
         )
         return thread_id
+
+    def add_history(
+        self,
+        channel_id: int,
+        count: int,
+        *,
+        days: float = 400.0,
+        threads_every: int = 5,
+        replies: int = 2,
+        archive_after_days: float = 7.0,
+        authors: Sequence[JSON] | None = None,
+        text: Callable[[int], str] = lambda i: f"message {i}",
+        reply_text: Callable[[int, int], str] = lambda i, k: f"reply {k} to message {i}",
+        now: float | None = None,
+    ) -> list[StoredMessage]:
+        """Store `count` messages spread evenly over the last `days` days in a channel, oldest first.
+
+        Every `threads_every`-th message (0: none) starts a public thread holding `replies` messages; threads
+        older than `archive_after_days` are archived (as Discord auto-archives idle ones). Snowflakes carry the
+        real times, so `before`/`after` and a backfill window apply. Returns the channel's messages.
+        """
+        end = time.time() if now is None else now
+        step = days * 86400.0 / max(count, 1)
+        people = list(authors or (self.alice, self.bob))
+        made = []
+        for i in range(count):
+            at = end - days * 86400.0 + i * step
+            msg = self.add_user_message(
+                channel_id,
+                text(i),
+                author=people[i % len(people)],
+                reply_to=None,
+                ping_reply=False,
+                created_at=at,
+            )
+            made.append(msg)
+            if threads_every and i % threads_every == 0:
+                last = at + step * replies / (replies + 1)
+                archived = last + 86400.0 if end - last > archive_after_days * 86400.0 else None
+                msg.thread_id = self.add_thread(
+                    channel_id, f"thread {i}", created_at=at, archived_at=archived, thread_id=msg.id
+                )
+                msg.flags |= p.FLAG_HAS_THREAD
+                for k in range(replies):
+                    self.add_user_message(
+                        msg.id,
+                        reply_text(i, k),
+                        author=people[(i + k + 1) % len(people)],
+                        reply_to=None,
+                        ping_reply=False,
+                        created_at=at + step * (k + 1) / (replies + 1),
+                    )
+        return made
 
     def dm_channel_id(self, user: JSON) -> int:
         """The DM channel between the bot and `user`, created if needed (for `user_message` in DMs)."""
@@ -197,11 +310,12 @@ class DiscordState:
 
     def messages(self, channel_id: int, *, include_deleted: bool = False) -> list[StoredMessage]:
         """Messages in a channel (or thread, or DM), oldest first."""
-        return [
+        found = [
             m
             for m in self._messages.values()
             if m.channel_id == channel_id and (include_deleted or not m.deleted)
         ]
+        return sorted(found, key=lambda m: m.id)
 
     def message(self, message_id: int) -> StoredMessage:
         return self._messages[message_id]
@@ -238,6 +352,19 @@ class DiscordState:
             if c.get("parent_id") == str(parent_id) and c["type"] in p.THREAD_TYPES
         ]
 
+    def can_view(self, channel_id: int) -> bool:
+        """Whether the bot may see a channel, per its permission overwrites (a thread: its parent's)."""
+        channel = self.channels[channel_id]
+        if channel["type"] in p.THREAD_TYPES:
+            return self.can_view(int(channel["parent_id"]))
+        overwrites = {(o["type"], o["id"]): o for o in channel.get("permission_overwrites") or []}
+        view = p.PERMISSION_VIEW_CHANNEL
+        mine = overwrites.get((p.OVERWRITE_MEMBER, str(self.bot_id)))
+        if mine is not None and int(mine["allow"]) & view:
+            return True
+        everyone = overwrites.get((p.OVERWRITE_ROLE, channel.get("guild_id")))
+        return not (everyone is not None and int(everyone["deny"]) & view)
+
     def commands(self, guild_id: int | None = None) -> list[JSON]:
         """Registered commands, global (None) or for a guild."""
         return list(self._commands.get(guild_id, []))
@@ -268,9 +395,21 @@ class DiscordState:
                 channel["total_message_sent"] += 1
 
     def add_user_message(
-        self, channel_id: int, content: str, *, author: JSON, reply_to: int | None, ping_reply: bool
+        self,
+        channel_id: int,
+        content: str,
+        *,
+        author: JSON,
+        reply_to: int | None,
+        ping_reply: bool,
+        attachments: Sequence[tuple[str, bytes | str] | tuple[str, bytes | str, str]] = (),
+        created_at: float | None = None,
     ) -> StoredMessage:
-        """Store a message someone else typed (mentions parsed from `<@id>`; a reply pings its author)."""
+        """Store a message someone else typed (mentions parsed from `<@id>`; a reply pings its author).
+
+        `attachments` are (filename, content) or (filename, content, content_type) files the CDN serves;
+        `created_at` (epoch seconds) dates a message in the past (its snowflake too).
+        """
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         reference = None
@@ -281,21 +420,55 @@ class DiscordState:
             if ping_reply:
                 pinged.add(target.author_id)
         msg = StoredMessage(
-            id=p.snowflake(),
+            id=p.snowflake(created_at),
             channel_id=int(channel["id"]),
             guild_id=guild_id,
             author=author,
             content=content,
-            created_at=time.time(),
+            created_at=time.time() if created_at is None else created_at,
             history=[content],
             allowed_mentions=[None],
             pinged=pinged,
             mention_everyone="@everyone" in content or "@here" in content,
             message_type=p.MESSAGE_REPLY if reference else p.MESSAGE_DEFAULT,
             reference=reference,
+            attachments=[self._attachment(*spec) for spec in attachments],
         )
         self.store(msg)
         return msg
+
+    def _attachment(self, filename: str, content: bytes | str, content_type: str | None = None) -> JSON:
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        attachment_id = p.snowflake()
+        self.attachment_content[attachment_id] = data
+        record: JSON = {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(data),
+            "content_type": content_type or p.content_type_for(filename),
+        }
+        if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
+            record["width"], record["height"] = int.from_bytes(data[16:20]), int.from_bytes(data[20:24])
+        return record
+
+    def attachment_payloads(self, message: StoredMessage) -> list[JSON]:
+        """A message's attachments as Discord shows them, with freshly signed CDN URLs."""
+        shown = []
+        for record in message.attachments:
+            url, proxy_url = self.attachment_urls(message.channel_id, record["id"], record["filename"])
+            shown.append(
+                p.attachment(
+                    record["id"],
+                    record["filename"],
+                    size=record["size"],
+                    url=url,
+                    proxy_url=proxy_url,
+                    content_type=record["content_type"],
+                    width=record.get("width"),
+                    height=record.get("height"),
+                )
+            )
+        return shown
 
     def message_payload(
         self, message: StoredMessage, *, gateway: bool = False, content: str | None = None
@@ -329,7 +502,10 @@ class DiscordState:
             message_type=message.message_type,
             flags=message.flags,
             embeds=message.embeds if content is None else [],
-            components=message.components,
+            # Without MESSAGE_CONTENT (`content` given), Discord withholds attachments and components too.
+            attachments=self.attachment_payloads(message) if content is None else [],
+            components=message.components if content is None else [],
+            reactions=[p.reaction_counts(e, users, self.bot_id) for e, users in message.reactions.items()],
             reference=message.reference,
             referenced_message=referenced,
             webhook_id=message.webhook_id,
@@ -337,3 +513,8 @@ class DiscordState:
             interaction_metadata=message.interaction_metadata,
             thread=thread,
         )
+
+
+def _discord_cdn_urls(channel_id: int, attachment_id: int, filename: str) -> tuple[str, str]:
+    path = f"attachments/{channel_id}/{attachment_id}/{filename}"
+    return f"https://cdn.discordapp.com/{path}", f"https://media.discordapp.net/{path}"

@@ -1,9 +1,12 @@
-"""`FakeSlack`: the workspace (`state.py`) with its Web API, Socket Mode, response_url endpoints on one port.
+"""`FakeSlack`: the workspace (`state.py`) with its Web API, Socket Mode, file downloads and response_url
+endpoints on one port.
 
 Tests reach every part through the fake: its workspace queries directly (it is a `SlackState`), the parts'
 records and controls through forwarded attributes (`slack.calls` is `slack.api.calls`). What spans parts is
 here: `push_event` stores the message before sending its envelope, `push_slash_command` gives the command a
-response_url this fake serves, `deliver_http` stores an event and POSTs it signed.
+response_url this fake serves, `block_action` builds a click on a stored message (with a response_url and a
+trigger_id the fake honours) and `push_interactive` sends it, `deliver_http` stores an event and POSTs it
+signed (interaction payloads form-encoded as `payload=`).
 """
 
 from __future__ import annotations
@@ -17,19 +20,26 @@ from aiohttp import web
 
 from tests.fakes import slack_payloads as sp
 from tests.fakes.base import Forward, LoopbackServer
+from tests.fakes.slack.files import FileDownloads
 from tests.fakes.slack.methods import SlackMethods
 from tests.fakes.slack.response_url import ResponseUrls
 from tests.fakes.slack.signing import post_signed, sign_request
 from tests.fakes.slack.socket_mode import Envelope, SocketMode
 from tests.fakes.slack.state import SlackState
+from tests.fakes.slack.streaming import Stream
 from tests.fakes.slack.web_api import WebApi
+
+# Interaction payloads: Socket Mode sends them as `interactive` envelopes, HTTP mode as a form's `payload`.
+INTERACTIVE_TYPES = {"block_actions", "view_submission", "view_closed", "shortcut", "message_action"}
 
 
 class FakeSlack(SlackState, LoopbackServer):
     """A Slack workspace, its Web API and Socket Mode server on 127.0.0.1 (a free port).
 
     Time knobs: `window_s` is Slack's 60 s rate-limit minute; shrink it to speed tests up (the per-channel
-    post interval follows it unless given). `clock` lets a test drive time itself.
+    post interval follows it unless given). `stream_ttl_s` is how long a stream lives (Slack: about five
+    minutes), `trigger_ttl_s` how long a trigger_id opens a modal (3 s), `status_ttl_s` how long an assistant
+    thread status shows without a reply (two minutes). `clock` lets a test drive time itself.
     """
 
     # Web API (web_api.py): records, controls, knobs.
@@ -50,6 +60,18 @@ class FakeSlack(SlackState, LoopbackServer):
     # Web API methods (methods.py): knobs.
     max_text_chars = Forward("methods")
     replies_max_limit = Forward("methods")
+    trigger_ttl_s = Forward("methods")
+    status_ttl_s = Forward("methods")
+    agent_app = Forward("methods")
+    emoji = Forward("methods")
+    statuses = Forward("methods")
+    titles = Forward("methods")
+    suggested_prompts = Forward("methods")
+    views = Forward("methods")
+    thread_status = Forward("methods")
+    issue_trigger = Forward("methods")
+    # File downloads (files.py).
+    downloads = Forward("file_downloads")
     # Socket Mode (socket_mode.py).
     envelopes = Forward("socket")
     acks = Forward("socket")
@@ -82,6 +104,10 @@ class FakeSlack(SlackState, LoopbackServer):
         latency_s: float = 0.0,
         connect_wait_s: float = 5.0,
         response_url_ttl_s: float = 1800.0,
+        stream_ttl_s: float = 300.0,
+        stream_max_total_chars: int | None = None,
+        trigger_ttl_s: float = 3.0,
+        status_ttl_s: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
         port: int = 0,
     ) -> None:
@@ -98,9 +124,15 @@ class FakeSlack(SlackState, LoopbackServer):
             self,
             max_text_chars=max_text_chars,
             replies_max_limit=replies_max_limit,
+            stream_ttl_s=stream_ttl_s,
+            stream_max_total_chars=stream_max_total_chars,
+            trigger_ttl_s=trigger_ttl_s,
+            status_ttl_s=status_ttl_s,
             echo=self.socket.echo,
             open_socket=lambda: self.socket.open_url(self.base_url),
         )
+        self.files_base = lambda: self.base_url
+        self.file_downloads = FileDownloads(self, token=lambda: self.api.bot_token)
         self.api = WebApi(
             self.methods.table(),
             bot_token=bot_token,
@@ -123,6 +155,7 @@ class FakeSlack(SlackState, LoopbackServer):
         self.api.mount(app)
         self.socket.mount(app)
         self.response_urls.mount(app)
+        self.file_downloads.mount(app)
         await self._serve(app, port=self.requested_port)
 
     async def aclose(self) -> None:
@@ -172,7 +205,91 @@ class FakeSlack(SlackState, LoopbackServer):
             fields["response_url"] = self.new_response_url(
                 fields.get("channel_id", sp.CHANNEL_ID), fields.get("user_id", sp.USER_ID)
             )
+        self._honour_trigger(fields)
         return self.socket.push_envelope("slash_commands", fields, accepts_response_payload=True)
+
+    # ---------------------------------------------------------------- interactivity
+
+    def block_action(
+        self,
+        channel: str,
+        ts: str,
+        action_id: str,
+        *,
+        value: str | None = None,
+        user: str = sp.USER_ID,
+        ephemeral: bool = False,
+    ) -> dict[str, Any]:
+        """A `block_actions` payload for a click on the element `action_id` of a stored message.
+
+        The element is looked up in the message's blocks (ValueError if it has none by that id): a button's
+        action carries its value; for `feedback_buttons` pass `value` (one of its two buttons' values).
+        `ephemeral` looks in `ephemerals` instead (Slack then sends no `message`). The payload's response_url
+        (which can replace or delete the message) and trigger_id (for views.open) are served by this fake.
+        Send it with `push_interactive` (Socket Mode) or `deliver_http` (HTTP mode).
+        """
+        if ephemeral:
+            rec = next((e for e in self.ephemerals if e["channel"] == channel and e["ts"] == ts), None)
+            if rec is None:
+                raise KeyError(f"no ephemeral {ts} in {channel}")
+            blocks, message, thread_ts = rec.get("blocks") or [], None, rec.get("thread_ts")
+        else:
+            stored = self.message(channel, ts)
+            message = self.api_message(stored)
+            blocks, thread_ts = message.get("blocks") or [], stored["thread_ts"]
+        block_id, element = _find_element(blocks, action_id)
+        if element["type"] == "feedback_buttons":
+            choices = {element["positive_button"]["value"], element["negative_button"]["value"]}
+            if value not in choices:
+                raise ValueError(f"feedback_buttons {action_id!r}: value must be one of {sorted(choices)}")
+        payload = sp.block_actions(
+            [sp.block_action(element, block_id, value=value)],
+            channel=channel,
+            channel_name=self.channels[channel].get("name", "directmessage"),
+            message_ts=ts,
+            message=message,
+            user=user,
+            user_name=self.users[user]["name"],
+            thread_ts=thread_ts,
+            is_ephemeral=ephemeral,
+            response_url=self.response_urls.new(channel, user, message_ts=ts),
+        )
+        self._honour_trigger(payload)
+        return payload
+
+    def push_interactive(self, payload: Mapping[str, Any]) -> Envelope:
+        """Deliver an interaction payload (`block_action(...)`) as an `interactive` envelope; `await` it for
+        the ack."""
+        self._honour_trigger(payload)
+        return self.socket.push_envelope("interactive", payload)
+
+    def _honour_trigger(self, payload: Mapping[str, Any]) -> None:
+        """Let views.open take the trigger_id Slack issued with this interaction or command."""
+        trigger_id = payload.get("trigger_id")
+        if trigger_id:
+            self.issue_trigger(str(trigger_id))
+
+    # ---------------------------------------------------------------- streams
+
+    @property
+    def streams(self) -> list[Stream]:
+        """Every stream started, in order (see `streaming.Stream`)."""
+        return self.methods.streams.streams
+
+    def stream(self, ts: str) -> Stream:
+        """The stream whose message has this ts: its chunks, markdown, tasks, final blocks and state."""
+        return self.methods.streams.stream(ts)
+
+    def refuse_streaming(self, channel: str | None = None, error: str = "channel_type_not_supported") -> None:
+        """chat.startStream fails with `error` in `channel`, or anywhere (None), until `allow_streaming`."""
+        self.methods.streams.refuse(channel, error)
+
+    def allow_streaming(self, channel: str | None = None) -> None:
+        self.methods.streams.allow(channel)
+
+    def user_stops_stream(self, ts: str) -> None:
+        """The user pressed Stop on a streaming message: later appends get `stopped_by_user`."""
+        self.methods.streams.user_stops(ts)
 
     # ---------------------------------------------------------------- response_url
 
@@ -216,14 +333,18 @@ class FakeSlack(SlackState, LoopbackServer):
         retry_reason: str | None = None,
         timeout_s: float = 3.0,
     ) -> tuple[int, str]:
-        """POST a signed event (dict -> JSON) or slash command (dict with "command" -> form) to an app.
+        """POST a signed event (dict -> JSON), slash command (dict with "command" -> form) or interaction
+        payload (`block_action(...)` -> form `payload=`) to an app.
 
         Returns (status, body text). Slack gives an app 3 s (`timeout_s`) before it counts a failure and
         retries; a slower answer raises TimeoutError here. Event payloads are stored first, as in `push_event`.
         """
         if isinstance(payload, Mapping):
+            self._honour_trigger(payload)
             if "command" in payload:
                 body = sp.form_body({k: str(v) for k, v in payload.items()})
+            elif payload.get("type") in INTERACTIVE_TYPES:
+                body = sp.interactive_form_body(payload)
             else:
                 self.store_event(payload)
                 body = json.dumps(payload)
@@ -233,3 +354,15 @@ class FakeSlack(SlackState, LoopbackServer):
             body, signing_secret, timestamp, retry_num=retry_num, retry_reason=retry_reason
         )
         return await post_signed(url, body, headers, timeout_s=timeout_s)
+
+
+def _find_element(blocks: list[dict[str, Any]], action_id: str) -> tuple[str, dict[str, Any]]:
+    """(block_id, element) of the interactive element `action_id` in a message's blocks."""
+    for index, block in enumerate(blocks):
+        for element in block.get("elements") or []:
+            if isinstance(element, dict) and element.get("action_id") == action_id:
+                return str(block.get("block_id") or f"block{index}"), element
+        accessory = block.get("accessory")
+        if isinstance(accessory, dict) and accessory.get("action_id") == action_id:
+            return str(block.get("block_id") or f"block{index}"), accessory
+    raise ValueError(f"the message has no interactive element with action_id {action_id!r}")

@@ -51,6 +51,13 @@ class ApiError(Exception):
         self.extra = dict(extra or {})
 
 
+def invalid_arguments(*messages: str) -> ApiError:
+    """Slack's `invalid_arguments` for a call that does not fit the method's schema, reasons included."""
+    return ApiError(
+        "invalid_arguments", extra={"response_metadata": {"messages": [f"[ERROR] {m}" for m in messages]}}
+    )
+
+
 class Call(NamedTuple):
     """One Web API request the fake received, with how it was answered."""
 
