@@ -15,6 +15,7 @@ from moa.errors import ConfigError
 from moa.presets import TOGETHER, Catalog, load_catalog, split_model
 from moa.providers.registry import ProviderRegistry
 from moa.redaction import Redactor
+from moa.retry import Backoff
 from storage import Store
 
 
@@ -48,8 +49,10 @@ async def open_core(
     on_finished: Callable[[RunSummary], None] | None = None,
     on_feedback: Callable[[str], None] | None = None,
     exclusive: bool = False,
+    backoff: Backoff = Backoff(),
 ) -> AsyncIterator[Core]:
-    """`exclusive`: the one process serving this database (`moa-bot run`); see `storage.lock`."""
+    """`exclusive`: the one process serving this database (`moa-bot run`); see `storage.lock`.
+    `backoff`: how long provider retries wait (tests shorten it; the service keeps the default)."""
     catalog = catalog_for(settings)
     default = catalog.get(settings.preset)
     uses_together = any(split_model(m, catalog.providers)[0] == TOGETHER for m in default.models)
@@ -68,7 +71,7 @@ async def open_core(
     await store.start(exclusive=exclusive)
     try:
         answerer = Answerer(
-            Orchestrator(registry),
+            Orchestrator(registry, backoff=backoff),
             store,
             catalog,
             default_preset=settings.preset,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,11 @@ from discord.http import Route
 from adapters.discord import DiscordAdapter, DiscordPacing
 from adapters.render import close_fences
 from moa.answering import Answerer
-from moa.orchestrator import Orchestrator
-from moa.policy import AccessPolicy, ConcurrencyGate
-from moa.presets import BUILTIN_PRESETS, Catalog
 from storage import Store
+from tests.core import core_settings, open_test_core
 from tests.fakes.discord import FakeDiscord, StoredMessage
 from tests.fakes.llm import FakeLLM
-from tests.helpers import FAST_BACKOFF, eventually, preset, registry_for
+from tests.helpers import eventually
 
 FAKE_RATE = (5, 1.0)  # creates or edits per channel per second, in the fake (Discord: per 5 s)
 FAKE_WEBHOOK_RATE = (5, 1.0)  # requests per interaction token
@@ -106,53 +104,42 @@ async def discord_bot(
     tmp_path: Path,
     *,
     knowledge: Callable[[FakeDiscord], Collection[int]] | None = None,
-    policy: AccessPolicy | Callable[[FakeDiscord], AccessPolicy] | None = None,
+    env: Mapping[str, str] | Callable[[FakeDiscord], Mapping[str, str]] | None = None,
     pacing: DiscordPacing = PACING,
     fake: dict[str, Any] | None = None,
     adapter: dict[str, Any] | None = None,
-    gate: int = 8,
     setup: Callable[[FakeDiscord], None] | None = None,
 ) -> AsyncIterator[DiscordBot]:
+    """`env`: the service's variables for the core, or a function of the running fake for those naming its ids."""
     for model in ("p/a", "p/b"):
         if model not in llm.scripts:
             llm.script(model)
     if "agg/x" not in llm.scripts:
         llm.script("agg/x", tokens_per_s=400)
-    registry = registry_for(llm)
-    catalog = Catalog({**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b"))})
     saved = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
     options = {"message_rate": FAKE_RATE, "webhook_rate": FAKE_WEBHOOK_RATE, **(fake or {})}
-    async with FakeDiscord(**options) as dc, Store(tmp_path / "moa.sqlite3") as store:
+    async with FakeDiscord(**options) as dc:
         if setup is not None:
             setup(dc)
-        answerer = Answerer(
-            Orchestrator(registry, backoff=FAST_BACKOFF),
-            store,
-            catalog,
-            default_preset="test",
-            policy=policy(dc) if callable(policy) else policy or AccessPolicy(),
-            gate=ConcurrencyGate(gate),
-        )
-        observer = RecordingObserver()
-        options = {
-            "api_base": dc.api_base,
-            "guild_ids": (dc.guild_id,),
-            "knowledge_channels": {str(c) for c in knowledge(dc)} if knowledge else frozenset(),
-            "pacing": pacing,
-            "guild_ready_timeout": 0.05,
-            **(adapter or {}),
-        }
-        bot_adapter = DiscordAdapter(
-            bot_token=dc.token, answerer=answerer, observer=observer, **options
-        )
-        bot = DiscordBot(dc, llm, store, answerer, bot_adapter, observer)
-        try:
-            await bot_adapter.start()
-            yield bot
-            assert_no_pings(dc)
-        finally:
-            await bot_adapter.aclose()
-            await registry.aclose()
+        settings = core_settings(llm, tmp_path, **(env(dc) if callable(env) else env or {}))
+        async with open_test_core(settings) as core:
+            observer = RecordingObserver()
+            options = {
+                "api_base": dc.api_base,
+                "guild_ids": (dc.guild_id,),
+                "knowledge_channels": {str(c) for c in knowledge(dc)} if knowledge else frozenset(),
+                "pacing": pacing,
+                "guild_ready_timeout": 0.05,
+                **(adapter or {}),
+            }
+            bot_adapter = DiscordAdapter(bot_token=dc.token, answerer=core.answerer, observer=observer, **options)
+            bot = DiscordBot(dc, llm, core.store, core.answerer, bot_adapter, observer)
+            try:
+                await bot_adapter.start()
+                yield bot
+                assert_no_pings(dc)
+            finally:
+                await bot_adapter.aclose()
         # nothing the adapter started outlives it
         await asyncio.sleep(0)
         leftover = [t for t in asyncio.all_tasks() if not t.done() and _started_by_bot(t)]

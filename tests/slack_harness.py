@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Collection
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,12 @@ from aiohttp import web
 from adapters.slack import SlackAdapter, SlackPacing
 from adapters.slack.formatting import MESSAGE_CHARS, SlackMessage, answer_message, split_answer
 from moa.answering import Answerer
-from moa.orchestrator import Orchestrator
-from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
-from moa.presets import BUILTIN_PRESETS, Catalog
 from storage import Store
+from tests.core import core_settings, open_test_core
 from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import Envelope, FakeSlack
-from tests.helpers import FAST_BACKOFF, eventually, preset, registry_for
+from tests.helpers import eventually
 
 WINDOW_S = 3.0  # the fake's "minute"
 SIGNING_SECRET = "test-signing-secret"
@@ -107,32 +105,23 @@ async def slack_bot(
     slack: FakeSlack | None = None,
     http: bool = False,
     knowledge: Collection[str] = (),
-    policy: AccessPolicy | None = None,
-    gate: int = 8,
+    env: Mapping[str, str] | None = None,
+    presets: Mapping[str, Mapping[str, Any]] | None = None,
     pacing: SlackPacing | None = None,
     script: bool = True,
 ) -> AsyncIterator[SlackBot]:
+    """`env`: the service's variables for the core (MOA_USER_RATE is off unless set); `presets`: MOA_CONFIG's."""
     if script:
         script_models(llm)
-    registry = registry_for(llm)
-    catalog = Catalog({**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b"))})
+    settings = core_settings(llm, tmp_path, presets=presets, **{"MOA_USER_RATE": "off", **(env or {})})
     fake = slack or FakeSlack(window_s=WINDOW_S)
     async with contextlib.AsyncExitStack() as stack:
         if slack is None:
             await stack.enter_async_context(fake)
-        store = await stack.enter_async_context(Store(tmp_path / "moa.sqlite3"))
-        stack.push_async_callback(registry.aclose)
-        answerer = Answerer(
-            Orchestrator(registry, backoff=FAST_BACKOFF),
-            store,
-            catalog,
-            default_preset="test",
-            policy=policy or AccessPolicy(user_rate=UserRate(0, 1)),
-            gate=ConcurrencyGate(gate),
-        )
+        core = await stack.enter_async_context(open_test_core(settings))
         observer = RecordingObserver()
-        adapter = build_adapter(fake, answerer, observer, http=http, knowledge=knowledge, pacing=pacing)
-        bot = SlackBot(fake, llm, store, answerer, adapter, observer)
+        adapter = build_adapter(fake, core.answerer, observer, http=http, knowledge=knowledge, pacing=pacing)
+        bot = SlackBot(fake, llm, core.store, core.answerer, adapter, observer)
         if http:
             bot.events_url = await stack.enter_async_context(serve(adapter))
         await adapter.start()

@@ -7,16 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from moa.answering import Answerer
 from moa.conversation import ConversationKey, Phase, Question, ReplyView
-from moa.orchestrator import Orchestrator
-from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
-from moa.presets import BUILTIN_PRESETS, Catalog
-from moa.providers.registry import ProviderRegistry
-from moa.store import HistoryBudget
-from storage import Store
+from moa.policy import AccessPolicy
+from tests.core import core_settings, open_test_core
 from tests.fakes.llm import FakeLLM, Failure
-from tests.helpers import FAST_BACKOFF, preset, registry_for
+from tests.helpers import preset
 
 KEY = ConversationKey("slack", "T1", "C1", "100.1")
 
@@ -48,20 +43,11 @@ class RecordingSink:
 async def setup(fake_llm: FakeLLM, tmp_path: Path):  # type: ignore[no-untyped-def]
     for model in ("p/a", "p/b", "agg/x"):
         fake_llm.script(model)
-    registry = registry_for(fake_llm)
-    catalog = Catalog({**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b"))})
-    async with Store(tmp_path / "moa.sqlite3") as store:
-        answerer = Answerer(
-            Orchestrator(registry, backoff=FAST_BACKOFF),
-            store,
-            catalog,
-            default_preset="test",
-            policy=AccessPolicy(max_question_chars=100, user_rate=UserRate(3, 60)),
-            gate=ConcurrencyGate(2),
-            history=HistoryBudget(),
-        )
-        yield answerer, store
-    await registry.aclose()
+    settings = core_settings(
+        fake_llm, tmp_path, MOA_MAX_QUESTION_CHARS="100", MOA_USER_RATE="3/minute", MOA_MAX_CONCURRENT="2"
+    )
+    async with open_test_core(settings) as core:
+        yield core.answerer, core.store
 
 
 async def test_answer_flows_from_placeholder_to_final(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
@@ -238,21 +224,15 @@ async def test_a_question_still_without_placeholder_at_the_end_of_the_grace_is_i
 
 
 async def test_secrets_echoed_by_a_provider_are_masked_in_records_and_messages(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    from moa.redaction import Redactor
-
     key = "together-live-key-0123456789"
     echo = f"Invalid API key {key}; sent header Authorization: Bearer sk-abcdefghijklmnop0123"
     for model in ("p/a", "p/b", "agg/x"):
         fake_llm.fail(model, Failure.http(500, message=echo))
-    registry = ProviderRegistry({}, together_api_key=key, together_base_url=fake_llm.base_url)
-    catalog = Catalog({"test": preset(proposers=("p/a", "p/b"), retries=0)})
-    async with Store(tmp_path / "moa.sqlite3") as store:
-        answerer = Answerer(Orchestrator(registry, backoff=FAST_BACKOFF), store, catalog,
-                            default_preset="test", redact=Redactor([key]))
+    settings = core_settings(fake_llm, tmp_path, presets={"test": {"retries": 0}}, TOGETHER_API_KEY=key)
+    async with open_test_core(settings) as core:
         sink = RecordingSink()
-        run_id = await answerer.answer(Question(KEY, "U1", "q"), sink)
-        record = await store.get_run(run_id)
-    await registry.aclose()
+        run_id = await core.answerer.answer(Question(KEY, "U1", "q"), sink)
+        record = await core.store.get_run(run_id)
     stored = [record["error"], *(p["error"] for p in record["proposals"])]
     assert all(stored) and sink.final.phase is Phase.FAILED
     for text in (*stored, sink.final.text):
@@ -289,13 +269,11 @@ async def test_a_question_of_invisible_characters_is_no_question(setup, fake_llm
 
 
 async def test_forget_obeys_the_allow_lists(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    catalog = Catalog({"test": preset(proposers=("p/a",))})
     fake_llm.script("p/a")
     fake_llm.script("agg/x")
-    registry = registry_for(fake_llm)
-    async with Store(tmp_path / "moa.sqlite3") as store:
-        answerer = Answerer(Orchestrator(registry, backoff=FAST_BACKOFF), store, catalog, default_preset="test",
-                            policy=AccessPolicy(allowed_users=frozenset({"U1"})))
+    settings = core_settings(fake_llm, tmp_path, presets={"test": {"proposers": ["p/a"]}}, MOA_ALLOWED_USERS="U1")
+    async with open_test_core(settings) as core:
+        answerer, store = core.answerer, core.store
         await answerer.answer(Question(KEY, "U1", "remember this"), RecordingSink())
         intruder = RecordingSink()
         await answerer.answer(Question(KEY, "U2", "forget"), intruder)
@@ -304,7 +282,6 @@ async def test_forget_obeys_the_allow_lists(fake_llm: FakeLLM, tmp_path: Path) -
         owner = RecordingSink()
         await answerer.answer(Question(KEY, "U1", "forget"), owner)
         assert "deleted this conversation's stored history (2 messages)" in owner.refusals[0]
-    await registry.aclose()
 
 
 async def test_each_delivery_is_answered_once(setup, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]

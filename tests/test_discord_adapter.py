@@ -3,7 +3,10 @@ core against the fake LLM, and a real answerer and store."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,10 +15,9 @@ from bot.config import Settings
 from bot.platform_checks import check_platforms
 from moa.answering import INTERRUPTED_TEXT
 from moa.conversation import Phase, ReplyView
-from moa.policy import AccessPolicy
 from tests.discord_harness import DiscordBot, discord_bot, eventually
 from tests.fakes import discord_payloads as p
-from tests.fakes.discord import ROUTE_CALLBACK, FakeDiscord
+from tests.fakes.discord import ROUTE_CALLBACK, FakeDiscord, StoredMessage
 from tests.fakes.llm import FakeLLM
 
 FOOTER = "-# test · a, b → x · "
@@ -45,17 +47,22 @@ async def runs(bot: DiscordBot) -> list[tuple[str, str, str]]:
 # --- lifecycle --------------------------------------------------------------------------------------------
 
 
-async def test_start_discovers_gateway_syncs_once_and_restarts_quietly(
-    fake_llm: FakeLLM, tmp_path: Path
-) -> None:
+async def test_start_discovers_the_gateway_once(fake_llm: FakeLLM, tmp_path: Path) -> None:
     async with discord_bot(fake_llm, tmp_path) as bot:
-        dc = bot.dc
         assert bot.adapter.connected
-        assert len(dc.requests("GET /gateway/bot")) == 1
-        # only what the bot uses; no privileged Message Content without knowledge channels
-        assert dc.intents == p.INTENT_GUILDS | p.INTENT_GUILD_MESSAGES | p.INTENT_DIRECT_MESSAGES
-        ((scope, body),) = dc.command_syncs
-        assert scope == dc.guild_id
+        assert len(bot.dc.requests("GET /gateway/bot")) == 1
+
+
+async def test_start_asks_only_for_the_intents_the_bot_uses(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with discord_bot(fake_llm, tmp_path) as bot:
+        # no privileged Message Content without knowledge channels
+        assert bot.dc.intents == p.INTENT_GUILDS | p.INTENT_GUILD_MESSAGES | p.INTENT_DIRECT_MESSAGES
+
+
+async def test_start_syncs_the_commands_to_the_guild_with_every_preset(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with discord_bot(fake_llm, tmp_path) as bot:
+        ((scope, body),) = bot.dc.command_syncs
+        assert scope == bot.dc.guild_id
         by_name = {c["name"]: c for c in body}
         assert set(by_name) == {"moa", "moa-forget"}
         options = {o["name"]: o for o in by_name["moa"]["options"]}
@@ -64,12 +71,15 @@ async def test_start_discovers_gateway_syncs_once_and_restarts_quietly(
             c["value"] for c in options["preset"]["choices"]
         }
 
+
+async def test_a_restart_reconnects_without_syncing_the_commands_again(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with discord_bot(fake_llm, tmp_path) as bot:
         await bot.adapter.aclose()
         assert not bot.adapter.connected
         await bot.adapter.start()
         assert bot.adapter.connected
-        assert dc.sync_count == 1  # same definitions: Discord's copy is compared, nothing is overwritten
-        assert len(dc.identifies) == 2
+        assert bot.dc.sync_count == 1  # same definitions: Discord's copy is compared, nothing is overwritten
+        assert len(bot.dc.identifies) == 2
 
 
 async def test_commands_sync_globally_without_guild_ids(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -251,44 +261,85 @@ async def test_slash_command_in_a_dm(fake_llm: FakeLLM, tmp_path: Path) -> None:
 # --- mentions, threads, knowledge channels, DMs ------------------------------------------------------------
 
 
-async def test_mention_opens_a_thread_and_the_thread_continues(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    async with discord_bot(fake_llm, tmp_path) as bot:
-        dc = bot.dc
-        asked = await dc.user_message(dc.channel_id, mention(bot, "What is a write-ahead log?"))
-        await bot.settled()
-        thread = dc.channel(bot.thread_of(asked))
-        assert thread["name"] == "What is a write-ahead log?" and thread["parent_id"] == str(dc.channel_id)
-        (answer,) = dc.bot_messages(asked.id)
-        assert answer_of(answer.content) == "[agg/x] answer to: What is a write-ahead log?"
-        assert answer.history[0] == "⏳ Asking 2 models…"
-        assert dc.bot_messages(dc.channel_id) == []  # nothing but the thread in the channel
+@dataclass
+class Threaded:
+    """A mention in a channel, answered in the thread it opened."""
 
-        # in the thread: a mention (old `<@!id>` form) continues the conversation
-        await dc.user_message(asked.id, mention(bot, "How big does it get?", bang=True))
+    bot: DiscordBot
+    asked: StoredMessage
+
+    @property
+    def thread(self) -> int:
+        return self.bot.thread_of(self.asked)
+
+    def answers(self) -> list[StoredMessage]:
+        return self.bot.dc.bot_messages(self.thread)
+
+
+@pytest.fixture
+async def threaded(fake_llm: FakeLLM, tmp_path: Path) -> AsyncIterator[Threaded]:
+    async with discord_bot(fake_llm, tmp_path) as bot:
+        asked = await bot.dc.user_message(bot.dc.channel_id, mention(bot, "What is a write-ahead log?"))
         await bot.settled()
-        assert [m["content"] for m in last_question(fake_llm)] == [
-            "What is a write-ahead log?",
-            "[agg/x] answer to: What is a write-ahead log?",
-            "How big does it get?",
-        ]
-        # a reply to the bot continues it too
-        latest = dc.bot_messages(asked.id)[-1]
-        reply = await dc.user_message(asked.id, "And checkpoints?", reply_to=latest.id)
-        await bot.settled()
-        assert last_question(fake_llm)[-1]["content"] == "And checkpoints?"
-        assert len(last_question(fake_llm)) == 5
-        answer = dc.bot_messages(asked.id)[-1]
-        assert answer.reference is not None and answer.reference["message_id"] == str(reply.id)
-        # without the Message Content intent, a reply that turns its ping off arrives empty: the user is told
-        await dc.user_message(asked.id, "And then?", reply_to=answer.id, ping_reply=False)
-        await bot.settled()
-        assert "didn't find a question" in dc.bot_messages(asked.id)[-1].content
-        # people talking among themselves in the thread are left alone
-        before = len(dc.bot_messages(asked.id))
-        await dc.user_message(asked.id, "thanks, bob", author=dc.alice)
-        await bot.settled()
-        assert len(dc.bot_messages(asked.id)) == before
-        assert [r[0] for r in await runs(bot)] == ["done"] * 3
+        yield Threaded(bot, asked)
+
+
+async def test_a_mention_opens_a_thread_named_after_the_question(threaded: Threaded) -> None:
+    dc = threaded.bot.dc
+    thread = dc.channel(threaded.thread)
+    assert thread["name"] == "What is a write-ahead log?" and thread["parent_id"] == str(dc.channel_id)
+    assert dc.bot_messages(dc.channel_id) == []  # nothing but the thread in the channel
+
+
+async def test_a_mention_is_answered_in_its_thread_after_a_placeholder(threaded: Threaded) -> None:
+    (answer,) = threaded.answers()
+    assert answer_of(answer.content) == "[agg/x] answer to: What is a write-ahead log?"
+    assert answer.history[0] == "⏳ Asking 2 models…"
+
+
+async def test_a_mention_in_the_thread_continues_the_conversation(threaded: Threaded, fake_llm: FakeLLM) -> None:
+    bot = threaded.bot
+    await bot.dc.user_message(threaded.thread, mention(bot, "How big does it get?", bang=True))  # old `<@!id>`
+    await bot.settled()
+    assert [m["content"] for m in last_question(fake_llm)] == [
+        "What is a write-ahead log?",
+        "[agg/x] answer to: What is a write-ahead log?",
+        "How big does it get?",
+    ]
+    assert [r[0] for r in await runs(bot)] == ["done"] * 2
+
+
+async def test_a_reply_to_the_bot_in_the_thread_continues_it_and_is_answered_as_a_reply(
+    threaded: Threaded, fake_llm: FakeLLM
+) -> None:
+    bot = threaded.bot
+    reply = await bot.dc.user_message(threaded.thread, "And checkpoints?", reply_to=threaded.answers()[-1].id)
+    await bot.settled()
+    assert [m["content"] for m in last_question(fake_llm)] == [
+        "What is a write-ahead log?",
+        "[agg/x] answer to: What is a write-ahead log?",
+        "And checkpoints?",
+    ]
+    answer = threaded.answers()[-1]
+    assert answer.reference is not None and answer.reference["message_id"] == str(reply.id)
+    assert [r[0] for r in await runs(bot)] == ["done"] * 2
+
+
+async def test_a_reply_that_arrives_empty_without_message_content_is_told_so(threaded: Threaded) -> None:
+    """Without the Message Content intent, a reply that turns its ping off arrives with no text."""
+    bot = threaded.bot
+    await bot.dc.user_message(threaded.thread, "And then?", reply_to=threaded.answers()[-1].id, ping_reply=False)
+    await bot.settled()
+    assert "didn't find a question" in threaded.answers()[-1].content
+    assert [r[0] for r in await runs(bot)] == ["done"]
+
+
+async def test_people_talking_among_themselves_in_the_thread_are_left_alone(threaded: Threaded) -> None:
+    bot = threaded.bot
+    await bot.dc.user_message(threaded.thread, "thanks, bob", author=bot.dc.alice)
+    await bot.settled()
+    assert len(threaded.answers()) == 1
+    assert [r[0] for r in await runs(bot)] == ["done"]
 
 
 async def test_thread_names_fit_discord(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -365,26 +416,61 @@ async def test_forget_deletes_a_threads_history(fake_llm: FakeLLM, tmp_path: Pat
         assert data is not None and data["flags"] & p.FLAG_EPHEMERAL and "inside a thread" in data["content"]
 
 
-async def test_ignores_itself_other_bots_and_replayed_events(fake_llm: FakeLLM, tmp_path: Path) -> None:
+async def test_another_bots_mention_is_ignored(fake_llm: FakeLLM, tmp_path: Path) -> None:
     async with discord_bot(fake_llm, tmp_path) as bot:
         dc = bot.dc
-        await dc.user_message(dc.channel_id, mention(bot, "from a bot"), author=dc.other_bot)
+        asked = await dc.user_message(dc.channel_id, mention(bot, "from a bot"), author=dc.other_bot)
+        await bot.settled()
+        assert await runs(bot) == [] and fake_llm.requests == []
+        assert dc.bot_messages(dc.channel_id) == [] and dc.threads(dc.channel_id) == []
+        assert dc.bot_messages(asked.id) == []
+
+
+@pytest.fixture
+async def replayed(fake_llm: FakeLLM, tmp_path: Path) -> AsyncIterator[tuple[DiscordBot, StoredMessage, Any]]:
+    """A mention and a /moa, answered; then the gateway delivers both events again, as after a RESUME."""
+    async with discord_bot(fake_llm, tmp_path) as bot:
+        dc = bot.dc
         asked = await dc.user_message(dc.channel_id, mention(bot, "once"))
         inter = await dc.slash_command("moa", {"question": "once too"})
         await bot.settled()
         assert len(await runs(bot)) == 2
-        # a RESUME can deliver the same events again: each is answered once
         frame = next(
             f for f in dc.gateway_sent if f.get("t") == "MESSAGE_CREATE" and f["d"]["id"] == str(asked.id)
         )
         await dc.dispatch("MESSAGE_CREATE", frame["d"])
         await dc.dispatch("INTERACTION_CREATE", inter.payload)
         await bot.settled()
-        assert len(await runs(bot)) == 2
-        assert dc.interaction(inter.token).callback_attempts == 1
-        assert len(dc.bot_messages(asked.id)) == 1
-        # the bot's own messages (echoed by the gateway) never start anything
-        assert all(m.author_id == dc.bot_id for m in dc.bot_messages(asked.id))
+        yield bot, asked, inter
+
+
+async def test_a_replayed_message_is_answered_once(replayed: tuple[DiscordBot, StoredMessage, Any]) -> None:
+    bot, asked, _ = replayed
+    assert len(bot.dc.bot_messages(asked.id)) == 1
+    assert len(await runs(bot)) == 2
+
+
+async def test_a_replayed_interaction_is_answered_once(replayed: tuple[DiscordBot, StoredMessage, Any]) -> None:
+    bot, _, inter = replayed
+    assert bot.dc.interaction(inter.token).callback_attempts == 1
+    assert len(await runs(bot)) == 2
+
+
+async def test_the_bots_own_messages_echoed_in_a_dm_start_nothing(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    """In a DM every message is a question: only the bot's own, echoed by the gateway, are not."""
+    async with discord_bot(fake_llm, tmp_path) as bot:
+        dc = bot.dc
+        dm = dc.dm_channel_id(dc.bob)
+        await dc.user_message(dm, "hello?", author=dc.bob)
+        await bot.settled()
+        echoed = [
+            f for f in dc.gateway_sent
+            if f.get("t") == "MESSAGE_CREATE" and f["d"]["author"]["id"] == str(dc.bot_id)
+        ]
+        assert echoed, "the fake echoed the bot's answer back, as Discord does"
+        await bot.settled()
+        assert len(dc.bot_messages(dm)) == 1 and len(fake_llm.requests_for("agg/x")) == 1
+        assert len(await runs(bot)) == 1
 
 
 async def test_model_output_pings_nobody(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -433,46 +519,64 @@ async def test_reopen_edits_an_existing_placeholder(fake_llm: FakeLLM, tmp_path:
 # --- refusals and failures ------------------------------------------------------------------------------------
 
 
-async def test_refusals_are_ephemeral_or_replies(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    from moa.policy import UserRate
+def limits(dc: FakeDiscord) -> dict[str, str]:
+    return {"MOA_MAX_QUESTION_CHARS": "40", "MOA_USER_RATE": "2/minute", "MOA_ALLOWED_CHANNELS": str(dc.channel_id)}
 
-    def policy(dc: FakeDiscord) -> AccessPolicy:
-        return AccessPolicy(
-            max_question_chars=40, user_rate=UserRate(2, 60), allowed_channels=frozenset({str(dc.channel_id)})
-        )
 
-    async with discord_bot(fake_llm, tmp_path, policy=policy) as bot:
+async def refused_slash(bot: DiscordBot, question: str, channel: int | None = None) -> str:
+    """The refusal of `/moa question`: ephemeral, the interaction's one callback."""
+    inter = await bot.dc.slash_command("moa", {"question": question}, channel_id=channel)
+    await bot.settled()
+    record = bot.dc.interaction(inter.token)
+    assert record.callback_type == 4 and record.callback_data is not None, record
+    assert record.callback_data["flags"] & p.FLAG_EPHEMERAL
+    assert record.callback_attempts == 1
+    return str(record.callback_data["content"])
+
+
+async def test_an_over_long_slash_command_is_refused_ephemerally(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with discord_bot(fake_llm, tmp_path, env=limits) as bot:
+        assert "characters long; the limit is 40" in await refused_slash(bot, "x" * 41)
+        assert await runs(bot) == []
+
+
+async def test_a_slash_command_in_a_channel_not_allowed_is_refused_ephemerally(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    async with discord_bot(fake_llm, tmp_path, env=limits) as bot:
+        assert "not enabled in this channel" in await refused_slash(bot, "short", bot.dc.other_channel_id)
+        assert await runs(bot) == []
+
+
+async def test_an_over_long_mention_gets_one_reply_and_no_thread(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with discord_bot(fake_llm, tmp_path, env=limits) as bot:
         dc = bot.dc
-
-        async def refused_slash(question: str, channel: int | None = None) -> str:
-            inter = await dc.slash_command("moa", {"question": question}, channel_id=channel)
-            await bot.settled()
-            record = dc.interaction(inter.token)
-            assert record.callback_type == 4 and record.callback_data is not None, record
-            assert record.callback_data["flags"] & p.FLAG_EPHEMERAL
-            assert record.callback_attempts == 1
-            return str(record.callback_data["content"])
-
-        assert "characters long; the limit is 40" in await refused_slash("x" * 41)
-        assert "not enabled in this channel" in await refused_slash("short", dc.other_channel_id)
-        # over-long by mention: one reply in the channel, no thread
         asked = await dc.user_message(dc.channel_id, mention(bot, "y" * 41))
         await bot.settled()
-        (reply,) = [m for m in dc.bot_messages(dc.channel_id) if m.interaction_token is None]
+        (reply,) = dc.bot_messages(dc.channel_id)
         assert "the limit is 40" in reply.content and reply.reference is not None
         assert reply.reference["message_id"] == str(asked.id) and dc.threads(dc.channel_id) == []
-        # an empty mention is a question that is not there
-        await dc.user_message(dc.channel_id, mention(bot, ""))
-        await bot.settled()
-        assert "didn't find a question" in dc.bot_messages(dc.channel_id)[-1].content
 
-        # the allowed channel's threads are allowed too; the user's rate counts there
+
+async def test_an_empty_mention_is_told_there_is_no_question(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    async with discord_bot(fake_llm, tmp_path, env=limits) as bot:
+        await bot.dc.user_message(bot.dc.channel_id, mention(bot, ""))
+        await bot.settled()
+        (reply,) = bot.dc.bot_messages(bot.dc.channel_id)
+        assert "didn't find a question" in reply.content
+
+
+async def test_the_allowed_channels_threads_are_allowed_and_count_toward_the_rate(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    async with discord_bot(fake_llm, tmp_path, env=limits) as bot:
+        dc = bot.dc
         thread_q = await dc.user_message(dc.channel_id, mention(bot, "first"))
         await bot.settled()
         await dc.user_message(thread_q.id, mention(bot, "second"))
         await bot.settled()
         assert [r[0] for r in await runs(bot)] == ["done", "done"]
-        assert "You can ask again in" in await refused_slash("third", thread_q.id)
+        assert "You can ask again in" in await refused_slash(bot, "third", thread_q.id)
         assert len(await runs(bot)) == 2
 
 
@@ -533,9 +637,7 @@ async def test_sync_goes_ahead_when_the_registered_commands_cannot_be_read() -> 
 
 
 async def test_a_dm_is_no_way_around_the_user_rate(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    from moa.policy import UserRate
-
-    async with discord_bot(fake_llm, tmp_path, policy=AccessPolicy(user_rate=UserRate(1, 3600))) as bot:
+    async with discord_bot(fake_llm, tmp_path, env={"MOA_USER_RATE": "1/hour"}) as bot:
         dc = bot.dc
         await dc.user_message(dc.channel_id, mention(bot, "in the server"), author=dc.bob)
         await bot.settled()
@@ -547,10 +649,7 @@ async def test_a_dm_is_no_way_around_the_user_rate(fake_llm: FakeLLM, tmp_path: 
 
 
 async def test_forget_by_someone_not_allowed_deletes_nothing(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    def policy(dc: FakeDiscord) -> AccessPolicy:
-        return AccessPolicy(allowed_users=frozenset({str(dc.alice["id"])}))
-
-    async with discord_bot(fake_llm, tmp_path, policy=policy) as bot:
+    async with discord_bot(fake_llm, tmp_path, env=lambda dc: {"MOA_ALLOWED_USERS": str(dc.alice["id"])}) as bot:
         dc = bot.dc
         asked = await dc.user_message(dc.channel_id, mention(bot, "remember me"))
         await bot.settled()

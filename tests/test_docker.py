@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 from bot.metrics import Metrics
-from bot.wiring import open_core
+from tests.core import open_test_core
 from tests.test_service import MemoryAdapter, settings, start_service  # noqa: F401 - `settings` is a fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ async def test_healthcheck_command_follows_healthz(settings) -> None:  # type: i
     healthcheck = instruction("HEALTHCHECK")[0]
     command = json.loads(healthcheck.split("CMD", 1)[1])
     adapter = MemoryAdapter()
-    async with open_core(settings) as core:
+    async with open_test_core(settings) as core:
         running = await start_service(core, adapter, Metrics())
 
         async def probe() -> int:

@@ -140,7 +140,8 @@ async def test_sigkill_mid_answer_then_restart_answers_it(fake_llm: FakeLLM, tmp
             await bot.kill()  # SIGKILL: no chance to clean up
         async with Store(tmp_path / "data" / "moa.sqlite3") as store:
             [run] = await store.unfinished_runs()
-            assert run.question == "what survives a crash?" and run.placeholder["ts"]
+            assert run.question == "what survives a crash?" and run.placeholder["ts"], \
+                "a SIGKILL leaves the run unfinished, with its placeholder on record"
         fake_llm.script("agg/x", reply=LONG_ANSWER)  # the restarted process gets a quick aggregator
         async with running_bot(env, tmp_path, port) as bot:
             await eventually(lambda: any(t.rstrip().endswith("word59") for t in thread_texts(slack, ts)),
@@ -148,11 +149,11 @@ async def test_sigkill_mid_answer_then_restart_answers_it(fake_llm: FakeLLM, tmp
             # the text is visible a moment before the run record is closed: stop the way an operator would
             assert await bot.signal(signal.SIGTERM) == 0
         texts = thread_texts(slack, ts)
-        assert len(texts) == 1 and texts[0].strip() == LONG_ANSWER  # the same placeholder, answered in full
+        assert len(texts) == 1 and texts[0].strip() == LONG_ANSWER, "the restart answers in full in the same placeholder"
         async with Store(tmp_path / "data" / "moa.sqlite3") as store:
-            assert await store.unfinished_runs() == []
+            assert await store.unfinished_runs() == [], "no run is left unfinished after the restart"
             record = await store.get_run(run.id)
-            assert record is not None and record["status"] == "done"
+            assert record is not None and record["status"] == "done", "the resumed run is recorded done"
 
 
 async def test_sigkill_then_late_restart_marks_the_answer_interrupted(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -167,8 +168,8 @@ async def test_sigkill_then_late_restart_marks_the_answer_interrupted(fake_llm: 
             await asyncio.wait_for(slack.push_event(event), 10)
             ts = event["event"]["ts"]
             await eventually(lambda: thread_texts(slack, ts), what="placeholder")
-            # the models are asked only once the placeholder's place is on record: kill after that
-            await eventually(lambda: fake_llm.requests_for("p/a"), what="the run under way")
+            # the placeholder is visible a moment before it is on record; the models are asked after that
+            await eventually(lambda: fake_llm.requests_for("p/a"), what="the placeholder on record")
             await bot.kill()
         env["MOA_RECOVER_MAX_AGE_S"] = "0"  # too old to answer again
         async with running_bot(env, tmp_path, port):
@@ -191,16 +192,17 @@ async def test_sigterm_finishes_quick_answers_and_interrupts_slow_ones(fake_llm:
             await asyncio.wait_for(slack.push_event(slow), 10)
             await eventually(lambda: thread_texts(slack, slow["event"]["ts"]), what="slow placeholder")
             started = time.monotonic()
-            assert await bot.signal(signal.SIGTERM) == 0
-            assert time.monotonic() - started < 10
+            assert await bot.signal(signal.SIGTERM) == 0, "SIGTERM exits 0"
+            assert time.monotonic() - started < 10, "SIGTERM exits soon after the 2 s grace"
         slow_texts = thread_texts(slack, slow["event"]["ts"])
-        assert len(slow_texts) == 1 and "interrupted" in slow_texts[0] and "ask again" in slow_texts[0]
+        assert len(slow_texts) == 1 and "interrupted" in slow_texts[0] and "ask again" in slow_texts[0], \
+            "an answer still running after the grace is edited into 'interrupted'"
         lines = [json.loads(line) for line in bot.log.read_text().splitlines() if line.startswith("{")]
         answers = [line for line in lines if line["logger"] == "moa.answer"]
-        assert [a["status"] for a in answers] == ["interrupted"]
+        assert [a["status"] for a in answers] == ["interrupted"], "the JSON log has one line per answer"
         log_text = bot.log.read_text()
         for secret in (slack.bot_token, slack.app_token, "together-secret-key-123"):
-            assert secret not in log_text
+            assert secret not in log_text, "no secret reaches the log"
 
 
 async def test_health_follows_slack_going_away_and_coming_back(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -213,10 +215,10 @@ async def test_health_follows_slack_going_away_and_coming_back(fake_llm: FakeLLM
     try:
         async with running_bot(env, tmp_path, port) as bot:
             body = await bot.wait_health(200)
-            assert body["components"] == {"database": "ok", "slack": "connected"}
+            assert body["components"] == {"database": "ok", "slack": "connected"}, "health names every component"
             await slack.aclose()  # Slack goes away
             body = await bot.wait_health(503)
-            assert body["components"]["slack"] == "disconnected"
+            assert body["components"]["slack"] == "disconnected", "health names Slack as disconnected"
             slack = FakeSlack(port=slack_port)  # and comes back
             await slack.start()
             await bot.wait_health(200, within=60)
@@ -234,8 +236,9 @@ async def test_health_follows_slack_going_away_and_coming_back(fake_llm: FakeLLM
                 if done_line in metrics:
                     break
                 await asyncio.sleep(0.05)
-            assert done_line in metrics
-            assert 'moa_platform_api_calls_total{method="chat.postMessage",outcome="ok",platform="slack"}' in metrics
+            assert done_line in metrics, "metrics count the answer given after Slack came back"
+            assert 'moa_platform_api_calls_total{method="chat.postMessage",outcome="ok",platform="slack"}' in metrics, \
+                "metrics count Slack API calls"
     finally:
         await slack.aclose()
 
@@ -274,7 +277,8 @@ async def test_slack_and_discord_together_survive_discord_going_away(fake_llm: F
                           DISCORD_BOT_TOKEN=discord.token, DISCORD_API_BASE=discord.api_base)
             async with running_bot(env, tmp_path, port) as bot:
                 body = await bot.wait_health(200)
-                assert body["components"] == {"database": "ok", "slack": "connected", "discord": "connected"}
+                assert body["components"] == {"database": "ok", "slack": "connected", "discord": "connected"}, \
+                    "health names both platforms"
                 interaction = await discord.slash_command(options={"question": "hello discord"})
                 def answered() -> bool:
                     original = discord.original_response(interaction.token)
@@ -283,8 +287,8 @@ async def test_slack_and_discord_together_survive_discord_going_away(fake_llm: F
                 await eventually(answered, what="discord answer")
                 await discord.aclose()  # Discord goes away; Slack keeps working
                 body = await bot.wait_health(503)
-                assert body["components"]["discord"] == "disconnected"
-                assert body["components"]["slack"] == "connected"
+                assert body["components"]["discord"] == "disconnected", "health names Discord as disconnected"
+                assert body["components"]["slack"] == "connected", "Slack stays connected while Discord is away"
                 event = sp.event_callback(sp.app_mention("slack still answers?"))
                 await asyncio.wait_for(slack.push_event(event), 10)
                 await eventually(lambda: any("answer to: slack still answers?" in t
@@ -292,8 +296,8 @@ async def test_slack_and_discord_together_survive_discord_going_away(fake_llm: F
                 discord = FakeDiscord(port=discord_port)  # and Discord comes back
                 await discord.start()
                 body = await bot.wait_health(200, within=90)
-                assert body["components"]["discord"] == "connected"
-                assert await bot.signal(signal.SIGTERM) == 0
+                assert body["components"]["discord"] == "connected", "Discord reconnects when it comes back"
+                assert await bot.signal(signal.SIGTERM) == 0, "SIGTERM exits 0"
     finally:
         await discord.aclose()
 
@@ -309,16 +313,17 @@ async def test_sigterm_answers_every_question_accepted_before_it(fake_llm: FakeL
             events = [sp.event_callback(sp.app_mention(f"question {i}")) for i in range(10)]
             for event in events:
                 await asyncio.wait_for(slack.push_event(event), 10)
-            assert len(slack.calls_to("chat.postMessage")) < 10  # the channel's pacing holds most back
+            assert len(slack.calls_to("chat.postMessage")) < 10, "the channel's pacing holds most placeholders back"
             started = time.monotonic()
-            assert await bot.signal(signal.SIGTERM) == 0
+            assert await bot.signal(signal.SIGTERM) == 0, "SIGTERM exits 0"
             took = time.monotonic() - started
         for i, event in enumerate(events):
             texts = thread_texts(slack, event["event"]["ts"])
-            assert texts == [f"[agg/x] answer to: question {i}"], texts
+            assert texts == [f"[agg/x] answer to: question {i}"], f"question {i}, accepted before SIGTERM, is answered: {texts}"
         lines = [json.loads(line) for line in bot.log.read_text().splitlines() if line.startswith("{")]
         statuses = [line["status"] for line in lines if line["logger"] == "moa.answer"]
-        assert statuses == ["done"] * 10 and took < 30
+        assert statuses == ["done"] * 10, "every accepted question is recorded done"
+        assert took < 30, "the answers finish within the grace"
 
 
 async def test_http_mode_refuses_junk_quietly_and_answers_a_replayed_command_once(
@@ -352,14 +357,18 @@ async def test_http_mode_refuses_junk_quietly_and_answers_a_replayed_command_onc
             await eventually(lambda: fake_llm.requests_for("agg/x"), what="the command's answer")
             assert await bot.signal(signal.SIGTERM) == 0  # lets any second answer finish, were there one
         [asked] = [m for m in slack.bot_messages(sp.CHANNEL_ID) if not m["thread_ts"]]
-        assert any("answer to: asked twice" in t for t in thread_texts(slack, asked["ts"]))
-        assert len(fake_llm.requests_for("agg/x")) == 1
+        assert any("answer to: asked twice" in t for t in thread_texts(slack, asked["ts"])), \
+            "the signed command is answered"
+        assert len(fake_llm.requests_for("agg/x")) == 1, "the replayed command is answered once"
         lines = [json.loads(line) for line in bot.log.read_text().splitlines() if line.startswith("{")]
-        assert not [line for line in lines if "exception" in line or line["level"] in ("ERROR", "CRITICAL")]
+        assert not [line for line in lines if "exception" in line or line["level"] in ("ERROR", "CRITICAL")], \
+            "junk leaves no traceback and no error in the log"
         refusals = [line["message"] for line in lines if "unsigned request" in line["message"]]
-        assert len(refusals) == 2  # one at once, one summary (at shutdown here; once a minute when it goes on)
-        assert refusals[1].startswith("refused 502 unsigned requests to /slack/events")
-        assert "(missing signature: 499, " in refusals[1] and secret not in bot.log.read_text()
+        # one at once, one summary (at shutdown here; once a minute when it goes on)
+        assert len(refusals) == 2, "refused requests are logged once, then summed up"
+        assert refusals[1].startswith("refused 502 unsigned requests to /slack/events"), "the summary counts them"
+        assert "(missing signature: 499, " in refusals[1], "the summary counts them by reason"
+        assert secret not in bot.log.read_text(), "the signing secret never reaches the log"
 
 
 # the database under faults -------------------------------------------------------------------------------

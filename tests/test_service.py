@@ -6,20 +6,24 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.config import load_settings
+from bot.config import Settings
 from bot.jobs import build_scheduler
 from bot.logs import JsonFormatter, RedactSecrets
 from bot.metrics import Metrics
 from bot.service import Service
-from bot.wiring import open_core
+from bot.wiring import Core
 from moa.conversation import ConversationKey, Phase, Question
+from moa.store import RunRecord
 from storage import Store
+from tests.core import core_settings, open_test_core
 from tests.fakes.llm import FakeLLM
 from tests.test_answering import RecordingSink
 from tests.test_cli import moa_bot
@@ -33,11 +37,13 @@ class MemoryAdapter:
     def __init__(self) -> None:
         self.up = False
         self.starts = 0
+        self.start_times: list[float] = []
         self.sinks: dict[str, RecordingSink] = {}
         self.fail_starts = 0
 
     async def start(self) -> None:
         self.starts += 1
+        self.start_times.append(time.monotonic())
         if self.fail_starts:
             self.fail_starts -= 1
             raise ConnectionError("cannot reach the platform")
@@ -58,19 +64,12 @@ class MemoryAdapter:
 
 
 @pytest.fixture
-def settings(fake_llm: FakeLLM, tmp_path: Path):  # type: ignore[no-untyped-def]
-    config = tmp_path / "moa.toml"
-    config.write_text('[presets.default]\nproposers = ["p/a", "p/b"]\naggregator = "agg/x"\n')
+def settings(fake_llm: FakeLLM, tmp_path: Path) -> Settings:
     for model in ("p/a", "p/b", "agg/x"):
         fake_llm.script(model)
-    return load_settings({
-        "TOGETHER_API_KEY": "together-secret-key",
-        "TOGETHER_BASE_URL": fake_llm.base_url,
-        "MOA_CONFIG": str(config),
-        "MOA_DB": str(tmp_path / "moa.sqlite3"),
-        "MOA_HTTP_PORT": "0",
-        "MOA_SHUTDOWN_GRACE_S": "1",
-    })
+    return core_settings(
+        fake_llm, tmp_path, TOGETHER_API_KEY="together-secret-key", MOA_HTTP_PORT="0", MOA_SHUTDOWN_GRACE_S="1"
+    )
 
 
 class Running:
@@ -87,13 +86,35 @@ class Running:
                 return response.status, await response.text()
 
 
-async def start_service(core, adapter: MemoryAdapter, metrics: Metrics) -> Running:  # type: ignore[no-untyped-def]
+async def start_service(core: Core, adapter: MemoryAdapter, metrics: Metrics) -> Running:
     service = Service(core.settings, core, [adapter], metrics)
     task = asyncio.create_task(service.run())
     while service.port is None or not adapter.up:
         await asyncio.sleep(0.01)
         assert not task.done(), task
     return Running(service, task)
+
+
+@dataclass
+class Served:
+    core: Core
+    adapter: MemoryAdapter
+    metrics: Metrics
+    running: Running
+
+
+@pytest.fixture
+async def served(settings: Settings) -> AsyncIterator[Served]:
+    """`moa-bot run` in this process, with one in-memory adapter, metrics wired as the service wires them."""
+    metrics = Metrics()
+    adapter = MemoryAdapter()
+    async with open_test_core(settings, on_event=metrics.on_event, on_finished=metrics.on_finished) as core:
+        running = await start_service(core, adapter, metrics)
+        try:
+            yield Served(core, adapter, metrics, running)
+        finally:
+            running.service.stop()
+            await running.task
 
 
 async def test_no_adapter_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -103,49 +124,74 @@ async def test_no_adapter_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "SLACK_BOT_TOKEN" in err and "DISCORD_BOT_TOKEN" in err
 
 
-async def test_health_follows_the_adapter_and_metrics_count_answers(settings) -> None:  # type: ignore[no-untyped-def]
-    metrics = Metrics()
-    adapter = MemoryAdapter()
-    async with open_core(settings, on_event=metrics.on_event, on_finished=metrics.on_finished) as core:
-        running = await start_service(core, adapter, metrics)
-        status, body = await running.get("/healthz")
-        assert status == 200
-        assert json.loads(body)["components"] == {"database": "ok", "memory": "connected"}
-        adapter.up = False
-        status, body = await running.get("/healthz")
-        assert status == 503 and json.loads(body)["components"]["memory"] == "disconnected"
-        adapter.up = True
-
-        sink = RecordingSink()
-        await core.answerer.answer(Question(ConversationKey("memory", "W", "C", "1"), "U", "hi"), sink)
-        assert sink.final.phase is Phase.DONE
-        metrics.api_call("slack", "chat.update", "ratelimited")
-        status, text = await running.get("/metrics")
-        assert status == 200
-        assert 'moa_runs_total{platform="memory",preset="default",status="done"} 1.0' in text
-        assert 'moa_provider_calls_total{model="p/a",outcome="ok"} 1.0' in text
-        assert 'moa_tokens_total{kind="completion",model="agg/x"}' in text
-        assert 'moa_platform_rate_limited_total{platform="slack"} 1.0' in text
-        assert "moa_run_duration_seconds_bucket" in text and "moa_answers_in_flight 0.0" in text
-        running.service.stop()
-        assert await running.task == 0
-        assert not adapter.up
+# --- health and metrics -----------------------------------------------------------------------------------
 
 
-async def test_a_failing_adapter_is_restarted_with_backoff(settings) -> None:  # type: ignore[no-untyped-def]
+async def test_health_is_200_with_every_component_while_the_adapter_is_connected(served: Served) -> None:
+    status, body = await served.running.get("/healthz")
+    assert status == 200
+    assert json.loads(body)["components"] == {"database": "ok", "memory": "connected"}
+
+
+async def test_health_is_503_naming_the_adapter_while_it_is_disconnected(served: Served) -> None:
+    served.adapter.up = False
+    status, body = await served.running.get("/healthz")
+    assert status == 503 and json.loads(body)["components"]["memory"] == "disconnected"
+
+
+async def test_metrics_count_answers_provider_calls_and_tokens(served: Served) -> None:
+    sink = RecordingSink()
+    await served.core.answerer.answer(Question(ConversationKey("memory", "W", "C", "1"), "U", "hi"), sink)
+    assert sink.final.phase is Phase.DONE
+    status, text = await served.running.get("/metrics")
+    assert status == 200
+    assert 'moa_runs_total{platform="memory",preset="test",status="done"} 1.0' in text
+    assert 'moa_provider_calls_total{model="p/a",outcome="ok"} 1.0' in text
+    assert 'moa_tokens_total{kind="completion",model="agg/x"}' in text
+    assert "moa_run_duration_seconds_bucket" in text and "moa_answers_in_flight 0.0" in text
+
+
+async def test_metrics_count_platform_rate_limits(served: Served) -> None:
+    served.metrics.api_call("slack", "chat.update", "ratelimited")
+    _, text = await served.running.get("/metrics")
+    assert 'moa_platform_rate_limited_total{platform="slack"} 1.0' in text
+
+
+async def test_stop_exits_0_and_closes_the_adapter(served: Served) -> None:
+    served.running.service.stop()
+    assert await served.running.task == 0
+    assert not served.adapter.up
+
+
+# --- lifecycle ---------------------------------------------------------------------------------------------
+
+
+async def test_a_failing_adapter_is_restarted_after_a_backoff(settings: Settings) -> None:
     adapter = MemoryAdapter()
     adapter.fail_starts = 1
-    metrics = Metrics()
-    async with open_core(settings) as core:
-        running = await start_service(core, adapter, metrics)
+    async with open_test_core(settings) as core:
+        running = await start_service(core, adapter, Metrics())
         assert adapter.starts == 2
+        # the first restart waits 1 s, give or take a fifth (jitter)
+        assert adapter.start_times[1] - adapter.start_times[0] >= 0.8, adapter.start_times
         running.service.stop()
         assert await running.task == 0
 
 
-async def test_shutdown_lets_answers_finish_then_interrupts_the_rest(settings, fake_llm: FakeLLM) -> None:  # type: ignore[no-untyped-def]
+@dataclass
+class ShutDown:
+    code: int
+    seconds: float
+    quick: RecordingSink
+    slow: RecordingSink
+    unfinished: list[RunRecord]
+
+
+@pytest.fixture
+async def shut_down(settings: Settings, fake_llm: FakeLLM) -> ShutDown:
+    """A stop (grace 1 s) with one answer about to finish and one whose drafts take 30 s."""
     adapter = MemoryAdapter()
-    async with open_core(settings) as core:
+    async with open_test_core(settings) as core:
         running = await start_service(core, adapter, Metrics())
         for model in ("p/a", "p/b"):
             fake_llm.script(model, latency=0.3)
@@ -162,41 +208,85 @@ async def test_shutdown_lets_answers_finish_then_interrupts_the_rest(settings, f
             await asyncio.sleep(0.01)
         started = time.monotonic()
         running.service.stop()
-        assert await running.task == 0
-        assert time.monotonic() - started < 5
+        code = await running.task
+        seconds = time.monotonic() - started
         await asyncio.gather(*tasks, return_exceptions=True)
-        assert quick.final.phase is Phase.DONE
-        assert slow.final.phase is Phase.INTERRUPTED and "ask again" in slow.final.text
-        assert await core.store.unfinished_runs() == []
+        return ShutDown(code, seconds, quick, slow, await core.store.unfinished_runs())
 
 
-async def test_recovery_resumes_young_runs_and_interrupts_old_ones(settings) -> None:  # type: ignore[no-untyped-def]
+async def test_shutdown_exits_0_soon_after_the_grace(shut_down: ShutDown) -> None:
+    assert shut_down.code == 0
+    assert shut_down.seconds < 5
+
+
+async def test_shutdown_lets_answers_in_flight_finish_within_the_grace(shut_down: ShutDown) -> None:
+    assert shut_down.quick.final.phase is Phase.DONE
+
+
+async def test_shutdown_interrupts_answers_still_running_after_the_grace(shut_down: ShutDown) -> None:
+    assert shut_down.slow.final.phase is Phase.INTERRUPTED and "ask again" in shut_down.slow.final.text
+
+
+async def test_shutdown_leaves_no_run_unfinished_in_the_database(shut_down: ShutDown) -> None:
+    assert shut_down.unfinished == []
+
+
+@dataclass
+class Recovered:
+    sinks: dict[str, RecordingSink]
+    statuses: dict[str, str]  # run status by name: young, old, orphan, cli
+
+
+@pytest.fixture
+async def recovered(settings: Settings) -> Recovered:
+    """A start on a database a crash left with four runs in flight: young and old ones with a placeholder, one
+    that never got its placeholder, and a terminal `ask`'s."""
     async with Store(settings.db_path) as store:
         key = ConversationKey("memory", "W", "C", "t")
-        young = await store.create_run(key, "U", "young question", "default", "e1")
+        young = await store.create_run(key, "U", "young question", "test", "e1")
         await store.set_placeholder(young, {"id": "young"})
-        old = await store.create_run(key, "U", "old question", "default", "e2")
+        old = await store.create_run(key, "U", "old question", "test", "e2")
         await store.set_placeholder(old, {"id": "old"})
         await store.db.execute("UPDATE runs SET created_at = created_at - 3600 WHERE id = ?", (old,))
-        orphan = await store.create_run(key, "U", "no placeholder", "default", "e3")
-        cli = await store.create_run(ConversationKey("console", "local", "cli", "x"), "U", "cli", "default", "e4")
+        orphan = await store.create_run(key, "U", "no placeholder", "test", "e3")
+        cli = await store.create_run(ConversationKey("console", "local", "cli", "x"), "U", "cli", "test", "e4")
         await store.db.commit()
     adapter = MemoryAdapter()
-    async with open_core(settings) as core:
+    async with open_test_core(settings) as core:
         running = await start_service(core, adapter, Metrics())
         for _ in range(200):
             if {"young", "old"} <= set(adapter.sinks) and adapter.sinks["young"].views and \
                     adapter.sinks["young"].views[-1].final:
                 break
             await asyncio.sleep(0.02)
-        assert adapter.sinks["young"].final.phase is Phase.DONE
-        assert adapter.sinks["young"].final.text == "[agg/x] answer to: young question"
-        assert adapter.sinks["old"].final.phase is Phase.INTERRUPTED
         # the final view is shown a moment before the run record is closed; stopping waits for that
         running.service.stop()
         assert await running.task == 0
-        statuses = {rid: (await core.store.get_run(rid))["status"] for rid in (young, old, orphan, cli)}
-        assert statuses == {young: "done", old: "interrupted", orphan: "interrupted", cli: "pending"}
+        runs = {"young": young, "old": old, "orphan": orphan, "cli": cli}
+        statuses = {name: (await core.store.get_run(rid))["status"] for name, rid in runs.items()}
+    return Recovered(adapter.sinks, statuses)
+
+
+async def test_recovery_answers_a_young_run_again_in_its_placeholder(recovered: Recovered) -> None:
+    assert recovered.sinks["young"].final.phase is Phase.DONE
+    assert recovered.sinks["young"].final.text == "[agg/x] answer to: young question"
+    assert recovered.statuses["young"] == "done"
+
+
+async def test_recovery_marks_an_old_run_interrupted_in_its_placeholder(recovered: Recovered) -> None:
+    assert recovered.sinks["old"].final.phase is Phase.INTERRUPTED
+    assert recovered.statuses["old"] == "interrupted"
+
+
+async def test_recovery_marks_a_run_without_placeholder_interrupted(recovered: Recovered) -> None:
+    assert recovered.statuses["orphan"] == "interrupted"
+
+
+async def test_recovery_leaves_a_terminal_asks_run_alone(recovered: Recovered) -> None:
+    assert recovered.statuses["cli"] == "pending"
+
+
+# --- jobs and logs -----------------------------------------------------------------------------------------
 
 
 async def test_jobs_survive_a_failing_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
