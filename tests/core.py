@@ -29,17 +29,26 @@ TomlValue = str | int | float | Sequence[str]
 
 
 def core_settings(
-    llm: FakeLLM, tmp_path: Path, *, presets: Mapping[str, Mapping[str, TomlValue]] | None = None, **env: str
+    llm: FakeLLM,
+    tmp_path: Path,
+    *,
+    presets: Mapping[str, Mapping[str, TomlValue]] | None = None,
+    channels: Mapping[str, Mapping[str, TomlValue | bool]] | None = None,
+    system_prompt: str = "",
+    **env: str,
 ) -> Settings:
     """Settings as the service reads them, for a core on `llm` with its database under `tmp_path`.
 
     `presets`: [presets.NAME] tables for MOA_CONFIG; a `test` table is merged over the default test preset.
+    `channels`: [channels."ID"] tables; `system_prompt`: the file's standing instructions.
     `env`: further variables, as an operator sets them (MOA_USER_RATE="off", MOA_MAX_CONCURRENT="2", ...).
     """
     tables = {"test": {**TEST_PRESET, **(presets or {}).get("test", {})}}
     tables.update({name: table for name, table in (presets or {}).items() if name != "test"})
     config = tmp_path / "moa.toml"
-    config.write_text(_toml(tables), encoding="utf-8")
+    head = f"system_prompt = {json.dumps(system_prompt)}\n" if system_prompt else ""
+    rooms = {f'channels."{name}"': table for name, table in (channels or {}).items()}
+    config.write_text(head + _toml({f"presets.{n}": t for n, t in tables.items()}) + _toml(rooms), encoding="utf-8")
     environ = {
         "TOGETHER_API_KEY": TOGETHER_KEY,
         "TOGETHER_BASE_URL": llm.base_url,
@@ -62,8 +71,8 @@ def open_test_core(
 
 
 def _toml(tables: Mapping[str, Mapping[str, object]]) -> str:
-    # JSON strings, numbers and lists of strings are valid TOML values
+    # JSON strings, numbers, booleans and lists of strings are valid TOML values
     return "".join(
-        f"[presets.{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
+        f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
         for name, table in tables.items()
     )

@@ -8,15 +8,12 @@ import pytest
 
 from bot.config import load_settings
 from bot.wiring import catalog_for, knowledge_channels
-from moa.answering import Answerer
 from moa.conversation import ConversationKey, Question
 from moa.errors import ConfigError
-from moa.orchestrator import Orchestrator
 from moa.presets import parse_catalog
 from moa.prompts import STANDING_INSTRUCTIONS
-from storage import Store
 from tests.fakes.llm import FakeLLM
-from tests.helpers import FAST_BACKOFF, preset, registry_for
+from tests.core import core_settings, open_test_core
 from tests.test_answering import RecordingSink
 
 SLACK = ConversationKey("slack", "T1", "C0SUPPORT", "100.1")
@@ -79,15 +76,15 @@ def test_system_prompt_from_the_environment_wins_over_the_file(tmp_path: Path) -
 async def answerer(fake_llm: FakeLLM, tmp_path: Path):  # type: ignore[no-untyped-def]
     for model in ("p/a", "p/b", "agg/x"):
         fake_llm.script(model)
-    c = catalog(
-        {"C0SUPPORT": {"preset": "solo", "system_prompt": "Readers are on-call engineers."}},
+    settings = core_settings(
+        fake_llm,
+        tmp_path,
+        presets={"solo": {"proposers": ["p/a"], "aggregator": "agg/x"}},
+        channels={"C0SUPPORT": {"preset": "solo", "system_prompt": "Readers are on-call engineers."}},
         system_prompt="Always answer in English.",
     )
-    c.presets.update({"test": preset(proposers=("p/a", "p/b")), "solo": preset(proposers=("p/a",), name="solo")})
-    registry = registry_for(fake_llm)
-    async with Store(tmp_path / "moa.sqlite3") as store:
-        yield Answerer(Orchestrator(registry, backoff=FAST_BACKOFF), store, c, default_preset="test")
-    await registry.aclose()
+    async with open_test_core(settings) as core:
+        yield core.answerer
 
 
 def systems(llm: FakeLLM, model: str) -> list[str]:
@@ -119,14 +116,10 @@ async def test_a_preset_named_in_the_question_wins_over_the_channel(answerer, fa
 
 
 async def test_a_discord_thread_inherits_its_channels_settings(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    for model in ("p/a", "agg/x"):
+    for model in ("p/a", "p/b", "agg/x"):
         fake_llm.script(model)
-    c = catalog({"discord:123456789012": {"system_prompt": "Thread rules."}})
-    c.presets["test"] = preset(proposers=("p/a",))
-    registry = registry_for(fake_llm)
-    async with Store(tmp_path / "moa.sqlite3") as store:
-        answerer = Answerer(Orchestrator(registry, backoff=FAST_BACKOFF), store, c, default_preset="test")
+    settings = core_settings(fake_llm, tmp_path, channels={"discord:123456789012": {"system_prompt": "Thread rules."}})
+    async with open_test_core(settings) as core:
         thread = ConversationKey("discord", "G1", "555555555555")
-        await answerer.answer(Question(thread, "U1", "hi", parent_channel="123456789012"), RecordingSink())
-    await registry.aclose()
+        await core.answerer.answer(Question(thread, "U1", "hi", parent_channel="123456789012"), RecordingSink())
     assert "Thread rules." in systems(fake_llm, "p/a")[0]
