@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ from discord.http import Route
 from adapters.discord import DiscordAdapter, DiscordPacing
 from adapters.render import close_fences
 from moa.answering import Answerer
+from moa.channels import ChannelSettings
 from moa.orchestrator import Orchestrator
 from moa.policy import AccessPolicy, ConcurrencyGate
-from moa.presets import BUILTIN_PRESETS, Catalog
+from moa.presets import BUILTIN_PRESETS, Catalog, Preset
 from storage import Store
 from tests.fakes.discord import FakeDiscord, StoredMessage
 from tests.fakes.llm import FakeLLM
@@ -64,6 +65,7 @@ class DiscordBot:
     answerer: Answerer
     adapter: DiscordAdapter
     observer: RecordingObserver
+    feedback: list[str] = field(default_factory=list)  # what the answerer reported for /metrics, in order
 
     async def settled(self, within: float = 10.0) -> None:
         """Wait until every event the adapter took is fully handled."""
@@ -112,19 +114,28 @@ async def discord_bot(
     adapter: dict[str, Any] | None = None,
     gate: int = 8,
     setup: Callable[[FakeDiscord], None] | None = None,
+    presets: Sequence[Preset] = (),
+    channels: Callable[[FakeDiscord], Sequence[ChannelSettings]] | None = None,
+    system_prompt: str = "",
 ) -> AsyncIterator[DiscordBot]:
+    """`presets` are added to the catalog; `channels` gives per-channel settings, once the fake's ids exist."""
     for model in ("p/a", "p/b"):
         if model not in llm.scripts:
             llm.script(model)
     if "agg/x" not in llm.scripts:
         llm.script("agg/x", tokens_per_s=400)
     registry = registry_for(llm)
-    catalog = Catalog({**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b"))})
     saved = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
     options = {"message_rate": FAKE_RATE, "webhook_rate": FAKE_WEBHOOK_RATE, **(fake or {})}
     async with FakeDiscord(**options) as dc, Store(tmp_path / "moa.sqlite3") as store:
         if setup is not None:
             setup(dc)
+        catalog = Catalog(
+            {**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b")), **{p.name: p for p in presets}},
+            channels={(c.platform, c.channel): c for c in (channels(dc) if channels else ())},
+            system_prompt=system_prompt,
+        )
+        feedback: list[str] = []
         answerer = Answerer(
             Orchestrator(registry, backoff=FAST_BACKOFF),
             store,
@@ -132,6 +143,7 @@ async def discord_bot(
             default_preset="test",
             policy=policy(dc) if callable(policy) else policy or AccessPolicy(),
             gate=ConcurrencyGate(gate),
+            on_feedback=feedback.append,
         )
         observer = RecordingObserver()
         options = {
@@ -145,7 +157,7 @@ async def discord_bot(
         bot_adapter = DiscordAdapter(
             bot_token=dc.token, answerer=answerer, observer=observer, **options
         )
-        bot = DiscordBot(dc, llm, store, answerer, bot_adapter, observer)
+        bot = DiscordBot(dc, llm, store, answerer, bot_adapter, observer, feedback)
         try:
             await bot_adapter.start()
             yield bot
