@@ -143,7 +143,7 @@ async def test_the_asker_stops_an_answer_and_keeps_what_was_written(fake_llm: Fa
         assert buttons(answer) == [f"moa:up:{run_id}", f"moa:down:{run_id}", f"moa:drafts:{run_id}"]
         assert await run_status(bot, run_id) == "stopped"
         (aggregator_call,) = fake_llm.requests_for("agg/x")
-        assert aggregator_call.outcome == "client_gone"
+        await eventually(lambda: aggregator_call.outcome == "client_gone", 2, "the aggregator's call cancelled")
 
 
 async def test_stop_cancels_every_model_call_at_once(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -157,8 +157,10 @@ async def test_stop_cancels_every_model_call_at_once(fake_llm: FakeLLM, tmp_path
         )
         assert isinstance(original, StoredMessage)
         await bot.dc.click(original.id, buttons(original)[0])
-        await bot.settled(within=5)
-        assert [r.outcome for r in fake_llm.completions] == ["client_gone", "client_gone"]
+        await eventually(
+            lambda: [r.outcome for r in fake_llm.completions] == ["client_gone"] * 2, 2, "every model call cancelled"
+        )
+        await bot.settled()
         assert fake_llm.requests_for("agg/x") == []
         assert original.content.startswith("_(stopped before the answer began)_")
 
@@ -294,7 +296,11 @@ async def test_buttons_work_after_a_restart(fake_llm: FakeLLM, tmp_path: Path) -
         try:
             up = await bot.dc.click(answer.id, f"moa:up:{run_id}", user=bot.dc.bob)
             drafts = await bot.dc.click(answer.id, f"moa:drafts:{run_id}", user=bot.dc.bob)
-            await eventually(lambda: restarted.in_progress == 0 and bot.dc.original_response(drafts.token), 5, "answered")
+            await eventually(
+                lambda: (r := bot.dc.original_response(drafts.token)) and r.content and bot.dc.interaction(up.token).callback_type,
+                5,
+                "both clicks answered",
+            )
             await eventually(lambda: restarted.in_progress == 0, 5, "clicks handled")
             assert bot.dc.interaction(up.token).callback_type == 6
             reply = bot.dc.original_response(drafts.token)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
+
 import yarl
 
 from adapters.discord.api import route_of
 from adapters.discord.commands import fingerprint
+from adapters.discord.controls import CUSTOM_ID, NO_CONTROLS, Controls, on_answer, while_writing
 from adapters.discord.formatting import (
     DRAFTS_CUT,
     HANDOVER_NOTE,
@@ -125,6 +129,17 @@ def test_long_drafts_are_split_into_a_few_messages() -> None:
     assert 4 <= len(pieces) <= 6 and all(len(piece) <= MAX_CONTENT for piece in pieces)
     many = draft_pieces(Drafts("r", "q", tuple(proposal(f"m{i}", long) for i in range(8))))
     assert len(many) == 6 and many[-1] == DRAFTS_CUT
+
+
+def test_answer_buttons_offer_drafts_only_when_there_were_drafts() -> None:
+    drafted = (ModelStatus("p/a", "proposer", 1, "done", 1.0, 5), ModelStatus("agg/x", "aggregator", 2, "done"))
+    done = ReplyView(Phase.DONE, "Done", "answer", "f", run_id="r1", models=drafted)
+    assert on_answer(done) == Controls("r1", ("up", "down", "drafts"))
+    assert on_answer(replace(done, models=drafted[1:])) == Controls("r1", ("up", "down"))  # one model alone
+    assert on_answer(replace(done, run_id="")) == while_writing(replace(done, run_id="")) == NO_CONTROLS
+    assert while_writing(ReplyView(Phase.WORKING, "Asking…", run_id="r1")) == Controls("r1", ("stop",))
+    custom_ids = [f"moa:{action}:{uuid.uuid4().hex}" for action in ("stop", "up", "down", "drafts")]
+    assert all(CUSTOM_ID.fullmatch(c) and len(c) <= 100 for c in custom_ids)
 
 
 def test_metric_routes_hide_ids_and_tokens() -> None:

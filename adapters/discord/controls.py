@@ -48,8 +48,11 @@ def while_writing(view: ReplyView) -> Controls:
 
 
 def on_answer(view: ReplyView) -> Controls:
-    """Feedback and the drafts, on the last message of a finished answer."""
-    return Controls(view.run_id, (UP, DOWN, DRAFTS)) if view.run_id else NO_CONTROLS
+    """Feedback, and the drafts when there were any, on the last message of a finished answer."""
+    if not view.run_id:
+        return NO_CONTROLS
+    drafted = any(model.role == "proposer" for model in view.models)  # not so for one model alone (layers = 1)
+    return Controls(view.run_id, (UP, DOWN, DRAFTS) if drafted else (UP, DOWN))
 
 
 @runtime_checkable
