@@ -68,7 +68,7 @@ async def ephemeral_reply(bot: DiscordBot, click: InteractionRecord) -> str:
 
 
 async def test_progress_shows_a_line_per_model_while_drafting(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    fake_llm.script("p/b", latency=1.5)
+    fake_llm.script("p/b", latency=1.0)
     fake_llm.fail("p/c", Failure.http(404, message="no such model", code="model_not_available"), times=5)
     three = preset(proposers=("p/a", "p/b", "p/c"), name="three")
     async with discord_bot(fake_llm, tmp_path, presets=[three]) as bot:
@@ -94,7 +94,7 @@ async def test_progress_shows_a_line_per_model_while_drafting(fake_llm: FakeLLM,
 async def test_stop_while_writing_then_feedback_and_drafts_on_the_answer(
     fake_llm: FakeLLM, tmp_path: Path, entry: str
 ) -> None:
-    fake_llm.script("agg/x", reply=" ".join(f"w{i}" for i in range(80)), tokens_per_s=40)
+    fake_llm.script("agg/x", reply=" ".join(f"w{i}" for i in range(50)), tokens_per_s=50)
     async with discord_bot(fake_llm, tmp_path) as bot:
         if entry == "slash":
             inter = await bot.dc.slash_command("moa", {"question": "buttons?"})
@@ -166,7 +166,7 @@ async def test_stop_cancels_every_model_call_at_once(fake_llm: FakeLLM, tmp_path
 
 
 async def test_someone_else_cannot_stop_an_answer(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    fake_llm.script("agg/x", reply=" ".join(f"w{i}" for i in range(60)), tokens_per_s=40)
+    fake_llm.script("agg/x", reply=" ".join(f"w{i}" for i in range(40)), tokens_per_s=40)
     async with discord_bot(fake_llm, tmp_path) as bot:
         thread = await ask_in_a_thread(bot, "mine?")
         placeholder = await placeholder_in(bot, thread)
@@ -176,7 +176,7 @@ async def test_someone_else_cannot_stop_an_answer(fake_llm: FakeLLM, tmp_path: P
         assert await ephemeral_reply(bot, click) == STOP_REFUSED[StopResult.NOT_ASKER]
         assert bot.dc.interaction(click.token).callback_type == 4
         assert await run_status(bot, run_id) == "done"
-        assert placeholder.content.rsplit("\n-# ", 1)[0].endswith("w59")
+        assert placeholder.content.rsplit("\n-# ", 1)[0].endswith("w39")
 
 
 async def test_feedback_is_stored_once_per_person_and_counted(fake_llm: FakeLLM, tmp_path: Path) -> None:
