@@ -1,10 +1,11 @@
 """One answer on Discord, on the shared delivery core (`adapters.delivery`).
 
 `DiscordSink` is what both kinds of answer share: interim views as paced edits, the final answer split across
-messages with the footer as subtext on the last, failures as one notice. Every message is an `Outgoing`: its
-content and its buttons (`controls`): Stop while the answer is written, feedback and drafts on its last message. `MessageSink` answers a message (mention,
-knowledge channel, thread follow-up, DM): it opens a thread when asked to and posts the placeholder there; crash
-recovery reopens one from (channel, message) ids. The `/moa` sink, with its 15-minute token, is in `interaction.py`.
+messages with the footer as subtext on the last, failures as one notice. Each message is an `Outgoing`, content and
+buttons: Stop while the answer is written, feedback and drafts under its last message once done. `MessageSink`
+answers a message (mention, knowledge channel, thread follow-up, DM): it opens a thread when asked to and posts the
+placeholder there; crash recovery reopens one from (channel, message) ids. The `/moa` sink, with its 15-minute
+token, is in `interaction.py`.
 
 Every create and edit in a channel spends that channel's budget (`pacing.ChannelBudgets`), shared by every answer
 there; `allowed_mentions` pings nobody on every call.
@@ -49,6 +50,7 @@ class Outgoing:
 
 
 def in_progress(view: ReplyView) -> Outgoing:
+    """An answer still being written: its progress or preview, with Stop."""
     return Outgoing(interim(view), while_writing(view))
 
 
