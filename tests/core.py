@@ -65,9 +65,12 @@ def open_test_core(
     *,
     on_event: Callable[[str, Event], None] | None = None,
     on_finished: Callable[[RunSummary], None] | None = None,
+    on_feedback: Callable[[str], None] | None = None,
 ) -> AbstractAsyncContextManager[Core]:
     """`open_core` as the service calls it, with provider retries that wait milliseconds, not seconds."""
-    return open_core(settings, on_event=on_event, on_finished=on_finished, backoff=FAST_BACKOFF)
+    return open_core(
+        settings, on_event=on_event, on_finished=on_finished, on_feedback=on_feedback, backoff=FAST_BACKOFF
+    )
 
 
 def _toml(tables: Mapping[str, Mapping[str, object]]) -> str:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,10 @@ from discord.http import Route
 
 from adapters.discord import DiscordAdapter, DiscordPacing
 from adapters.render import close_fences
+from bot.config import Settings
 from moa.answering import Answerer
 from storage import Store
-from tests.core import core_settings, open_test_core
+from tests.core import TomlValue, core_settings, open_test_core
 from tests.fakes.discord import FakeDiscord, StoredMessage
 from tests.fakes.llm import FakeLLM
 from tests.helpers import eventually
@@ -62,6 +63,8 @@ class DiscordBot:
     answerer: Answerer
     adapter: DiscordAdapter
     observer: RecordingObserver
+    settings: Settings  # what the core was built from (a "restarted" core is built from the same)
+    feedback: list[str] = field(default_factory=list)  # what the answerer reported for /metrics, in order
 
     async def settled(self, within: float = 10.0) -> None:
         """Wait until every event the adapter took is fully handled."""
@@ -109,8 +112,12 @@ async def discord_bot(
     fake: dict[str, Any] | None = None,
     adapter: dict[str, Any] | None = None,
     setup: Callable[[FakeDiscord], None] | None = None,
+    presets: Mapping[str, Mapping[str, TomlValue]] | None = None,
+    channels: Callable[[FakeDiscord], Mapping[str, Mapping[str, TomlValue | bool]]] | None = None,
+    system_prompt: str = "",
 ) -> AsyncIterator[DiscordBot]:
-    """`env`: the service's variables for the core, or a function of the running fake for those naming its ids."""
+    """`env`: the service's variables for the core, or a function of the running fake for those naming its ids.
+    `presets` and `channels` (a function of the running fake, whose ids they name) become MOA_CONFIG tables."""
     for model in ("p/a", "p/b"):
         if model not in llm.scripts:
             llm.script(model)
@@ -121,8 +128,16 @@ async def discord_bot(
     async with FakeDiscord(**options) as dc:
         if setup is not None:
             setup(dc)
-        settings = core_settings(llm, tmp_path, **(env(dc) if callable(env) else env or {}))
-        async with open_test_core(settings) as core:
+        settings = core_settings(
+            llm,
+            tmp_path,
+            presets=presets,
+            channels=channels(dc) if channels else None,
+            system_prompt=system_prompt,
+            **(env(dc) if callable(env) else env or {}),
+        )
+        feedback: list[str] = []
+        async with open_test_core(settings, on_feedback=feedback.append) as core:
             observer = RecordingObserver()
             options = {
                 "api_base": dc.api_base,
@@ -133,7 +148,7 @@ async def discord_bot(
                 **(adapter or {}),
             }
             bot_adapter = DiscordAdapter(bot_token=dc.token, answerer=core.answerer, observer=observer, **options)
-            bot = DiscordBot(dc, llm, core.store, core.answerer, bot_adapter, observer)
+            bot = DiscordBot(dc, llm, core.store, core.answerer, bot_adapter, observer, settings, feedback)
             try:
                 await bot_adapter.start()
                 yield bot

@@ -4,6 +4,8 @@ app.py         the adapter: discord.py client lifecycle, events -> questions
 addressing.py  which messages are addressed to the bot, and where their conversations live
 formatting.py  message text -> question; views -> message contents within 2,000 characters (pure)
 sink.py        one answer to a message on the shared delivery core: placeholder, paced edits, final messages
+controls.py    the buttons under answers (Stop; 👍, 👎, Show drafts), with the run id in their custom_ids
+clicks.py      a click on one of them: the core stops the run, stores the feedback or reads the drafts
 interaction.py one answer to /moa: the command's reply while its 15-minute token works, then channel messages
 pacing.py      how fast the adapter writes: settings and the per-channel budgets
 commands.py    the slash commands and their sync, only when the definitions changed

@@ -27,8 +27,10 @@ from adapters.discord.api import (
     discover_gateway,
     observing_trace,
 )
-from adapters.discord.commands import install_commands, sync_commands
 from adapters.discord.addressing import classify, forget_target, interaction_target, is_from_a_person
+from adapters.discord.clicks import Clicks
+from adapters.discord.commands import install_commands, sync_commands
+from adapters.discord.controls import AnswerButton
 from adapters.discord.interaction import InteractionSink
 from adapters.discord.pacing import ChannelBudgets, DiscordPacing
 from adapters.discord.sink import NO_PINGS, DiscordSink, MessageSink, SinkContext
@@ -54,7 +56,7 @@ _NO_VOICE_WARNINGS = _NoVoiceWarnings()
 
 
 class _Client(discord.Client):
-    """A discord.Client with the command tree; it hands every event to the adapter."""
+    """A discord.Client with the command tree and the answers' buttons; it hands every event to the adapter."""
 
     def __init__(self, adapter: DiscordAdapter, intents: discord.Intents, **options: Any) -> None:
         super().__init__(intents=intents, allowed_mentions=NO_PINGS, **options)
@@ -62,6 +64,8 @@ class _Client(discord.Client):
         self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
 
     async def setup_hook(self) -> None:
+        # before the gateway connects, so that a click on an answer from before a restart finds its button
+        self.add_dynamic_items(AnswerButton)
         # here, not in on_ready: on_ready runs again after every reconnect
         await sync_commands(self.tree, self.adapter.guild_ids)
 
@@ -76,6 +80,12 @@ class _Client(discord.Client):
 
     async def on_message(self, message: discord.Message) -> None:
         self.adapter._tasks.spawn(self.adapter._on_message(message), f"discord-message-{message.id}")
+
+    async def clicked(self, interaction: discord.Interaction, action: str, run_id: str) -> None:
+        # runs in discord.py's view task: hand over to a task the adapter owns
+        self.adapter._tasks.spawn(
+            self.adapter._clicks.handle(interaction, action, run_id), f"discord-click-{interaction.id}"
+        )
 
 
 class DiscordAdapter:
@@ -124,6 +134,7 @@ class DiscordAdapter:
         self._start_timeout_s = start_timeout_s
         self._http_timeout_s = http_timeout_s
         self._budgets = ChannelBudgets(pacing)
+        self._clicks = Clicks(answerer)
         self._client: _Client | None = None
         self._runner: asyncio.Task[None] | None = None
         self._gateway_up = False

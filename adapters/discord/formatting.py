@@ -2,7 +2,8 @@
 
 Discord renders standard Markdown closely enough that answers pass through as they are; only sizes need care:
 a message holds 2,000 characters, so long answers are split with `adapters.render` (code blocks closed and
-reopened, never cut open) and interim edits show a preview that fits.
+reopened, never cut open), interim edits show a preview that fits, and a run's drafts ("Show drafts") are split
+the same way across a few messages.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from collections.abc import Mapping
 
 from discord.utils import escape_markdown
 
-from adapters.render import preview, split_markdown
-from moa.conversation import Phase, ReplyView
+from adapters.render import close_fences, preview, split_markdown
+from moa.answering import Drafts, short_model
+from moa.conversation import ModelStatus, Phase, ReplyView
+from moa.store import ProposalRecord
 
 MAX_CONTENT = 2000
 MAX_THREAD_NAME = 100
+MAX_DRAFT_MESSAGES = 6  # "Show drafts" replies with at most this many messages; longer drafts are cut
+MAX_DRAFT_ERROR = 150  # characters of a failed draft's error shown with it
+DRAFTS_CUT = "_…the drafts go on, but that is as much as fits here._"
 HANDOVER_NOTE = (
     "-# ↓ continued in the next message (a slash command's reply can only be edited for 15 minutes)"
 )
@@ -58,10 +64,47 @@ def progress(status: str) -> str:
 
 
 def interim(view: ReplyView, limit: int = MAX_CONTENT) -> str:
-    """An edit while the answer is in progress: the status line, or the streamed text so far."""
+    """An edit while the answer is in progress: the status line and a line per model, or the streamed text."""
     if view.phase is Phase.STREAMING and view.text.strip():
         return preview(view.text, limit)
-    return progress(view.status)[:limit]
+    lines = [f"-# {model_line(m)}" for m in current_models(view.models)]
+    return _first_lines(progress(view.status)[:limit], lines, limit)
+
+
+def _first_lines(first: str, lines: list[str], limit: int) -> str:
+    """`first`, then as many of `lines` as fit in `limit`; the rest are counted on a last line."""
+    for shown in range(len(lines), -1, -1):
+        hidden = len(lines) - shown
+        text = "\n".join([first, *lines[:shown], *([f"-# … and {hidden} more"] if hidden else [])])
+        if len(text) <= limit:
+            return text
+    return first
+
+
+def current_models(models: tuple[ModelStatus, ...]) -> list[ModelStatus]:
+    """The proposers of the latest round, and the synthesizing model once it has begun."""
+    rounds = [m.layer for m in models if m.role == "proposer"]
+    latest = max(rounds, default=0)
+    return [m for m in models if m.role != "proposer" or m.layer == latest]
+
+
+_MARKS = {"drafting": "⏳", "synthesizing": "⏳", "writing": "✍️", "done": "✓", "failed": "✗", "cut_off": "✂"}
+_STATES = {"drafting": "drafting", "synthesizing": "synthesizing", "writing": "writing", "cut_off": "cut off",
+           "failed": "failed"}
+
+
+def model_line(model: ModelStatus) -> str:
+    """One model's progress in a few words: "✓ Qwen2.5-72B · 2.4 s · 312 tokens", "✗ Mistral · failed (rate
+    limited) · 3.1 s", "⏳ DeepSeek-V3 · drafting"."""
+    parts = [f"{_MARKS.get(model.state, '•')} {escape_markdown(short_model(model.model))}"]
+    state = _STATES.get(model.state, "")
+    if state or model.detail:
+        parts.append(f"{state} ({model.detail})" if state and model.detail else state or model.detail)
+    if model.seconds is not None:
+        parts.append(f"{model.seconds:.1f} s")
+    if model.tokens is not None and model.state == "done":
+        parts.append(f"{model.tokens} tokens")
+    return " · ".join(parts)
 
 
 def notice(text: str, limit: int = MAX_CONTENT) -> str:
@@ -96,3 +139,39 @@ def handover(view: ReplyView | None) -> str:
     if view is None:
         return HANDOVER_NOTE
     return f"{interim(view, MAX_CONTENT - len(HANDOVER_NOTE) - 1)}\n{HANDOVER_NOTE}"
+
+
+def draft_pieces(drafts: Drafts, limit: int = MAX_CONTENT, most: int = MAX_DRAFT_MESSAGES) -> list[str]:
+    """What "Show drafts" replies: each proposer's draft with its model, time and tokens (or why it is missing),
+    in at most `most` messages of `limit` characters."""
+    question = _SPACES.sub(" ", drafts.question).strip()
+    question = question if len(question) <= 200 else question[:199] + "…"
+    sections = [f"**Drafts for:** {escape_markdown(question)}"]
+    if not drafts.proposals:
+        sections.append("_No drafts: this answer came from one model alone._")
+    rounds = len({p.layer for p in drafts.proposals}) > 1
+    for number, proposal in enumerate(drafts.proposals, 1):
+        sections.append(_draft_heading(number, proposal, rounds))
+        if not proposal.error:
+            # a draft's open code block must not swallow the next draft's heading
+            sections.append(close_fences(proposal.text.strip()) or "_(an empty draft)_")
+    pieces = split_markdown("\n\n".join(sections), limit)
+    if len(pieces) > most:
+        pieces = [*pieces[: most - 1], DRAFTS_CUT]
+    return pieces
+
+
+def _draft_heading(number: int, proposal: ProposalRecord, rounds: bool) -> str:
+    parts = [f"**{number}. {escape_markdown(short_model(proposal.model))}**"]
+    if rounds:
+        parts.append(f"round {proposal.layer}")
+    if proposal.straggler:
+        parts.append(f"✂ cut off after {proposal.latency_s:.1f} s (too slow)")
+    elif proposal.error:
+        error = _SPACES.sub(" ", proposal.error).strip()
+        error = error if len(error) <= MAX_DRAFT_ERROR else error[: MAX_DRAFT_ERROR - 1] + "…"
+        parts.append(f"✗ failed after {proposal.latency_s:.1f} s: {escape_markdown(error)}")
+    else:
+        parts.append(f"{proposal.latency_s:.1f} s")
+        parts.append(f"{proposal.usage.completion_tokens} tokens")
+    return " · ".join(parts)

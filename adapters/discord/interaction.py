@@ -16,8 +16,17 @@ import time
 import discord
 
 from adapters.discord.api import INVALID_WEBHOOK_TOKEN, UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK, write
-from adapters.discord.formatting import handover, interim, notice
-from adapters.discord.sink import NO_PINGS, ChannelMessages, DiscordSink, SinkContext, placeholder_ref, refused_as_too_long
+from adapters.discord.formatting import handover, notice
+from adapters.discord.sink import (
+    NO_PINGS,
+    ChannelMessages,
+    DiscordSink,
+    Outgoing,
+    SinkContext,
+    in_progress,
+    placeholder_ref,
+    refused_as_too_long,
+)
 from adapters.pacing import RetryLater
 from moa.conversation import ReplyView
 
@@ -27,7 +36,8 @@ _TOKEN_DEAD = (INVALID_WEBHOOK_TOKEN, UNKNOWN_WEBHOOK, UNKNOWN_MESSAGE)
 
 
 class InteractionReply:
-    """The `Surface` of a slash command's answer: its webhook while the token works, then channel messages."""
+    """The `Surface[Outgoing]` of a slash command's answer: its webhook while the token works, then channel
+    messages."""
 
     def __init__(self, ctx: SinkContext, interaction: discord.Interaction, received_at: float) -> None:
         self.ctx = ctx
@@ -44,36 +54,36 @@ class InteractionReply:
     def webhook_usable(self) -> bool:
         return self.using_webhook and time.monotonic() < self.webhook_until
 
-    async def post(self, content: str) -> str:
+    async def post(self, message: Outgoing) -> str:
         if self.webhook_usable:
             try:
-                sent = await write(self.interaction.followup.send(content, wait=True, allowed_mentions=NO_PINGS))
+                sent = await write(self.interaction.followup.send(**message.for_send(), wait=True))
                 return str(sent.id)
             except discord.HTTPException as exc:
                 if exc.code not in (INVALID_WEBHOOK_TOKEN, UNKNOWN_WEBHOOK):
                     raise
                 self.using_webhook = False
-        return await self.channel.post(content)
+        return await self.channel.post(message)
 
-    async def edit(self, message_id: str, content: str) -> None:
+    async def edit(self, message_id: str, message: Outgoing) -> None:
         """Edits the message the answer is in now, whatever `message_id` the delivery core remembers."""
         async with self.io:
             if self.using_webhook and not self.webhook_usable:
                 # past the margin: the token should still work for the last edit of the original
-                await self.hand_over(content, token_alive=time.monotonic() < self.token_dies)
+                await self.hand_over(message, token_alive=time.monotonic() < self.token_dies)
                 return
             if not self.using_webhook:
                 assert self.message_id is not None
-                await self.channel.edit(str(self.message_id), content)
+                await self.channel.edit(str(self.message_id), message)
                 return
             try:
-                await write(self.interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS))
+                await write(self.interaction.edit_original_response(**message.for_edit()))
             except discord.HTTPException as exc:
                 if exc.code not in _TOKEN_DEAD:
                     raise
                 # the token died early, or the reply was deleted: go on as a channel message
                 log.info("interaction %s: webhook gone (%s); continuing in the channel", self.interaction.id, exc.code)
-                await self.hand_over(content, token_alive=False)
+                await self.hand_over(message, token_alive=False)
 
     def too_long(self, error: Exception) -> bool:
         return refused_as_too_long(error)
@@ -81,25 +91,25 @@ class InteractionReply:
     def gone(self, error: Exception) -> bool:
         return False  # a dead token or a deleted reply is handed over in `edit` itself
 
-    async def hand_over(self, content: str, *, token_alive: bool) -> None:
+    async def hand_over(self, message: Outgoing, *, token_alive: bool) -> None:
         """From here on the answer is an ordinary message in the channel, replying to the original reply.
 
-        The original is marked as continued, through the interaction webhook while its token works, else as the
-        bot's own message in the channel. Called with `io` held.
+        The original is marked as continued (its buttons go with the answer), through the interaction webhook while
+        its token works, else as the bot's own message in the channel. Called with `io` held.
         """
         original = self.message_id
         assert original is not None
-        marked = handover(self.last_view)
+        marked = Outgoing(handover(self.last_view))
         try:
             if token_alive:
-                await write(self.interaction.edit_original_response(content=marked, allowed_mentions=NO_PINGS))
+                await write(self.interaction.edit_original_response(**marked.for_edit()))
             else:
                 await self.channel.edit(str(original), marked)
         except (discord.HTTPException, RetryLater) as exc:
             log.info("could not mark interaction %s as continued: %r", self.interaction.id, exc)
         await self.ctx.budgets(self.channel.channel_id).acquire()
         self.channel.reply_to = original
-        self.message_id = int(await self.channel.post(content))
+        self.message_id = int(await self.channel.post(message))
         self.using_webhook = False
         log.info("interaction %s: the answer continues in message %s", self.interaction.id, self.message_id)
 
@@ -110,9 +120,9 @@ class InteractionReply:
             if not self.using_webhook:
                 return
             await self.ctx.budgets(self.channel.channel_id).acquire()
-            content = interim(self.last_view) if self.last_view else "…"
+            message = in_progress(self.last_view) if self.last_view else Outgoing("…")
             try:
-                await self.hand_over(content, token_alive=time.monotonic() < self.token_dies)
+                await self.hand_over(message, token_alive=time.monotonic() < self.token_dies)
             except (discord.HTTPException, RetryLater) as exc:
                 # e.g. no permission to post in the channel; the next edit tries again, the final one reports it
                 log.warning("interaction %s: could not continue in the channel: %r", self.interaction.id, exc)
@@ -151,7 +161,7 @@ class InteractionSink(DiscordSink):
             self._reply.message_id = (await self._interaction.original_response()).id
         self.delivery.attach(str(self._reply.message_id))
         self._reply.last_view = view
-        self.delivery.interim(interim(view))
+        self.delivery.interim(in_progress(view))
         self._handover_task = asyncio.create_task(self._reply.hand_over_in_time(), name="discord-handover")
         return placeholder_ref(self.channel_id, self._reply.message_id, "interaction")
 

@@ -1,9 +1,11 @@
 """One answer on Discord, on the shared delivery core (`adapters.delivery`).
 
 `DiscordSink` is what both kinds of answer share: interim views as paced edits, the final answer split across
-messages with the footer as subtext on the last, failures as one notice. `MessageSink` answers a message (mention,
-knowledge channel, thread follow-up, DM): it opens a thread when asked to and posts the placeholder there; crash
-recovery reopens one from (channel, message) ids. The `/moa` sink, with its 15-minute token, is in `interaction.py`.
+messages with the footer as subtext on the last, failures as one notice. Each message is an `Outgoing`, content and
+buttons: Stop while the answer is written, feedback and drafts under its last message once done. `MessageSink`
+answers a message (mention, knowledge channel, thread follow-up, DM): it opens a thread when asked to and posts the
+placeholder there; crash recovery reopens one from (channel, message) ids. The `/moa` sink, with its 15-minute
+token, is in `interaction.py`.
 
 Every create and edit in a channel spends that channel's budget (`pacing.ChannelBudgets`), shared by every answer
 there; `allowed_mentions` pings nobody on every call.
@@ -12,12 +14,14 @@ there; `allowed_mentions` pings nobody on every call.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import discord
 
 from adapters.delivery import Delivery, Surface
 from adapters.discord.api import INVALID_FORM_BODY, PLATFORM, THREAD_ALREADY_EXISTS, UNKNOWN_MESSAGE, write
+from adapters.discord.controls import NO_CONTROLS, Controls, as_view, on_answer, while_writing
 from adapters.discord.formatting import answer_pieces, failure, interim, notice, with_footer
 from adapters.discord.pacing import ChannelBudgets, DiscordPacing
 from moa.conversation import ReplyView
@@ -26,6 +30,28 @@ log = logging.getLogger("adapters.discord")
 
 NO_PINGS = discord.AllowedMentions.none()
 THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440  # a day without messages, then the thread is archived
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message as the adapter writes it: its content and the buttons under it."""
+
+    content: str
+    controls: Controls = NO_CONTROLS
+
+    def for_send(self) -> dict[str, Any]:
+        """discord.py's arguments for a new message (a new message without buttons takes no `view`)."""
+        view = as_view(self.controls)
+        return {"content": self.content, "allowed_mentions": NO_PINGS, **({"view": view} if view else {})}
+
+    def for_edit(self) -> dict[str, Any]:
+        """discord.py's arguments for an edit; its buttons replace the message's (`view=None` removes them)."""
+        return {"content": self.content, "allowed_mentions": NO_PINGS, "view": as_view(self.controls)}
+
+
+def in_progress(view: ReplyView) -> Outgoing:
+    """An answer still being written: its progress or preview, with Stop."""
+    return Outgoing(interim(view), while_writing(view))
 
 
 class SinkContext:
@@ -47,7 +73,7 @@ def refused_as_too_long(error: Exception) -> bool:
 
 
 class ChannelMessages:
-    """The `Surface` of a channel or thread: the bot's own messages there, edited as such."""
+    """The `Surface[Outgoing]` of a channel or thread: the bot's own messages there, edited as such."""
 
     def __init__(self, ctx: SinkContext, channel_id: int, *, reply_to: int | None = None) -> None:
         self.ctx = ctx
@@ -57,21 +83,21 @@ class ChannelMessages:
     def channel(self) -> discord.PartialMessageable:
         return self.ctx.client.get_partial_messageable(self.channel_id)
 
-    async def post(self, content: str) -> str:
+    async def post(self, message: Outgoing) -> str:
         reply_to, self.reply_to = self.reply_to, None
         if reply_to is None:
-            sent = await write(self.channel().send(content, allowed_mentions=NO_PINGS))
+            sent = await write(self.channel().send(**message.for_send()))
         else:
             # fail_if_not_exists=False: a question deleted meanwhile is no error
             reference = discord.MessageReference(
                 message_id=reply_to, channel_id=self.channel_id, fail_if_not_exists=False
             )
-            sent = await write(self.channel().send(content, allowed_mentions=NO_PINGS, reference=reference))
+            sent = await write(self.channel().send(**message.for_send(), reference=reference))
         return str(sent.id)
 
-    async def edit(self, message_id: str, content: str) -> None:
-        message = self.channel().get_partial_message(int(message_id))
-        await write(message.edit(content=content, allowed_mentions=NO_PINGS))
+    async def edit(self, message_id: str, message: Outgoing) -> None:
+        partial = self.channel().get_partial_message(int(message_id))
+        await write(partial.edit(**message.for_edit()))
 
     def too_long(self, error: Exception) -> bool:
         return refused_as_too_long(error)
@@ -83,26 +109,29 @@ class ChannelMessages:
 class DiscordSink:
     """Views to messages, through a `Delivery` on some surface."""
 
-    def __init__(self, ctx: SinkContext, channel_id: int, surface: Surface[str]) -> None:
+    def __init__(self, ctx: SinkContext, channel_id: int, surface: Surface[Outgoing]) -> None:
         self._ctx = ctx
         self.channel_id = channel_id
-        self.delivery: Delivery[str] = Delivery(surface, ctx.budgets.budgets(channel_id))
+        self.delivery: Delivery[Outgoing] = Delivery(surface, ctx.budgets.budgets(channel_id))
         self.delivered = False
-        self._shown = ""
+        self._shown: Outgoing | None = None
 
     async def show(self, view: ReplyView) -> None:
         if not view.final:
-            content = interim(view)
-            if content != self._shown:  # an edit that changes nothing would only spend the channel's budget
-                self._shown = content
-                self.delivery.interim(content)
+            message = in_progress(view)
+            if message != self._shown:  # an edit that changes nothing would only spend the channel's budget
+                self._shown = message
+                self.delivery.interim(message)
             return
         if view.has_answer:
+            # the buttons go under the last piece; the first replaces the placeholder, and its Stop with it
+            controls = on_answer(view)
             await self.delivery.deliver(
-                answer_pieces(view), lambda piece, last: with_footer(piece, view.footer) if last else piece
+                answer_pieces(view),
+                lambda piece, last: Outgoing(with_footer(piece, view.footer), controls) if last else Outgoing(piece),
             )
         else:
-            await self.delivery.replace(failure(view))
+            await self.delivery.replace(Outgoing(failure(view)))
         self.delivered = True
 
     async def refuse(self, message: str) -> None:
@@ -117,7 +146,7 @@ class DiscordSink:
             if self.delivery.placeholder is None:
                 await self.refuse(message)
             elif not self.delivered:
-                await self.delivery.replace(notice(message))
+                await self.delivery.replace(Outgoing(notice(message)))
         except Exception:  # already failing; telling the user is a courtesy
             log.warning(
                 "could not tell the user about a failure in channel %s", self.channel_id, exc_info=True
@@ -153,12 +182,12 @@ class MessageSink(DiscordSink):
                 self.channel_id = self._messages.channel_id = thread_id
                 self._messages.reply_to = None
                 self.delivery = Delivery(self._messages, self._ctx.budgets.budgets(thread_id))
-        self._shown = interim(view)
+        self._shown = in_progress(view)
         placeholder = await self.delivery.open(self._shown)
         return placeholder_ref(self.channel_id, int(placeholder), "message")
 
     async def refuse(self, message: str) -> None:
-        await self.delivery.send(lambda: self._messages.post(notice(message)))
+        await self.delivery.send(lambda: self._messages.post(Outgoing(notice(message))))
 
     async def _thread_for(self, source: discord.Message) -> int | None:
         """Open a thread on the question; None when it cannot be (then the answer is a reply in the channel)."""
