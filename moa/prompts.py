@@ -35,9 +35,17 @@ def references_block(instruction: str, drafts: Sequence[str]) -> str:
 
 
 def with_references(conversation: Sequence[Message], instruction: str, drafts: Sequence[str]) -> list[Message]:
-    """Messages for a model that refines or aggregates `drafts`; with no drafts, the conversation alone."""
+    """Messages for a model that refines or aggregates `drafts`; with no drafts, the conversation alone.
+
+    A conversation that opens with its own system message (an API client's) keeps it first, with the references
+    after it in the same message: several system messages break some models' chat templates.
+    """
     messages = list(conversation)
     if not drafts:
         return messages
-    system: Message = {"role": "system", "content": references_block(instruction, drafts)}
+    references = references_block(instruction, drafts)
+    if messages and messages[0]["role"] == "system":
+        own = messages.pop(0)["content"]
+        references = f"{own}\n\n{references}"
+    system: Message = {"role": "system", "content": references}
     return [system, *messages]
