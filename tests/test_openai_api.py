@@ -393,19 +393,25 @@ async def test_other_paths_get_404_in_openai_shape(api: Api) -> None:
 # --- the connection ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("when", ["while the proposers work", "while the answer streams"])
+@pytest.mark.parametrize("when", ["while the proposers work", "while the answer streams", "not streaming"])
 async def test_a_client_that_disconnects_cancels_its_run(api: Api, when: str) -> None:
-    if when == "while the proposers work":
-        api.llm.script("p/a", latency=30)
-    else:
+    if when == "while the answer streams":
         api.llm.script("agg/x", reply=" ".join(f"w{i}" for i in range(400)), tokens_per_s=20)
-    async with api.stream({"model": "test", "messages": QUESTION}) as response:
-        async for raw in response.content:
-            started = api.llm.in_flight > 0 and (when != "while the answer streams" or b"w1" in raw)
-            if started:
-                break
-        response.close()  # the client goes away
+    else:
+        api.llm.script("p/a", latency=30)
+    if when == "not streaming":
+        request = asyncio.create_task(api.post({"model": "test", "messages": QUESTION}))
+        await eventually(lambda: api.llm.in_flight > 0, what="the proposers asked")
+        request.cancel()  # the client gives up and closes its connection
+        await asyncio.wait([request])
         gone = time.monotonic()
+    else:
+        async with api.stream({"model": "test", "messages": QUESTION}) as response:
+            async for raw in response.content:
+                if api.llm.in_flight > 0 and (when != "while the answer streams" or b"w1" in raw):
+                    break
+            response.close()  # the client goes away
+            gone = time.monotonic()
     await eventually(lambda: api.llm.in_flight == 0, within=1.0, what="every model call of the run cancelled")
     assert time.monotonic() - gone < 1.0
     assert "client_gone" in {r.outcome for r in api.llm.completions}

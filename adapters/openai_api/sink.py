@@ -65,6 +65,7 @@ class CompletionSink:
         finally:
             watch.cancel()
             await asyncio.wait([watch])
+            await self._close()
 
     async def _watch(self) -> None:
         while True:
@@ -81,6 +82,9 @@ class CompletionSink:
 
     async def _idle(self) -> None:
         """Called on every watch tick while the client is there."""
+
+    async def _close(self) -> None:
+        """The run is over: end what the sink still runs."""
 
     def _outcome(self) -> tuple[ReplyView, Usage, dict[str, Any]]:
         """The final view of an answered run, its usage and its `moa` object; `ApiError` for anything else."""
@@ -110,6 +114,10 @@ class StreamSink(CompletionSink):
     answer begins, each status ("3/4 drafts in, synthesizing…") is a comment line, and a keep-alive comment
     follows whenever nothing was sent for `keepalive_s`. A run that fails after the stream opened ends it with
     an `{"error": …}` event, which the OpenAI SDKs raise as an error.
+
+    Events are queued and a flusher writes all that is queued at once: the pieces that arrive together (a burst
+    from the aggregator) leave in one write, not one system call each, and `show` never waits on the client
+    but for the answer's first piece, which leaves at once, and the final view, which returns once written.
     """
 
     def __init__(
@@ -124,7 +132,11 @@ class StreamSink(CompletionSink):
         super().__init__(request, chat, completion, stop)
         self._keepalive_s = keepalive_s
         self._response: web.StreamResponse | None = None
-        self._lock = asyncio.Lock()
+        self._queued: list[bytes] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # one write at a time: the flusher's, or the final view's
+        self._ended = False
         self._last_write = time.monotonic()
         self._sent = ""  # the answer's text as the client has it
         self._status = ""
@@ -141,20 +153,30 @@ class StreamSink(CompletionSink):
             self.gone = True
             return placeholder
         self._response = response
-        await self._event(self._chunk({"role": "assistant", "content": ""}))
-        await self._comment(view.status)
+        self._flusher = asyncio.create_task(self._flush_when_woken(), name=f"flush-{self.completion.id}")
+        self._event(self._chunk({"role": "assistant", "content": ""}))
+        self._comment(view.status)
         return placeholder
 
     async def show(self, view: ReplyView) -> None:
         await super().show(view)
         if view.phase in (Phase.STREAMING, Phase.DONE):
-            await self._text(view.text)
+            first = not self._sent
+            self._text(view.text)
+            if first and not view.final:
+                await self._flush()  # the first piece leaves at once, whatever burst it came in
         if not view.final:
-            await self._comment(view.status)
-        elif view.phase is Phase.DONE:
-            await self._finish()
+            self._comment(view.status)
+            return
+        if view.phase is Phase.DONE:
+            self._finish()
         elif view.phase is not Phase.STOPPED:  # a stopped run's client is gone
-            await self._event(outcome_error(view).body())
+            self._event(outcome_error(view).body())
+        await self._flush(last=True)
+
+    @property
+    def _writable(self) -> bool:
+        return self._response is not None and not self.gone and not self._ended
 
     async def response(self) -> web.StreamResponse:
         if self._response is not None:
@@ -162,52 +184,75 @@ class StreamSink(CompletionSink):
         self._outcome()  # raises: refused, or ended before the stream opened
         raise ApiError(500, "The stream ended before it began.")
 
-    async def _text(self, text: str) -> None:
+    def _text(self, text: str) -> None:
         if text.startswith(self._sent):
             piece = text[len(self._sent) :]
         else:  # the aggregator was retried, or the best draft replaced it: what was sent cannot be taken back
             piece = RESTART_NOTE + text
         self._sent = text
         if piece:
-            await self._event(self._chunk({"content": piece}))
+            self._event(self._chunk({"content": piece}))
 
-    async def _finish(self) -> None:
+    def _finish(self) -> None:
         _, usage, moa = self._outcome()
         if self.chat.include_usage:
-            await self._event(self._chunk({}, "stop"))
-            await self._event(self.completion.usage_chunk(usage, moa=moa))
+            self._event(self._chunk({}, "stop"))
+            self._event(self.completion.usage_chunk(usage, moa=moa))
         else:
-            await self._event(self._chunk({}, "stop", moa=moa))
-        await self._write(b"data: [DONE]\n\n")
+            self._event(self._chunk({}, "stop", moa=moa))
+        self._queue(b"data: [DONE]\n\n")
 
     def _chunk(self, delta: dict[str, str], finish_reason: str | None = None, **extra: Any) -> dict[str, Any]:
         if self.chat.include_usage:
             extra.setdefault("usage", None)  # as OpenAI does: every chunk but the last has usage null
         return self.completion.chunk(delta, finish_reason, **extra)
 
-    async def _comment(self, status: str) -> None:
+    def _comment(self, status: str) -> None:
         if status and status != self._status:
             self._status = status
-            await self._write(f": {' '.join(status.splitlines())}\n\n".encode())
+            self._queue(f": {' '.join(status.splitlines())}\n\n".encode())
 
     async def _idle(self) -> None:
-        if self._response is not None and time.monotonic() - self._last_write >= self._keepalive_s:
-            await self._write(b": keep-alive\n\n")
+        if self._writable and time.monotonic() - self._last_write >= self._keepalive_s:
+            self._queue(b": keep-alive\n\n")
 
-    async def _event(self, body: dict[str, Any]) -> None:
-        await self._write(f"data: {_dumps(body)}\n\n".encode())
+    def _event(self, body: dict[str, Any]) -> None:
+        self._queue(f"data: {_dumps(body)}\n\n".encode())
 
-    async def _write(self, data: bytes) -> None:
-        if self._response is None or self.gone:
-            return
+    def _queue(self, data: bytes) -> None:
+        if self._writable:
+            self._queued.append(data)
+            self._wake.set()
+
+    async def _flush_when_woken(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self, *, last: bool = False) -> None:
+        """Write everything queued, in one piece. `last`: and end the response, so that the client is done (and
+        may reuse its connection) while the run's record is still being written."""
         async with self._lock:
+            if not self._writable or not (self._queued or last):
+                return
+            assert self._response is not None
+            data = b"".join(self._queued)
+            self._queued.clear()
+            self._ended = last
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT_S):
-                    await self._response.write(data)
+                    await (self._response.write_eof(data) if last else self._response.write(data))
             except (ConnectionError, TimeoutError):
                 self.gone = True  # the watch stops the run
                 return
             self._last_write = time.monotonic()
+
+    async def _close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.wait([self._flusher])
+        await self._flush()  # what a run that ended without a final view still queued
 
 
 def _dumps(body: Any) -> str:
