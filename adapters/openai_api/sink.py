@@ -22,7 +22,7 @@ from moa.events import Usage
 
 WATCH_INTERVAL_S = 0.2  # a client that went away has its run stopped within about this long
 KEEPALIVE_S = 5.0  # a stream with nothing else to send gets a comment line this often
-WRITE_TIMEOUT_S = 30.0  # a client that reads nothing for this long is treated as gone (it holds a run's slot)
+WRITE_STALL_S = 30.0  # a client that reads nothing for this long is treated as gone (it holds a run's slot)
 RESTART_NOTE = "\n\n_(the answer restarts)_\n\n"
 
 # Stops the run `run_id` as cancelled; True once it did, False while the run is not (or no longer) running.
@@ -78,7 +78,11 @@ class CompletionSink:
 
     def _client_gone(self) -> bool:
         transport = self.request.transport
-        return self.gone or transport is None or transport.is_closing()
+        return self.gone or transport is None or transport.is_closing() or self._stalled()
+
+    def _stalled(self) -> bool:
+        """A write to the client has waited longer than WRITE_STALL_S."""
+        return False
 
     async def _idle(self) -> None:
         """Called on every watch tick while the client is there."""
@@ -115,9 +119,11 @@ class StreamSink(CompletionSink):
     follows whenever nothing was sent for `keepalive_s`. A run that fails after the stream opened ends it with
     an `{"error": …}` event, which the OpenAI SDKs raise as an error.
 
-    Events are queued and a flusher writes all that is queued at once: the pieces that arrive together (a burst
-    from the aggregator) leave in one write, not one system call each, and `show` never waits on the client
-    but for the answer's first piece, which leaves at once, and the final view, which returns once written.
+    Writes are what a stream costs (a system call each, the client woken each time), so events are queued and
+    a flusher writes all that is queued at once: pieces that arrive together (a burst from the aggregator) leave
+    in one write, and statuses wait for the next write or the watch's next tick. `show` never waits on the
+    client but for the answer's first piece, which leaves at once, and the final view, which returns once
+    written.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class StreamSink(CompletionSink):
         self._lock = asyncio.Lock()  # one write at a time: the flusher's, or the final view's
         self._ended = False
         self._last_write = time.monotonic()
+        self._writing_since: float | None = None
         self._sent = ""  # the answer's text as the client has it
         self._status = ""
 
@@ -210,19 +217,27 @@ class StreamSink(CompletionSink):
     def _comment(self, status: str) -> None:
         if status and status != self._status:
             self._status = status
-            self._queue(f": {' '.join(status.splitlines())}\n\n".encode())
+            self._queue(f": {' '.join(status.splitlines())}\n\n".encode(), soon=False)
 
     async def _idle(self) -> None:
-        if self._writable and time.monotonic() - self._last_write >= self._keepalive_s:
+        if not self._queued and time.monotonic() - self._last_write >= self._keepalive_s:
             self._queue(b": keep-alive\n\n")
+        elif self._queued:
+            self._wake.set()
+
+    def _stalled(self) -> bool:
+        since = self._writing_since
+        return since is not None and time.monotonic() - since > WRITE_STALL_S
 
     def _event(self, body: dict[str, Any]) -> None:
         self._queue(f"data: {_dumps(body)}\n\n".encode())
 
-    def _queue(self, data: bytes) -> None:
+    def _queue(self, data: bytes, *, soon: bool = True) -> None:
+        """Queue `data`; `soon`: wake the flusher (else it leaves with the next write, or the watch's tick)."""
         if self._writable:
             self._queued.append(data)
-            self._wake.set()
+            if soon:
+                self._wake.set()
 
     async def _flush_when_woken(self) -> None:
         while True:
@@ -240,12 +255,14 @@ class StreamSink(CompletionSink):
             data = b"".join(self._queued)
             self._queued.clear()
             self._ended = last
+            self._writing_since = time.monotonic()  # the watch stops the run if this write stalls
             try:
-                async with asyncio.timeout(WRITE_TIMEOUT_S):
-                    await (self._response.write_eof(data) if last else self._response.write(data))
-            except (ConnectionError, TimeoutError):
+                await (self._response.write_eof(data) if last else self._response.write(data))
+            except ConnectionError:
                 self.gone = True  # the watch stops the run
                 return
+            finally:
+                self._writing_since = None
             self._last_write = time.monotonic()
 
     async def _close(self) -> None:
