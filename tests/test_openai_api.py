@@ -318,6 +318,7 @@ async def test_an_unknown_model_gets_404_naming_the_presets(api: Api) -> None:
         ({"model": "test", "messages": QUESTION, "max_tokens": True}, "max_tokens must be a whole number"),
         ({"model": "test", "messages": QUESTION, "stream": "yes"}, "stream must be true or false"),
         ({"model": "test", "messages": [{"role": "user", "content": " "}]}, "has no text to answer"),
+        ({"model": "test", "messages": QUESTION, "user": "u" * 257}, "user must be at most 256 characters"),
     ],
 )
 async def test_a_malformed_body_gets_400_saying_what_is_wrong(api: Api, body: Any, says: str) -> None:
@@ -464,3 +465,33 @@ async def test_100_concurrent_streams_arrive_whole_and_unmixed(api: Api) -> None
 async def test_run_without_adapters_names_the_api_keys_too(tmp_path: Path) -> None:
     code, _, err = await moa_bot("run", env={"MOA_DB": str(tmp_path / "db.sqlite3")}, cwd=tmp_path)
     assert code == 2 and "MOA_API_KEYS" in err
+
+
+async def test_an_api_run_left_by_a_crash_is_marked_interrupted(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    """Its client is gone with the process that answered it: nothing can be resumed, the record says so."""
+    from bot.config import load_settings
+    from bot.service import Service, build_adapters
+    from bot.wiring import open_core
+    from moa.conversation import ConversationKey
+
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.default]\nproposers = ["p/a"]\naggregator = "agg/x"\n')
+    settings = load_settings({"TOGETHER_API_KEY": "together-key", "TOGETHER_BASE_URL": fake_llm.base_url,
+                              "MOA_CONFIG": str(config), "MOA_DB": str(tmp_path / "moa.sqlite3"),
+                              "MOA_HTTP_PORT": "0", "MOA_API_KEYS": KEY})
+    async with Store(settings.db_path) as store:
+        run_id = await store.create_run(ConversationKey("api", "team", "", "chatcmpl-1"), "team", "q", "default", "")
+        await store.set_placeholder(run_id, {"completion": "chatcmpl-1"})
+    metrics = Metrics()
+    async with open_core(settings) as core:
+        service = Service(settings, core, build_adapters(settings, core, metrics), metrics)
+        assert [adapter.name for adapter in service.adapters] == ["api"]
+        task = asyncio.create_task(service.run())
+        for _ in range(200):
+            record = await core.store.get_run(run_id)
+            if record is not None and record["status"] != "running" and record["status"] != "pending":
+                break
+            await asyncio.sleep(0.02)
+        service.stop()
+        assert await task == 0
+    assert record is not None and record["status"] == "interrupted"

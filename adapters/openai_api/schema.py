@@ -16,6 +16,7 @@ from moa.conversation import RunReport
 from moa.events import Message, ProposalDone, Usage
 
 OWNER = "moa-bot"
+MAX_USER_CHARS = 256  # the request's `user` names the run's channel in the run record
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _PART_NAMES = {"image_url": "images", "input_audio": "audio input", "file": "files"}
 
@@ -62,7 +63,7 @@ def parse_chat_request(body: Any, models: Collection[str]) -> ChatRequest:
         include_usage=bool(_optional(options, "include_usage", bool, "stream_options.include_usage")),
         temperature=_temperature(body),
         max_tokens=_max_tokens(body),
-        user=_optional(body, "user", str) or "",
+        user=_user(body),
         include_drafts=bool(_optional(moa, "include_drafts", bool, "moa.include_drafts")),
     )
 
@@ -158,6 +159,13 @@ _KINDS: dict[type, tuple[type | tuple[type, ...], str]] = {
     str: (str, "a string"),
     dict: (dict, "an object"),
 }
+
+
+def _user(body: dict[str, Any]) -> str:
+    user = _optional(body, "user", str) or ""
+    if len(user) > MAX_USER_CHARS:
+        raise ApiError(400, f"user must be at most {MAX_USER_CHARS} characters.", code="invalid_value", param="user")
+    return str(user)
 
 
 def _temperature(body: dict[str, Any]) -> float | None:
