@@ -171,46 +171,40 @@ def tokens_in(reply: str, max_tokens: int) -> int:
 # --- the fake LLM server in a subprocess ---------------------------------------------------------------
 
 
-class FakeLLMProcess:
-    """`tests.fakes.llm.FakeLLM` running in its own process (`python -m bench.fake_llm_server`).
+class JsonLinesProcess:
+    """A helper process (`python -m MODULE`) driven over its stdin with one JSON command per line, answering
+    each with one JSON line on its stdout; its first line is a hello. It exits when its stdin closes."""
 
-    The fake's CPU (JSON, SSE framing, timers) then runs on the other core and is not counted as moa-bot's
-    overhead. It is scripted over its stdin with one JSON command per line.
-    """
+    module = ""
 
     def __init__(self) -> None:
         self._proc: asyncio.subprocess.Process | None = None
-        self.port = 0
         self._lock = asyncio.Lock()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.hello: dict[str, Any] = {}
 
     @property
     def pid(self) -> int:
         assert self._proc is not None
         return self._proc.pid
 
-    async def start(self) -> FakeLLMProcess:
+    async def start(self) -> JsonLinesProcess:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bench.fake_llm_server",
+            self.module,
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=2**20,
         )
-        hello = await self._read()
-        self.port = int(hello["port"])
+        self.hello = await self._read()
         return self
 
     async def _read(self) -> dict[str, Any]:
         assert self._proc is not None and self._proc.stdout is not None
         line = await self._proc.stdout.readline()
         if not line:
-            raise RuntimeError("the fake LLM server exited")
+            raise RuntimeError(f"{self.module} exited")
         return json.loads(line)
 
     async def command(self, op: str, **args: Any) -> dict[str, Any]:
@@ -220,8 +214,38 @@ class FakeLLMProcess:
             await self._proc.stdin.drain()
             answer = await self._read()
         if "error" in answer:
-            raise RuntimeError(f"fake LLM server: {answer['error']}")
+            raise RuntimeError(f"{self.module}: {answer['error']}")
         return answer
+
+    async def aclose(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+class FakeLLMProcess(JsonLinesProcess):
+    """`tests.fakes.llm.FakeLLM` running in its own process (`python -m bench.fake_llm_server`).
+
+    The fake's CPU (JSON, SSE framing, timers) then runs on the other core and is not counted as moa-bot's
+    overhead. It is scripted over its stdin with one JSON command per line.
+    """
+
+    module = "bench.fake_llm_server"
+
+    @property
+    def port(self) -> int:
+        return int(self.hello["port"])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     async def script(
         self,
@@ -244,20 +268,9 @@ class FakeLLMProcess:
     async def stats(self) -> dict[str, Any]:
         return await self.command("stats")
 
-    async def aclose(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
     async def __aenter__(self) -> FakeLLMProcess:
-        return await self.start()
+        await self.start()
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()

@@ -2,7 +2,7 @@
 
 python3 -m bench            # everything, about 8 minutes
 python3 -m bench --quick    # fewer runs and levels, under 2 minutes
-python3 -m bench --only overhead,storage
+python3 -m bench --only overhead,storage,api
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from bench import concurrency, overhead, platforms, storage_growth, stragglers
+from bench import api, concurrency, overhead, platforms, storage_growth, stragglers
 from bench.common import FakeLLMProcess, machine, write_result
 
-NAMES = ("overhead", "stragglers", "concurrency", "storage", "platforms")
+NAMES = ("overhead", "stragglers", "concurrency", "storage", "platforms", "api")
 
 Row = tuple[str, str, str, str, str]  # benchmark, case, measured, target, verdict
 
@@ -152,12 +152,39 @@ def rows_platforms(r: dict[str, Any]) -> Iterator[Row]:
             )
 
 
+def rows_api(r: dict[str, Any]) -> Iterator[Row]:
+    ft = r["first_token"]
+    core, through_api = ft["core_ms"], ft["api_ms"]
+    yield (
+        "7 API",
+        f"first content token, 1 at a time ({ft['pairs']} pairs)",
+        f"API p50 {through_api['p50']} / p95 {through_api['p95']} ms; core p50 {core['p50']} / p95 "
+        f"{core['p95']} ms; the API adds p50 {ft['api_added_ms']['p50']} / p95 {ft['api_added_ms']['p95']} ms "
+        f"(HTTP round trip alone: p50 {ft['http_round_trip_floor_ms']['p50']} / p95 "
+        f"{ft['http_round_trip_floor_ms']['p95']} ms); server CPU per answer: API {ft['cpu_ms_per_answer']['api']} / "
+        f"core {ft['cpu_ms_per_answer']['core']} ms",
+        "API adds < 5 ms p95",
+        _ok(ft["met"]),
+    )
+    for via in ("api", "core"):
+        t = r["throughput"][via]
+        yield (
+            "7 API",
+            f"{t['clients']} streaming clients, {'through the API' if via == 'api' else 'core only'}",
+            f"{t['answers_per_s']} answers/s; first token p50 {t['first_token_ms'].get('p50')} / p95 "
+            f"{t['first_token_ms'].get('p95')} ms; {t['server_cpu_ms_per_answer']} ms server CPU/answer; errors {t['errors']}",
+            "",
+            "-",
+        )
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "overhead": rows_overhead,
     "stragglers": rows_stragglers,
     "concurrency": rows_concurrency,
     "storage": rows_storage,
     "platforms": rows_platforms,
+    "api": rows_api,
 }
 
 
@@ -194,6 +221,7 @@ async def main(argv: list[str] | None = None) -> int:
         "concurrency": lambda llm: concurrency.run(llm, quick=args.quick),
         "storage": lambda llm: storage_growth.run(quick=args.quick),
         "platforms": lambda llm: platforms.run(llm, quick=args.quick),
+        "api": lambda llm: api.run(llm, quick=args.quick),
     }
     table: list[Row] = []
     started = time.monotonic()

@@ -7,9 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapters.openai_api.keys import ApiKey
 from moa.errors import ConfigError
 from moa.policy import UserRate
+from moa.presets import load_catalog
 from moa.store import HistoryBudget
+
+MIN_API_KEY_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Settings:
     discord_api_base_set: bool = False
     discord_gateway_url: str | None = None
     discord_guild_ids: tuple[int, ...] = ()
+    api_keys: tuple[ApiKey, ...] = ()  # the OpenAI-compatible API is served when there is at least one
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -53,6 +58,7 @@ class Settings:
             self.slack_app_token,
             self.slack_signing_secret,
             self.discord_bot_token,
+            *(key.secret for key in self.api_keys),
         )
         return tuple(v for v in values if v)
 
@@ -67,11 +73,12 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         environ = os.environ
     env = {k: v.strip() for k, v in environ.items() if v.strip()}
     reader = _Reader(env)
+    config_path = Path(env["MOA_CONFIG"]) if "MOA_CONFIG" in env else None
     settings = Settings(
         together_api_key=env.get("TOGETHER_API_KEY"),
         together_base_url=reader.url("TOGETHER_BASE_URL"),
         preset=env.get("MOA_PRESET", "default"),
-        config_path=Path(env["MOA_CONFIG"]) if "MOA_CONFIG" in env else None,
+        config_path=config_path,
         db_path=Path(env.get("MOA_DB", "data/moa.sqlite3")),
         http_host=env.get("MOA_HTTP_HOST", "127.0.0.1"),
         http_port=reader.integer("MOA_HTTP_PORT", 8080, low=0, high=65535),
@@ -97,6 +104,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         discord_api_base_set="DISCORD_API_BASE" in env,
         discord_gateway_url=reader.url("DISCORD_GATEWAY_URL", schemes=("ws://", "wss://")),
         discord_guild_ids=reader.guild_ids("DISCORD_GUILD_IDS"),
+        api_keys=_api_keys(env, config_path),
     )
     if settings.slack_bot_token and not settings.slack_app_token and not settings.slack_signing_secret:
         raise ConfigError(
@@ -106,6 +114,31 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
     if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
         raise ConfigError("SLACK_APP_TOKEN: an app-level token starts with 'xapp-'; create one with connections:write")
     return settings
+
+
+def _api_keys(env: Mapping[str, str], config_path: Path | None) -> tuple[ApiKey, ...]:
+    """MOA_API_KEYS (comma-separated, named after their digests), then the file's [api.keys.NAME] tables."""
+    found = [(ApiKey.unnamed(k.strip()), "MOA_API_KEYS") for k in env.get("MOA_API_KEYS", "").split(",") if k.strip()]
+    declared = load_catalog(config_path).api_keys if config_path is not None else {}
+    for config in declared.values():
+        secret = env.get(config.key_env)
+        if secret is None:
+            raise ConfigError(
+                f"{config.key_env}: not set, and [api.keys.{config.name}] in {config_path} names it as the "
+                "variable holding that key; set it, or remove the table"
+            )
+        found.append((ApiKey(config.name, secret, config.rate), config.key_env))
+    seen: set[str] = set()
+    for key, variable in found:
+        if len(key.secret) < MIN_API_KEY_CHARS:
+            raise ConfigError(
+                f"{variable}: an API key must be at least {MIN_API_KEY_CHARS} characters long; make one with "
+                "`openssl rand -hex 24`"
+            )
+        if key.secret in seen:
+            raise ConfigError(f"{variable}: the same API key is given twice; give each client a key of its own")
+        seen.add(key.secret)
+    return tuple(key for key, _ in found)
 
 
 class _Reader:

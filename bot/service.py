@@ -28,7 +28,7 @@ log = logging.getLogger("bot.service")
 
 NO_ADAPTER = (
     "moa-bot run: no adapter configured; set SLACK_BOT_TOKEN (with SLACK_APP_TOKEN for Socket Mode or "
-    "SLACK_SIGNING_SECRET for HTTP mode) and/or DISCORD_BOT_TOKEN"
+    "SLACK_SIGNING_SECRET for HTTP mode), DISCORD_BOT_TOKEN, and/or MOA_API_KEYS for the OpenAI-compatible API"
 )
 DOWN_BEFORE_RESTART_S = 30.0  # the client libraries reconnect by themselves; this is the last resort
 
@@ -64,11 +64,15 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 knowledge_channels=knowledge_channels(settings, core.catalog, "discord"),
             )
         )
+    if settings.api_keys:
+        from adapters.openai_api.app import OpenAIAdapter
+
+        adapters.append(OpenAIAdapter(keys=settings.api_keys, answerer=core.answerer))
     return adapters
 
 
 async def run_service(settings: Settings) -> int:
-    if not settings.slack_bot_token and not settings.discord_bot_token:
+    if not settings.slack_bot_token and not settings.discord_bot_token and not settings.api_keys:
         print(NO_ADAPTER, file=sys.stderr)
         return 2
     metrics = Metrics()
@@ -108,7 +112,8 @@ class Service:
             accepting=lambda: answerer.accepting,
         )
         runner, self.port = await start_site(app, self.settings.http_host, self.settings.http_port)
-        log.info("listening on http://%s:%d (healthz, metrics)", self.settings.http_host, self.port)
+        log.info("listening on http://%s:%d (healthz, metrics%s)", self.settings.http_host, self.port,
+                 ", the OpenAI-compatible API under /v1" if self.settings.api_keys else "")
         for adapter in self.adapters:
             self._tasks.spawn(self._supervise(adapter), f"supervise-{adapter.name}")
         scheduler = build_scheduler(

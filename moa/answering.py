@@ -13,7 +13,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from moa.conversation import ModelStatus, Phase, Question, ReplySink, ReplyView
+from moa.conversation import (
+    ModelStatus,
+    Overrides,
+    Phase,
+    Question,
+    Refusal,
+    RefusalReason,
+    ReplySink,
+    ReplyView,
+    RunReport,
+)
 from moa.errors import ConfigError, MoaError, StorageError
 from moa.events import (
     AggregationRetrying,
@@ -133,26 +143,28 @@ class Answerer:
         """
         async with self._tracked():
             if not self._accepting:
-                await sink.refuse(RESTARTING_TEXT)
+                await sink.refuse(Refusal(RESTARTING_TEXT, RefusalReason.RESTARTING))
                 return None
             if not await self._first_delivery(question):
                 log.debug("%s delivered before; not answered again", question.event_id)
                 return None
-            request = read_request(question.text)
-            if request.kind == "forget":
-                await self._forget(question, sink)
-                return None
-            # a `preset:` prefix wins over the platform's preset option, which wins over the channel's setting
-            channel = self.catalog.channel(question.key.platform, question.key.channel, question.parent_channel)
-            preset = request.preset or question.preset or (channel.preset if channel else None)
-            question = replace(question, text=request.text, preset=preset)
+            if question.history is None:  # a conversation the caller holds has no stored history to act on
+                request = read_request(question.text)
+                if request.kind == "forget":
+                    await self._forget(question, sink)
+                    return None
+                # a `preset:` prefix wins over the platform's preset option, which wins over the channel's setting
+                channel = self.catalog.channel(question.key.platform, question.key.channel, question.parent_channel)
+                preset = request.preset or question.preset or (channel.preset if channel else None)
+                question = replace(question, text=request.text, preset=preset)
             return await self._take(question, sink)
 
     async def _take(self, question: Question, sink: ReplySink) -> str | None:
         try:
-            preset = self.catalog.get(question.preset or self.default_preset)
+            preset = _overridden(self.catalog.get(question.preset or self.default_preset), question.overrides)
         except ConfigError as exc:
-            await sink.refuse(str(exc).replace("unknown preset", "I don't know the preset"))
+            text = str(exc).replace("unknown preset", "I don't know the preset")
+            await sink.refuse(Refusal(text, RefusalReason.UNKNOWN_PRESET))
             return None
         refusal = self.policy.refusal(question)
         if refusal is not None:
@@ -165,7 +177,7 @@ class Answerer:
             )
         except StorageError as exc:
             log.error("could not store a question from %s: %s", question.key, exc)
-            await sink.refuse(CANNOT_STORE_TEXT)
+            await sink.refuse(Refusal(CANNOT_STORE_TEXT, RefusalReason.UNAVAILABLE))
             return None
         self._active_runs.add(run_id)
         sink = _Stamped(sink, run_id)
@@ -185,7 +197,8 @@ class Answerer:
                 )
             )
             if interrupted:
-                await self._finish_quietly(sink.refuse(INTERRUPTED_TEXT), INTERRUPT_TIMEOUT_S)
+                refusal = Refusal(INTERRUPTED_TEXT, RefusalReason.RESTARTING)
+                await self._finish_quietly(sink.refuse(refusal), INTERRUPT_TIMEOUT_S)
             raise
         thread = placeholder.get("thread")
         if thread and thread != question.key.thread:
@@ -390,23 +403,32 @@ class Answerer:
     async def _answer(self, run: _Run) -> RunSummary:
         question, preset, sink, run_id = run.question, run.preset, run.sink, run.id
         key = question.key
-        await self._seed_context(question)
-        history = await self._store.load_history(key, self._history)
+        if question.history is None:
+            await self._seed_context(question)
+            history = await self._store.load_history(key, self._history)
+        else:
+            history = list(question.history)
         conversation: list[Message] = [*history, {"role": "user", "content": question.text}]
         progress = run.progress
         redact = self._redact
+        ledger = _Ledger(redact)
         async for event in self._orchestrator.run(preset, conversation, system_prompt=self._standing(question)):
             if self._on_event is not None:
                 self._on_event(run_id, event)
+            ledger.note(event)
             if isinstance(event, (ProposalDone, ProposalFailed)):
                 await self._record(self._store.add_proposals(run_id, [_proposal_record(event, redact)]))
             if isinstance(event, AnswerDone):
                 progress.update(event)
                 status = "fallback" if event.fallback else "done"
                 footer = _footer(preset, event)
-                await sink.show(ReplyView(Phase.DONE, "Done", event.text, footer, models=progress.models))
+                done = ReplyView(
+                    Phase.DONE, "Done", event.text, footer, models=progress.models, report=ledger.report(event)
+                )
+                await sink.show(done)
                 # the answer is delivered: a database failing from here on costs the record, not the answer
-                await self._record(self._store.append_turn(key, question.text, event.text, run_id))
+                if question.history is None:
+                    await self._record(self._store.append_turn(key, question.text, event.text, run_id))
                 error = redact(event.aggregator_error)
                 await self._record(self._store.finish_run(
                     run_id, status=status, answer=event.text, error=error,
@@ -602,6 +624,45 @@ def _why(error: str, straggler: bool) -> str:
         if words in lowered:
             return reason
     return "error"
+
+
+class _Ledger:
+    """What a run did, model by model, gathered from its events for the final view's report."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        self._redact = redact
+        self._proposals: list[ProposalDone | ProposalFailed] = []
+        self._aggregation_started: float | None = None
+        self._first_token_s: float | None = None
+
+    def note(self, event: Event) -> None:
+        if isinstance(event, ProposalDone):
+            self._proposals.append(event)
+        elif isinstance(event, ProposalFailed):
+            self._proposals.append(replace(event, error=self._redact(event.error)))
+        elif isinstance(event, AggregationStarted):
+            self._aggregation_started = time.monotonic()
+        elif isinstance(event, AnswerDelta) and self._first_token_s is None:
+            self._first_token_s = self._since_aggregation()
+
+    def report(self, done: AnswerDone) -> RunReport:
+        done = replace(done, aggregator_error=self._redact(done.aggregator_error))
+        return RunReport(done, tuple(self._proposals), self._since_aggregation(), self._first_token_s)
+
+    def _since_aggregation(self) -> float:
+        started = self._aggregation_started
+        return 0.0 if started is None else time.monotonic() - started
+
+
+def _overridden(preset: Preset, overrides: Overrides) -> Preset:
+    """The preset with what the question changes for the aggregator."""
+    if overrides == Overrides():
+        return preset
+    return replace(
+        preset,
+        aggregator_temperature=preset.aggregator_temperature if overrides.temperature is None else overrides.temperature,
+        aggregator_max_tokens=preset.aggregator_max_tokens if overrides.max_tokens is None else overrides.max_tokens,
+    )
 
 
 def _asking(preset: Preset) -> str:

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from moa.events import Message
+from moa.events import AnswerDone, Message, ProposalDone, ProposalFailed, Usage
+
+if TYPE_CHECKING:  # the policy reads questions, so it imports this module; a question only names a rate
+    from moa.policy import UserRate
 
 # Reads the messages a platform thread held before the bot joined it, as context for the models.
 ContextLoader = Callable[[], Awaitable[Sequence[Message]]]
@@ -21,13 +24,21 @@ ContextLoader = Callable[[], Awaitable[Sequence[Message]]]
 class ConversationKey:
     """Where a conversation lives. Workspaces (Slack teams, Discord guilds) never share history."""
 
-    platform: str  # "slack" | "discord" | "console"
-    workspace: str  # Slack team id, Discord guild id ("@dm" for direct messages), "local"
-    channel: str
-    thread: str = ""  # Slack thread_ts; Discord keeps threads as channels, so "" there
+    platform: str  # "slack" | "discord" | "console" | "api"
+    workspace: str  # Slack team id, Discord guild id ("@dm" for direct messages), "local", the API key's name
+    channel: str  # for the API: the request's `user` (the client's end user), "" when it names none
+    thread: str = ""  # Slack thread_ts; Discord keeps threads as channels, so "" there; the API's completion id
 
     def __str__(self) -> str:
         return "/".join((self.platform, self.workspace, self.channel, self.thread))
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Settings one question changes for the aggregator (an API request's temperature and max_tokens)."""
+
+    temperature: float | None = None  # None: the preset's
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,10 +67,66 @@ class Question:
     # Slack user id belongs to a workspace); "" means everywhere on the platform (a Discord user is the same
     # person in every guild and in DMs, so a DM is no way around the limit).
     user_scope: str | None = None
+    # The conversation so far, when the caller holds it (an API request carries its messages): it is used
+    # instead of the stored history, the text is taken literally (no `forget`, no `preset:`), and the turn is
+    # not stored as history. None: the conversation's stored history.
+    history: tuple[Message, ...] | None = None
+    # What this question changes in its preset, for the model that writes the answer.
+    overrides: Overrides = Overrides()
+    # The asker's own rate, instead of the policy's per-user rate (an API key with a rate of its own).
+    rate: UserRate | None = None
+    # The front end checked the asker's access itself (an API key): the allow-lists, which name platform
+    # channels and users, do not apply.
+    authorized: bool = False
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:
         return tuple(i for i in (self.event_id, *self.also_delivered_as) if i)
+
+
+class RefusalReason(StrEnum):
+    NO_QUESTION = "no_question"  # nothing visible was asked
+    TOO_LONG = "too_long"
+    RATE_LIMITED = "rate_limited"
+    NOT_ALLOWED = "not_allowed"  # an allow-list
+    UNKNOWN_PRESET = "unknown_preset"
+    RESTARTING = "restarting"  # the process is shutting down
+    UNAVAILABLE = "unavailable"  # the question cannot be stored now
+
+
+class Refusal(str):
+    """A reply that is not an answer, in words for the user, and why it was given.
+
+    It is a str, so that every sink shows it as it is; front ends that answer in codes rather than words (the
+    API's HTTP statuses) read `reason` and, for a rate limit, `retry_after_s`.
+    """
+
+    reason: RefusalReason
+    retry_after_s: float | None
+
+    def __new__(cls, text: str, reason: RefusalReason, retry_after_s: float | None = None) -> Refusal:
+        refusal = super().__new__(cls, text)
+        refusal.reason = reason
+        refusal.retry_after_s = retry_after_s
+        return refusal
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a finished run did, model by model, for front ends that show it (the API's `moa` object)."""
+
+    done: AnswerDone  # the answer, the total and per-model usage, fallback
+    # every proposer call of every layer, in the order they ended; errors are redacted, drafts are in `text`
+    proposals: tuple[ProposalDone | ProposalFailed, ...]
+    aggregator_s: float  # from the aggregator's start to the end of its answer
+    first_token_s: float | None  # from the aggregator's start to its first piece of text
+
+    @property
+    def aggregator_usage(self) -> Usage:
+        """The aggregator's calls alone: the run's total minus every draft's."""
+        drafts = sum((p.usage for p in self.proposals if isinstance(p, ProposalDone)), Usage())
+        total = self.done.usage
+        return Usage(total.prompt_tokens - drafts.prompt_tokens, total.completion_tokens - drafts.completion_tokens)
 
 
 class Phase(StrEnum):
@@ -95,6 +162,7 @@ class ReplyView:
     footer: str = ""  # DONE and STOPPED: "default · 4 models · 12.3 s", plain text; the adapter styles it
     run_id: str = ""  # the run this view belongs to (buttons on it name the run); "" for one-off replies
     models: tuple[ModelStatus, ...] = ()  # every model of the run so far, in the order they started
+    report: RunReport | None = None  # DONE: usage, timings and drafts of the run
 
     @property
     def final(self) -> bool:
@@ -115,7 +183,7 @@ class ReplySink(Protocol):
     question's conversation there. `show` must return promptly for non-final views (the sink coalesces and paces
     edits); a final view returns only once it is delivered in full, split across messages as the platform
     needs. `refuse` sends a one-off reply that is not an answer (a refusal, the confirmation of a `forget`),
-    ephemerally where the platform allows.
+    ephemerally where the platform allows; a refusal is a `Refusal`, which says why.
     """
 
     async def open(self, view: ReplyView) -> dict[str, str]: ...

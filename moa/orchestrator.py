@@ -253,7 +253,9 @@ class Orchestrator:
         stream = provider.stream(
             model,
             messages,
-            temperature=preset.temperature,
+            temperature=(
+                preset.temperature if preset.aggregator_temperature is None else preset.aggregator_temperature
+            ),
             max_tokens=preset.aggregator_max_tokens,
             timeout_s=idle_timeout_s,
         )

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from moa.conversation import Question
+from moa.conversation import Question, Refusal, RefusalReason
 from moa.intake import visible
 
 
@@ -46,38 +46,50 @@ class AccessPolicy:
     clock: Callable[[], float] = time.monotonic
     _asked: dict[tuple[str, str, str], deque[float]] = field(default_factory=dict, init=False, repr=False)
 
-    def refusal(self, question: Question) -> str | None:
+    def refusal(self, question: Question) -> Refusal | None:
         """Why the question is not answered, in words for the user; None when it is accepted.
 
-        An accepted question counts against the user's rate.
+        An accepted question counts against the user's rate (the question's own rate when it names one).
         """
         refusal = self.access_refusal(question)
         if refusal is not None:
             return refusal
         if not visible(question.text):
-            return "I didn't find a question in your message. Write it after the mention, e.g. `@moa what is WAL?`"
+            return Refusal(
+                "I didn't find a question in your message. Write it after the mention, e.g. `@moa what is WAL?`",
+                RefusalReason.NO_QUESTION,
+            )
         if len(question.text) > self.max_question_chars:
-            return (
+            return Refusal(
                 f"Your question is {len(question.text):,} characters long; the limit is "
-                f"{self.max_question_chars:,}. Please shorten it (or attach the essentials only) and ask again."
+                f"{self.max_question_chars:,}. Please shorten it (or attach the essentials only) and ask again.",
+                RefusalReason.TOO_LONG,
             )
         # One bucket per person (per Slack workspace, per Discord application), whatever the place: a DM or
         # another channel is no way around the limit.
         scope = question.key.workspace if question.user_scope is None else question.user_scope
-        return self._rate_refusal((question.key.platform, scope, question.user))
+        rate = self.user_rate if question.rate is None else question.rate
+        return self._rate_refusal((question.key.platform, scope, question.user), rate)
 
-    def access_refusal(self, question: Question) -> str | None:
+    def access_refusal(self, question: Question) -> Refusal | None:
         """The allow-lists alone, for every action (asking, forgetting); None when the user may act here."""
+        if question.authorized:
+            return None
         key = question.key
         places = {key.channel, key.thread, question.parent_channel}
         if self.allowed_channels and not (places & self.allowed_channels):
-            return "I'm not enabled in this channel. Ask an admin to add it to MOA_ALLOWED_CHANNELS."
+            return Refusal(
+                "I'm not enabled in this channel. Ask an admin to add it to MOA_ALLOWED_CHANNELS.",
+                RefusalReason.NOT_ALLOWED,
+            )
         if self.allowed_users and question.user not in self.allowed_users:
-            return "You're not on the list of people who can ask me questions. Ask an admin for access."
+            return Refusal(
+                "You're not on the list of people who can ask me questions. Ask an admin for access.",
+                RefusalReason.NOT_ALLOWED,
+            )
         return None
 
-    def _rate_refusal(self, user: tuple[str, str, str]) -> str | None:
-        rate = self.user_rate
+    def _rate_refusal(self, user: tuple[str, str, str], rate: UserRate) -> Refusal | None:
         if rate.count <= 0:
             return None
         now = self.clock()
@@ -86,9 +98,11 @@ class AccessPolicy:
             asked.popleft()
         if len(asked) >= rate.count:
             wait = asked[0] + rate.per_s - now
-            return (
+            return Refusal(
                 f"You've reached the limit of {rate.count} questions per {_duration(rate.per_s)}. "
-                f"You can ask again in {_duration(wait)}."
+                f"You can ask again in {_duration(wait)}.",
+                RefusalReason.RATE_LIMITED,
+                retry_after_s=wait,
             )
         asked.append(now)
         return None

@@ -9,6 +9,7 @@ from typing import Any
 
 from moa.channels import ChannelSettings, parse_channels
 from moa.errors import ConfigError
+from moa.policy import UserRate
 from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 
 TOGETHER = "together"
@@ -22,6 +23,7 @@ class Preset:
     aggregator: str
     layers: int = 2
     temperature: float = 0.7
+    aggregator_temperature: float | None = None  # None: `temperature`; set by a question's overrides only
     proposer_max_tokens: int = 512
     aggregator_max_tokens: int = 2048
     timeout_s: float = 60.0
@@ -51,6 +53,16 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
 
 
 @dataclass(frozen=True)
+class ApiKeyConfig:
+    """A key of the OpenAI-compatible API, `[api.keys.NAME]`: the variable holding it (never the key itself:
+    the file is not a place for secrets) and, optionally, a rate of its own instead of MOA_USER_RATE."""
+
+    name: str
+    key_env: str
+    rate: UserRate | None = None
+
+
+@dataclass(frozen=True)
 class Catalog:
     presets: dict[str, Preset]
     providers: dict[str, ProviderConfig] = field(default_factory=lambda: dict(BUILTIN_PROVIDERS))
@@ -68,6 +80,7 @@ class Catalog:
     def knowledge_channels(self, platform: str) -> frozenset[str]:
         """Channels whose settings say `knowledge = true`."""
         return frozenset(c.channel for c in self.channels.values() if c.platform == platform and c.knowledge)
+    api_keys: dict[str, ApiKeyConfig] = field(default_factory=dict)
 
     def get(self, name: str) -> Preset:
         try:
@@ -151,6 +164,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 _KIND_NAMES = {(list,): "a list", (str,): "a string", (int,): "a whole number", (int, float): "a number"}
 _PROVIDER_KEYS = {"base_url", "api_key_env"}
+_API_KEY_KEYS = {"key_env", "rate"}
 
 
 def split_model(model: str, providers: dict[str, ProviderConfig]) -> tuple[str, str]:
@@ -177,11 +191,11 @@ def load_catalog(path: Path | None) -> Catalog:
 
 
 def parse_catalog(data: dict[str, Any], *, source: str) -> Catalog:
-    unknown = set(data) - {"presets", "providers", "channels", "system_prompt"}
+    unknown = set(data) - {"presets", "providers", "channels", "system_prompt", "api"}
     if unknown:
         raise ConfigError(
             f"{source}: unknown table {sorted(unknown)[0]!r}; only system_prompt, [presets.NAME], "
-            '[providers.NAME] and [channels."ID"] are read'
+            '[providers.NAME], [channels."ID"] and [api.keys.NAME] are read'
         )
     system_prompt = data.get("system_prompt", "")
     if not isinstance(system_prompt, str):
@@ -212,7 +226,43 @@ def parse_catalog(data: dict[str, Any], *, source: str) -> Catalog:
                     f"declared; add a [providers.{prefix}] table with base_url"
                 )
     channels = parse_channels(_tables(data, "channels", source), source=source, presets=presets)
-    return Catalog(presets, providers, channels, system_prompt.strip())
+    return Catalog(
+        presets,
+        providers,
+        channels=channels,
+        system_prompt=system_prompt.strip(),
+        api_keys=_parse_api(data.get("api", {}), source),
+    )
+
+
+def _parse_api(api: Any, source: str) -> dict[str, ApiKeyConfig]:
+    if not isinstance(api, dict):
+        raise ConfigError(f"{source}: api must be a table holding [api.keys.NAME] tables")
+    unknown = set(api) - {"keys"}
+    if unknown:
+        raise ConfigError(f"{source}: [api] unknown key {sorted(unknown)[0]!r}; only [api.keys.NAME] tables are read")
+    keys: dict[str, ApiKeyConfig] = {}
+    tables = api.get("keys", {})
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise ConfigError(f"{source}: api.keys must be tables like [api.keys.NAME]")
+    for name, table in tables.items():
+        where = f"{source}: [api.keys.{name}]"
+        for key, value in table.items():
+            if key not in _API_KEY_KEYS:
+                raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: key_env, rate")
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{where}: {key} must be a non-empty string")
+        if "key_env" not in table:
+            raise ConfigError(
+                f'{where}: key_env is missing; add key_env = "VARIABLE" naming the environment variable that '
+                "holds the key (the key itself never goes in this file)"
+            )
+        try:
+            rate = UserRate.parse(table["rate"]) if "rate" in table else None
+        except ValueError as exc:
+            raise ConfigError(f"{where}: rate {exc}") from None
+        keys[name] = ApiKeyConfig(name, table["key_env"].strip(), rate)
+    return keys
 
 
 def _tables(data: dict[str, Any], key: str, source: str) -> dict[str, dict[str, Any]]:

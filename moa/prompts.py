@@ -34,7 +34,8 @@ def references_block(instruction: str, drafts: Sequence[str]) -> str:
     return f"{instruction}\n\n{numbered}"
 
 
-STANDING_INSTRUCTIONS = """Standing instructions from the team that runs this assistant (follow them unless the user's request makes \
+STANDING_INSTRUCTIONS = """\
+Standing instructions from the team that runs this assistant (follow them unless the user's request makes \
 that impossible):
 
 {instructions}"""
@@ -43,12 +44,19 @@ that impossible):
 def with_references(
     conversation: Sequence[Message], instruction: str, drafts: Sequence[str], *, standing: str = ""
 ) -> list[Message]:
-    """Messages for a model: the team's standing instructions (if any) and, for a model that refines or
-    aggregates, `drafts` with the instruction, as one system message; then the conversation unchanged."""
+    """Messages for a model: one system message holding, in order, the team's standing instructions (if any), the
+    conversation's own system message (an API client's), and, for a model that refines or aggregates, `drafts`
+    with the instruction; then the rest of the conversation unchanged.
+
+    One system message, not several: several break some models' chat templates.
+    """
+    messages = list(conversation)
     parts = [STANDING_INSTRUCTIONS.format(instructions=standing.strip())] if standing.strip() else []
+    if messages and messages[0]["role"] == "system" and (parts or drafts):
+        parts.append(messages.pop(0)["content"])
     if drafts:
         parts.append(references_block(instruction, drafts))
     if not parts:
-        return list(conversation)
+        return messages
     system: Message = {"role": "system", "content": "\n\n".join(parts)}
-    return [system, *conversation]
+    return [system, *messages]

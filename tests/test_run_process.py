@@ -546,3 +546,131 @@ async def test_questions_that_cannot_be_stored_get_a_reply_and_leave_nothing_hal
             assert len(slack.calls_to("chat.postMessage")) == posts  # no "asked" message left behind
             assert fake_llm.requests == []
             resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
+
+
+# the OpenAI-compatible API -------------------------------------------------------------------------------
+
+API_KEY = "process-api-key-0123456789"
+
+
+def api_env(llm: FakeLLM, tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    """`moa-bot run` with the API as its only adapter: no Slack, no Discord."""
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.default]\nproposers = ["p/a", "p/b"]\naggregator = "agg/x"\nretries = 0\n')
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO),
+        "TOGETHER_API_KEY": "together-secret-key-123",
+        "TOGETHER_BASE_URL": llm.base_url,
+        "MOA_CONFIG": str(config),
+        "MOA_DB": str(tmp_path / "data" / "moa.sqlite3"),
+        "MOA_HTTP_PORT": str(port),
+        "MOA_LOG_FORMAT": "json",
+        "MOA_API_KEYS": API_KEY,
+        **extra,
+    }
+
+
+async def api_runs_counted(port: int, count: int) -> str:
+    """/metrics once it counts `count` answered API runs (a run is counted a moment after its answer)."""
+    line = f'moa_runs_total{{platform="api",preset="default",status="done"}} {count:.1f}'
+    metrics = ""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+            if line in metrics:
+                break
+            await asyncio.sleep(0.05)
+    assert line in metrics
+    return metrics
+
+
+async def test_the_openai_sdk_sync_and_async_streamed_and_not_gets_answers_from_moa_bot_run(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    import openai
+
+    script_models(fake_llm)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    env = api_env(fake_llm, tmp_path, port)
+    async with running_bot(env, tmp_path, port) as bot:
+        body = await bot.wait_health(200)
+        assert body["components"] == {"database": "ok", "api": "connected"}
+
+        def sync_client() -> tuple[str | None, str]:
+            with openai.OpenAI(api_key=API_KEY, base_url=base_url, max_retries=0) as client:
+                whole = client.chat.completions.create(
+                    model="default", messages=[{"role": "user", "content": "sync whole"}])
+                stream = client.chat.completions.create(
+                    model="default", messages=[{"role": "user", "content": "sync stream"}], stream=True)
+                streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            return whole.choices[0].message.content, streamed
+
+        # the sync client blocks its thread; the fake LLM answers on this one
+        assert await asyncio.to_thread(sync_client) == ("[agg/x] answer to: sync whole",
+                                                        "[agg/x] answer to: sync stream")
+        async with openai.AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0) as client:
+            whole = await client.chat.completions.create(
+                model="default", messages=[{"role": "user", "content": "async whole"}])
+            assert whole.choices[0].message.content == "[agg/x] answer to: async whole"
+            assert whole.usage is not None and whole.usage.total_tokens > 0
+            stream = await client.chat.completions.create(
+                model="default", messages=[{"role": "user", "content": "async stream"}], stream=True,
+                stream_options={"include_usage": True})
+            chunks = [chunk async for chunk in stream]
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+                "[agg/x] answer to: async stream")
+            # the usage of every call of the run, which costs what the other one did (a question as long)
+            assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == whole.usage.total_tokens
+            assert [m.id async for m in client.models.list()] == ["default", "demo", "lite", "seed", "self"]
+        await api_runs_counted(port, 4)
+        assert await bot.signal(signal.SIGTERM) == 0
+    assert API_KEY not in bot.log.read_text()
+
+
+async def test_the_together_sdk_pointed_at_moa_bot_run_gets_answers(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    import together
+
+    script_models(fake_llm)
+    port = free_port()
+    async with running_bot(api_env(fake_llm, tmp_path, port), tmp_path, port):
+        client = together.AsyncTogether(api_key=API_KEY, base_url=f"http://127.0.0.1:{port}", max_retries=0)
+        try:
+            whole = await client.chat.completions.create(
+                model="default", messages=[{"role": "user", "content": "together whole"}])
+            assert whole.choices[0].message.content == "[agg/x] answer to: together whole"
+            stream = await client.chat.completions.create(
+                model="default", messages=[{"role": "user", "content": "together stream"}], stream=True)
+            streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            assert streamed == "[agg/x] answer to: together stream"
+        finally:
+            await client.close()
+
+
+async def test_sigterm_lets_api_streams_finish_and_refuses_new_requests_with_503(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    script_models(fake_llm, reply=LONG_ANSWER, tokens_per_s=30)  # two seconds of streaming
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    body = {"model": "default", "messages": [{"role": "user", "content": "long one"}], "stream": True}
+    async with running_bot(api_env(fake_llm, tmp_path, port, MOA_SHUTDOWN_GRACE_S="30"), tmp_path, port) as bot, \
+            aiohttp.ClientSession() as session:
+        async with session.post(url, headers=headers, json=body) as response:
+            received = b""
+            async for raw in response.content:
+                received += raw
+                if b"word3" in received:
+                    break
+            assert bot.process is not None
+            bot.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            async with session.post(url, headers=headers, json={**body, "stream": False}) as refused:
+                assert refused.status == 503
+                assert (await refused.json())["error"]["code"] == "shutting_down"
+            received += await response.content.read()
+        assert received.rstrip().endswith(b"data: [DONE]") and b"word59" in received
+        assert await asyncio.wait_for(bot.process.wait(), 30) == 0
