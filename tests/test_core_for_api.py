@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_settings
+from bot.wiring import Core
 from moa.answering import Answerer, StopResult
 from moa.conversation import ConversationKey, Overrides, Phase, Question, Refusal, RefusalReason
 from moa.errors import ConfigError
 from moa.events import ProposalDone, ProposalFailed
-from moa.orchestrator import Orchestrator
-from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
-from moa.presets import Catalog, load_catalog
+from moa.policy import UserRate
+from moa.presets import load_catalog
 from moa.prompts import with_references
-from moa.redaction import Redactor
 from storage import Store
+from tests.core import core_settings, open_test_core
 from tests.fakes.llm import FakeLLM, Failure
-from tests.helpers import FAST_BACKOFF, eventually, preset, registry_for
+from tests.helpers import eventually
 from tests.test_answering import RecordingSink
 
 KEY = ConversationKey("api", "team", "", "chatcmpl-1")
@@ -33,30 +33,32 @@ HISTORY = (
 
 
 @pytest.fixture
-async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    async with Store(tmp_path / "moa.sqlite3") as store:
-        yield store
+async def core(fake_llm: FakeLLM, tmp_path: Path):  # type: ignore[no-untyped-def]
+    for model in ("p/a", "p/b", "agg/x"):
+        fake_llm.script(model)
+    settings = core_settings(
+        fake_llm,
+        tmp_path,
+        presets={"test": {"retries": 0}},
+        TOGETHER_API_KEY="provider-secret-1234",  # masked wherever a provider's error echoes it
+        MOA_MAX_QUESTION_CHARS="100",
+        MOA_USER_RATE="off",
+        MOA_ALLOWED_CHANNELS="C1",
+        MOA_ALLOWED_USERS="U1",
+        MOA_MAX_CONCURRENT="4",
+    )
+    async with open_test_core(settings) as core:
+        yield core
 
 
 @pytest.fixture
-async def answerer(fake_llm: FakeLLM, store: Store):  # type: ignore[no-untyped-def]
-    for model in ("p/a", "p/b", "agg/x"):
-        fake_llm.script(model)
-    registry = registry_for(fake_llm)
-    catalog = Catalog({"test": preset(proposers=("p/a", "p/b"), retries=0)})
-    try:
-        yield Answerer(
-            Orchestrator(registry, backoff=FAST_BACKOFF),
-            store,
-            catalog,
-            default_preset="test",
-            policy=AccessPolicy(max_question_chars=100, user_rate=UserRate(0, 1.0),
-                                allowed_channels=frozenset({"C1"}), allowed_users=frozenset({"U1"})),
-            gate=ConcurrencyGate(4),
-            redact=Redactor(["provider-secret-1234"]),
-        )
-    finally:
-        await registry.aclose()
+def store(core: Core) -> Store:
+    return core.store
+
+
+@pytest.fixture
+def answerer(core: Core) -> Answerer:
+    return core.answerer
 
 
 def asked(text: str = "And in Postgres?", **kw: object) -> Question:

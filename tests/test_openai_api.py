@@ -26,12 +26,11 @@ from adapters.openai_api.sink import RESTART_NOTE
 from bot.http import build_app, start_site
 from bot.metrics import Metrics
 from moa.answering import Answerer
-from moa.orchestrator import Orchestrator
-from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
-from moa.presets import Catalog
+from moa.policy import UserRate
 from storage import Store
+from tests.core import core_settings, open_test_core
 from tests.fakes.llm import FakeLLM, Failure, count_tokens, message_text
-from tests.helpers import FAST_BACKOFF, eventually, preset, registry_for
+from tests.helpers import eventually, preset
 from tests.test_cli import moa_bot
 
 KEY = "team-key-0123456789abcdef"
@@ -78,16 +77,17 @@ class Api:
 async def api(fake_llm: FakeLLM, tmp_path: Path) -> AsyncIterator[Api]:
     for model in ("p/a", "p/b", "agg/x"):
         fake_llm.script(model)
-    registry = registry_for(fake_llm)
-    catalog = Catalog({"test": preset(proposers=("p/a", "p/b"), retries=0), "solo": preset(layers=1)})
-    async with Store(tmp_path / "moa.sqlite3") as store, aiohttp.ClientSession() as session:
-        answerer = Answerer(
-            Orchestrator(registry, backoff=FAST_BACKOFF), store, catalog, default_preset="test",
-            # the allow-lists name chat channels and users: a key is the API's access, they do not apply
-            policy=AccessPolicy(user_rate=UserRate(0, 1.0), allowed_channels=frozenset({"C0SLACK"}),
-                                allowed_users=frozenset({"U0SLACK"})),
-            gate=ConcurrencyGate(8),
-        )
+    settings = core_settings(
+        fake_llm,
+        tmp_path,
+        presets={"test": {"retries": 0}, "solo": {"proposers": ["p/a"], "aggregator": "agg/x", "layers": 1}},
+        MOA_USER_RATE="off",
+        # the allow-lists name chat channels and users: a key is the API's access, they do not apply
+        MOA_ALLOWED_CHANNELS="C0SLACK",
+        MOA_ALLOWED_USERS="U0SLACK",
+    )
+    async with open_test_core(settings) as core, aiohttp.ClientSession() as session:
+        answerer, store = core.answerer, core.store
         keys = [ApiKey("team", KEY), ApiKey("other", OTHER_KEY), ApiKey("limited", LIMITED_KEY, UserRate(1, 60.0))]
         adapter = OpenAIAdapter(keys=keys, answerer=answerer, keepalive_s=KEEPALIVE_S)
         app = build_app(store=store, adapters=[adapter], metrics=Metrics(), in_flight=lambda: answerer.in_flight,
@@ -100,7 +100,6 @@ async def api(fake_llm: FakeLLM, tmp_path: Path) -> AsyncIterator[Api]:
             for client in api.clients:
                 await client.close()
             await runner.cleanup()
-            await registry.aclose()
 
 
 def expected_usage(llm: FakeLLM) -> dict[str, int]:
@@ -140,8 +139,8 @@ async def run_row(store: Store, run_id: str) -> tuple[Any, ...]:
 async def test_every_preset_is_a_model(api: Api) -> None:
     client = api.openai()
     models = [m async for m in client.models.list()]
-    assert [(m.id, m.owned_by, m.object) for m in models] == [("solo", "moa-bot", "model"),
-                                                            ("test", "moa-bot", "model")]
+    served = ["default", "demo", "lite", "seed", "self", "solo", "test"]  # built in, and the file's
+    assert [(m.id, m.owned_by, m.object) for m in models] == [(name, "moa-bot", "model") for name in served]
     assert (await client.models.retrieve("test")).id == "test"
     with pytest.raises(openai.NotFoundError):
         await client.models.retrieve("gpt-4o")
@@ -300,7 +299,7 @@ async def test_a_missing_or_wrong_key_gets_401(api: Api, header: str | None) -> 
 async def test_an_unknown_model_gets_404_naming_the_presets(api: Api) -> None:
     status, _, body = await api.post({"model": "gpt-4o", "messages": QUESTION})
     assert status == 404
-    assert "moa-bot serves its presets as models: solo, test" in assert_openai_error(body, "model_not_found")
+    assert "moa-bot serves its presets as models: default, demo, lite, seed, self, solo, test" in assert_openai_error(body, "model_not_found")
 
 
 @pytest.mark.parametrize(
