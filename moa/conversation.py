@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
 from moa.events import Message
 
@@ -56,6 +57,12 @@ class Question:
     # Slack user id belongs to a workspace); "" means everywhere on the platform (a Discord user is the same
     # person in every guild and in DMs, so a DM is no way around the limit).
     user_scope: str | None = None
+    # Team knowledge (`moa.knowledge`): a direct message sees public knowledge only; `unprompted` is a message
+    # answered without a mention because it was posted in a knowledge channel (with no team source matching, it
+    # may get no reply at all: MOA_KNOWLEDGE_NO_SOURCES); `knowledge` False answers from the models alone.
+    is_dm: bool = False
+    unprompted: bool = False
+    knowledge: bool = True
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:
@@ -73,6 +80,32 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True)
+class SourceRef:
+    """A team source the answer cited, for an adapter that renders sources natively.
+
+    `number` is the [n] the answer cites it by; `link` is a URL (Slack permalink, Discord jump URL) or, for a
+    local document, a file path.
+    """
+
+    number: int
+    title: str
+    author: str
+    created_at: float  # unix time
+    link: str
+    kind: str  # "message" | "file" | "local" | "verified"
+    channel: str = ""
+
+    @property
+    def date(self) -> str:
+        return datetime.fromtimestamp(self.created_at, UTC).strftime("%Y-%m-%d") if self.created_at else ""
+
+    @property
+    def url(self) -> str:
+        """The link when it is a web address ("" for a file path)."""
+        return self.link if self.link.startswith(("https://", "http://")) else ""
+
+
+@dataclass(frozen=True)
 class ReplyView:
     """Everything the user should see of one answer right now. Later views replace earlier ones."""
 
@@ -81,6 +114,8 @@ class ReplyView:
     text: str = ""  # the answer so far in standard Markdown; for FAILED/INTERRUPTED, the message to show
     footer: str = ""  # DONE and STOPPED: "default · 4 models · 12.3 s", plain text; the adapter styles it
     run_id: str = ""  # the run this view belongs to (buttons on it name the run); "" for one-off replies
+    # DONE: the team sources the answer cited, in citation order (the text already ends with a Sources list)
+    sources: tuple[SourceRef, ...] = ()
 
     @property
     def final(self) -> bool:
@@ -96,7 +131,9 @@ class ReplySink(Protocol):
     """Implemented by each adapter for one answer.
 
     `open` posts the placeholder and returns where it is, as JSON-able strings, so that the answer can be
-    resumed or marked interrupted after a crash. A sink that creates the conversation's thread as it opens (Slack's
+    resumed or marked interrupted after a crash. Where the answer is a message of its own, the dict names it with
+    `"channel"` and `"message"` (the message id: a Slack ts, a Discord snowflake), so that a ✅ reaction on the
+    answer finds its run (`moa.knowledge.Librarian.verify`). A sink that creates the conversation's thread as it opens (Slack's
     `/moa` posts "… asked: …" and answers under it) returns the new thread as `"thread"`, and the core moves the
     question's conversation there. `show` must return promptly for non-final views (the sink coalesces and paces
     edits); a final view returns only once it is delivered in full, split across messages as the platform
@@ -109,3 +146,19 @@ class ReplySink(Protocol):
     async def show(self, view: ReplyView) -> None: ...
 
     async def refuse(self, message: str) -> None: ...
+
+
+@runtime_checkable
+class Reacting(Protocol):
+    """A sink that can also put an emoji reaction on the question (its platform has reactions).
+
+    The core uses it to say "seen, but nothing to answer" (🤷, name "shrug") where it posts no reply.
+    """
+
+    async def react(self, name: str) -> None: ...
+
+
+async def react(sink: ReplySink, name: str) -> None:
+    """React on the question where the sink can; a no-op for sinks that cannot."""
+    if isinstance(sink, Reacting):
+        await sink.react(name)

@@ -53,14 +53,17 @@ class Orchestrator:
         self._backoff = backoff
         self._clock = clock
 
-    async def run(self, preset: Preset, conversation: Sequence[Message]) -> AsyncIterator[Event]:
+    async def run(
+        self, preset: Preset, conversation: Sequence[Message], *, sources: str = ""
+    ) -> AsyncIterator[Event]:
+        """`sources`: a `moa.prompts.sources_block`, given to every proposer and to the aggregator."""
         started = self._clock()
         usage: dict[str, Usage] = {}
         errors: list[ProviderError] = []
         drafts: list[_Draft] = []
         # layers = L means L-1 proposer layers, then the aggregator (layers = 1: the aggregator alone)
         for layer in range(1, preset.layers):
-            messages = with_references(conversation, preset.aggregator_prompt, [d.text for d in drafts])
+            messages = with_references(conversation, preset.aggregator_prompt, [d.text for d in drafts], sources)
             layer_drafts: list[_Draft] = []
             async for event in self._layer(preset, layer, messages, errors):
                 if isinstance(event, ProposalDone):
@@ -71,7 +74,7 @@ class Orchestrator:
                 drafts = sorted(layer_drafts, key=lambda d: d.index)
 
         yield AggregationStarted(preset.aggregator, len(drafts), len(preset.proposers) if preset.layers > 1 else 0)
-        messages = with_references(conversation, preset.aggregator_prompt, [d.text for d in drafts])
+        messages = with_references(conversation, preset.aggregator_prompt, [d.text for d in drafts], sources)
         parts: list[str] = []
         aggregator_error: ProviderError | None = None
         try:
