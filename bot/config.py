@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moa.errors import ConfigError
+from moa.knowledge.model import NoSources
 from moa.policy import UserRate
 from moa.store import HistoryBudget
 
@@ -25,6 +26,11 @@ class Settings:
     log_format: str = "text"
     max_question_chars: int = 16_000
     knowledge_channels: frozenset[str] = frozenset()
+    knowledge_backfill_days: int = 365
+    knowledge_max_file_mb: float = 10.0
+    knowledge_curators: frozenset[str] = frozenset()
+    knowledge_no_sources: NoSources = NoSources.ANSWER
+    embedding_model: str | None = None
     allowed_channels: frozenset[str] = frozenset()
     allowed_users: frozenset[str] = frozenset()
     user_rate: UserRate = field(default_factory=UserRate)
@@ -78,6 +84,13 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         log_format=reader.choice("MOA_LOG_FORMAT", "text", ("text", "json")),
         max_question_chars=reader.integer("MOA_MAX_QUESTION_CHARS", 16_000, low=1),
         knowledge_channels=reader.ids("MOA_KNOWLEDGE_CHANNELS"),
+        knowledge_backfill_days=reader.integer("MOA_KNOWLEDGE_BACKFILL_DAYS", 365, low=0),
+        knowledge_max_file_mb=reader.number("MOA_KNOWLEDGE_MAX_FILE_MB", 10.0, low=0.0),
+        knowledge_curators=reader.ids("MOA_KNOWLEDGE_CURATORS"),
+        knowledge_no_sources=NoSources(
+            reader.choice("MOA_KNOWLEDGE_NO_SOURCES", NoSources.ANSWER.value, tuple(m.value for m in NoSources))
+        ),
+        embedding_model=env.get("MOA_EMBEDDING_MODEL"),
         allowed_channels=reader.ids("MOA_ALLOWED_CHANNELS"),
         allowed_users=reader.ids("MOA_ALLOWED_USERS"),
         user_rate=reader.parsed("MOA_USER_RATE", "20/hour", UserRate.parse),

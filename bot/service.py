@@ -113,9 +113,14 @@ class Service:
         log.info("listening on http://%s:%d (healthz, metrics)", self.settings.http_host, self.port)
         supervisors = [self._spawn(self._supervise(a), f"supervise-{a.name}") for a in self.adapters]
         scheduler = build_scheduler(
-            self.core.store, retention_days=self.settings.retention_days, sweep=lambda: self.recover(resume=False)
+            self.core.store,
+            retention_days=self.settings.retention_days,
+            sweep=lambda: self.recover(resume=False),
+            knowledge_purge=self.purge_knowledge,
         )
         scheduler.start()
+        if self.core.embedding is not None:
+            self._spawn(self.core.embedding.run(), "knowledge-embedder")
         self._spawn(self._recover_at_start(), "recover-at-start")
         try:
             await self.stopping.wait()
@@ -137,6 +142,11 @@ class Service:
                 loop.remove_signal_handler(sig)
         log.info("stopped")
         return 0
+
+    async def purge_knowledge(self) -> str:
+        """Knowledge channels taken out of MOA_KNOWLEDGE_CHANNELS leave the index."""
+        removed = await self.core.librarian.purge_unconfigured(self.settings.knowledge_channels)
+        return f"{removed} documents of channels no longer in MOA_KNOWLEDGE_CHANNELS removed"
 
     def stop(self) -> None:
         self.core.answerer.stop_intake()

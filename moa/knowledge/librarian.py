@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from moa.errors import MoaError
+from moa.errors import ProviderError
 from moa.events import Message
 from moa.knowledge.chunking import chunk_text
 from moa.knowledge.citations import SOURCES_HEADING
@@ -101,7 +101,7 @@ class Librarian:
         self.max_file_bytes = max_file_bytes
         self.policy = policy
         self.embedder = embedder
-        self._worker = worker
+        self.worker = worker
 
     # --- chat messages and files (adapters) ------------------------------------------------------------
 
@@ -292,19 +292,29 @@ class Librarian:
 
     async def find(self, question: str, window: Sequence[Message], audience: Audience) -> list[Passage]:
         """The passages for a question (with a short window of its thread), for this audience only."""
-        query = build_query(question, window, self.policy)
+        return await self._find(question, window, audience, self.policy)
+
+    async def search(self, text: str, audience: Audience, limit: int) -> list[Passage]:
+        """What `find` gives a question, up to `limit` passages (`moa-bot knowledge search`)."""
+        policy = replace(self.policy, top_k=limit, candidates=max(self.policy.candidates, 4 * limit))
+        return await self._find(text, (), audience, policy)
+
+    async def _find(
+        self, question: str, window: Sequence[Message], audience: Audience, policy: RetrievalPolicy
+    ) -> list[Passage]:
+        query = build_query(question, window, policy)
         if query.empty:
             return []
         allowed = shelves(audience)
-        text_hits = await self.index.search_text(query.terms, allowed, self.policy.candidates)
+        text_hits = await self.index.search_text(query.terms, allowed, policy.candidates)
         vector_hits: list[Passage] = []
         if self.embedder is not None:
             try:
                 vector = await self.embedder.embed_query(query.text)
-                vector_hits = await self.index.search_vector(vector, allowed, self.policy.candidates)
-            except MoaError as exc:
+                vector_hits = await self.index.search_vector(vector, allowed, policy.candidates)
+            except ProviderError as exc:
                 log.warning("knowledge: semantic search unavailable, full-text only: %s", exc)
-        ranked = rank(query, text_hits, vector_hits, self.policy)
+        ranked = rank(query, text_hits, vector_hits, policy)
         # the shelves already filtered the search; checking again costs nothing and guards the rule
         return [p for p in ranked if can_see(audience, p)]
 
@@ -320,8 +330,8 @@ class Librarian:
         if await self.index.document_hash(document.source) == content_digest:
             return Upsert.UNCHANGED
         outcome = await self.index.upsert_document(document, chunk_text(document.text), content_digest)
-        if outcome is not Upsert.UNCHANGED and self._worker is not None:
-            self._worker.wake()
+        if outcome is not Upsert.UNCHANGED and self.worker is not None:
+            self.worker.wake()
         return outcome
 
 
