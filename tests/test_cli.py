@@ -440,7 +440,7 @@ async def test_knowledge_commands_add_list_search_remove_and_stats(tmp_path: Pat
     ]
     # the terminal sees what `ask` would: the scoped file is for channel C9 only
     code, out, _ = await moa_bot("knowledge", "search", "billing", "rollbacks", env=env, cwd=tmp_path)
-    assert code == 0 and out.startswith("1. [") and f"page.html (" in out and "deploy.md" not in out
+    assert code == 0 and out.startswith("1. [") and "page.html (" in out and "deploy.md" not in out
     assert "Billing rollbacks use make back." in out and f"local:{docs / 'page.html'}" in out
     code, out, _ = await moa_bot("knowledge", "remove", str(docs / "page.html"), env=env, cwd=tmp_path)
     assert (code, out.strip()) == (0, "removed 1 document")

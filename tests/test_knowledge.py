@@ -9,7 +9,13 @@ import pytest
 
 from moa.conversation import ConversationKey, Question, SourceRef
 from moa.knowledge.chunking import OVERLAP, SIZE, chunk_text
-from moa.knowledge.citations import cited_numbers, link_markers, sources_section, with_sources
+from moa.knowledge.citations import (
+    cited_numbers,
+    link_markers,
+    sources_section,
+    with_sources,
+    without_citations,
+)
 from moa.knowledge.extract import Extracted, Skipped, extract, html_to_text
 from moa.knowledge.model import LOCAL, Audience, Document, Kind, Passage, Visibility
 from moa.knowledge.privacy import audience_of, can_see
@@ -266,6 +272,11 @@ def test_the_answer_lists_only_the_cited_sources_in_citation_order() -> None:
     assert [r.number for r in refs] == [3, 1]
     assert text.endswith("**Sources**\n- [3] t3 — a\n- [1] t1 — a")
     assert with_sources("No citation.", given) == ("No citation.", ())
+
+
+def test_a_verified_answer_is_kept_without_its_markers_and_sources() -> None:
+    answer = "Use `x[1]` with make [[1]](https://a/b) and a flag [2, 3].\n\n**Sources**\n- [1] t\n- [2] u"
+    assert without_citations(answer) == "Use `x[1]` with make and a flag."
 
 
 # --- the prompt block ---------------------------------------------------------------------------------------

@@ -211,5 +211,6 @@ async def test_a_verified_answer_comes_first_in_the_next_answers_sources(knowled
                             Sink())
     block = system_of(fake_llm, "p/a")
     assert block.index("[1] How do we rotate the vault token?") < block.index("[2] Rotate the vault token")
-    assert f"Q: How do we rotate the vault token?\n\nA: Use vault-rotate on the bastion [[1]]" not in block
+    # saved without the citation markers of its own answer, which would mean other sources here
+    assert "Q: How do we rotate the vault token?\n\nA: Use vault-rotate on the bastion.\n</source>" in block
     assert run_id

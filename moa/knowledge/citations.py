@@ -88,6 +88,16 @@ def link_markers(text: str, refs: Sequence[SourceRef]) -> str:
     return "".join(piece if is_code else _MARKER.sub(linked, piece) for is_code, piece in _prose(text))
 
 
+# a marker as cited ([1], [1, 2]) or as linked ([[1]](https://...)), with the space before it
+_ANY_MARKER = re.compile(r"[ \t]*(?:\[\[\d{1,3}\]\]\([^)\s]*\)|" + _MARKER.pattern + ")")
+
+
+def without_citations(text: str) -> str:
+    """An answer without its Sources list and [n] markers (numbers that mean nothing outside that answer)."""
+    text = text.split(f"\n\n{SOURCES_HEADING}\n", 1)[0]
+    return "".join(piece if is_code else _ANY_MARKER.sub("", piece) for is_code, piece in _prose(text)).strip()
+
+
 def sources_section(refs: Sequence[SourceRef]) -> str:
     """The Markdown list that ends an answer: one line per cited source, in citation order."""
     lines = [SOURCES_HEADING]

@@ -20,7 +20,7 @@ from pathlib import Path
 from moa.errors import ProviderError
 from moa.events import Message
 from moa.knowledge.chunking import chunk_text
-from moa.knowledge.citations import SOURCES_HEADING
+from moa.knowledge.citations import without_citations
 from moa.knowledge.embedding import Embedder, EmbeddingWorker
 from moa.knowledge.extract import MB, Skipped, extract, too_large, unsupported
 from moa.knowledge.model import (
@@ -182,7 +182,7 @@ class Librarian:
             return Verification.NOT_AN_ANSWER
         if user != run.user and user not in self.curators:
             return Verification.NOT_ALLOWED
-        answer = run.answer.split(f"\n\n{SOURCES_HEADING}\n", 1)[0].strip()
+        answer = without_citations(run.answer)
         document = Document(
             source=f"{VERIFIED_PREFIX}{run.run_id}",
             kind=Kind.VERIFIED,
