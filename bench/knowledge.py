@@ -30,6 +30,7 @@ from typing import Any
 from bench.common import summary
 from moa.knowledge import Audience, Document, Kind, Librarian
 from moa.knowledge.embedding import normalized
+from moa.knowledge.retrieval import STOPWORDS
 from storage import Store
 
 VOCABULARY = 20_000
@@ -67,7 +68,9 @@ class Embedding:
 
 
 def vocabulary(rng: random.Random) -> list[str]:
-    seen: dict[str, None] = {}
+    """Made-up words, except the most frequent ones: in real text those are English stopwords, which a query
+    leaves out (`moa.knowledge.retrieval.STOPWORDS`), so the corpus has them in their place."""
+    seen: dict[str, None] = dict.fromkeys(sorted(STOPWORDS))
     while len(seen) < VOCABULARY:
         seen.setdefault("".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))), None)
     return list(seen)

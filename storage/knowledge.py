@@ -1,5 +1,10 @@
 """The team-knowledge index in SQLite: documents, chunks, FTS5 with bm25, optional sqlite-vec vectors.
 
+Vectors: each chunk's float32 embedding is kept in `chunk_embeddings`; the sqlite-vec index `chunk_vectors`
+holds its binary quantization (one bit per dimension, 32 times smaller), scanned by Hamming distance for the
+nearest few hundred, which are then ranked by exact cosine distance on the float vectors. A scan of 100,000
+binary vectors costs a few milliseconds where float ones would cost over a hundred.
+
 Implements `moa.knowledge.model.KnowledgeIndex` as part of `storage.Store` (one connection, one operation at a
 time). The SQL is plain so it ports: `chunks_fts MATCH ... ORDER BY bm25(...)` would become a tsvector query with
 `ts_rank` in PostgreSQL, and the privacy shelves become the same WHERE clause.
@@ -26,9 +31,10 @@ from moa.knowledge.model import (
     Visibility,
 )
 from storage.database import Database, operation
-from storage.vectors import MAX_K, VEC_TABLE, pack
+from storage.vectors import MAX_K, VEC_TABLE, pack, pad
 
-CHAT_KINDS = ("message", "file")  # what a knowledge channel holds (verified answers are kept when it goes)
+CHAT_KINDS = ("message", "file")
+COARSE = 4  # binary-quantized candidates per passage asked, ranked again by exact cosine distance  # what a knowledge channel holds (verified answers are kept when it goes)
 _PASSAGE_COLUMNS = (
     "c.id, d.source, d.kind, d.platform, d.workspace, d.channel, d.visibility, d.title, d.author, d.created_at,"
     " d.link, c.text"
@@ -84,12 +90,12 @@ class KnowledgeTables(Database):
     _vector_dim: int | None = None  # the vector table's dimension, once it exists
 
     async def _start_vectors(self) -> None:
-        """Called at open with sqlite-vec loaded: find the vector table and drop vectors of deleted chunks."""
+        """Called at open with sqlite-vec loaded: find the vector index and drop entries of deleted chunks."""
         rows = await self._rows("SELECT value FROM knowledge_meta WHERE key = 'embedding_dim'")
         tables = await self._rows("SELECT 1 FROM sqlite_master WHERE name = ?", (VEC_TABLE,))
         if rows and tables:
             self._vector_dim = int(rows[0][0])
-            await self._execute(f"DELETE FROM {VEC_TABLE} WHERE rowid NOT IN (SELECT id FROM chunks)")
+            await self._execute(f"DELETE FROM {VEC_TABLE} WHERE rowid NOT IN (SELECT chunk_id FROM chunk_embeddings)")
             await self.db.commit()
 
     async def _delete_documents(self, where: str, params: Sequence[object]) -> int:
@@ -183,11 +189,11 @@ class KnowledgeTables(Database):
         visible, params = _shelf_filter(shelves)
         # the nearest first, then only what the audience may read: ask for more than needed
         rows = await self._rows(
-            f"WITH nearest AS (SELECT rowid, distance FROM {VEC_TABLE} WHERE embedding MATCH ? AND k = ?)"
-            f" SELECT {_PASSAGE_COLUMNS}, nearest.distance FROM nearest"
-            " JOIN chunks c ON c.id = nearest.rowid JOIN documents d ON d.id = c.document_id"
-            f" WHERE ({visible}) ORDER BY nearest.distance LIMIT ?",
-            (pack(vector), min(MAX_K, limit * 8), *params, limit),
+            f"WITH coarse AS (SELECT rowid FROM {VEC_TABLE} WHERE embedding MATCH vec_quantize_binary(?) AND k = ?)"
+            f" SELECT {_PASSAGE_COLUMNS}, vec_distance_cosine(e.vector, ?) AS distance FROM coarse"
+            " JOIN chunk_embeddings e ON e.chunk_id = coarse.rowid JOIN chunks c ON c.id = coarse.rowid"
+            f" JOIN documents d ON d.id = c.document_id WHERE ({visible}) ORDER BY distance LIMIT ?",
+            (pack(pad(vector)), min(MAX_K, limit * COARSE), pack(vector), *params, limit),
         )
         return [_passage(row, 1.0 - float(row[12]), 1.0 - float(row[12])) for row in rows]
 
@@ -203,7 +209,7 @@ class KnowledgeTables(Database):
             await self._execute(f"DROP TABLE {VEC_TABLE}")
             self._vector_dim = None
         await self._execute("DELETE FROM knowledge_meta WHERE key = 'embedding_dim'")
-        await self._execute("UPDATE chunks SET embedded = 0 WHERE embedded = 1")
+        await self._execute("DELETE FROM chunk_embeddings")
         await self._execute(
             "INSERT INTO knowledge_meta (key, value) VALUES ('embedding_model', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -215,7 +221,11 @@ class KnowledgeTables(Database):
     async def pending_embeddings(self, limit: int) -> list[PendingChunk]:
         if not self.vectors:
             return []
-        rows = await self._rows("SELECT id, text FROM chunks WHERE embedded = 0 ORDER BY id LIMIT ?", (limit,))
+        rows = await self._rows(
+            "SELECT c.id, c.text FROM chunks c LEFT JOIN chunk_embeddings e ON e.chunk_id = c.id"
+            " WHERE e.chunk_id IS NULL ORDER BY c.id LIMIT ?",
+            (limit,),
+        )
         return [PendingChunk(int(i), str(t)) for i, t in rows]
 
     @operation
@@ -225,8 +235,7 @@ class KnowledgeTables(Database):
         dim = len(vectors[0][1])
         if self._vector_dim is None:
             await self._execute(
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS {VEC_TABLE} USING vec0"
-                f" (embedding float[{dim}] distance_metric=cosine)"
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {VEC_TABLE} USING vec0 (embedding bit[{len(pad([0.0] * dim))}])"
             )
             await self._execute(
                 "INSERT INTO knowledge_meta (key, value) VALUES ('embedding_dim', ?)"
@@ -238,11 +247,15 @@ class KnowledgeTables(Database):
         alive = {r[0] for r in await self._rows(
             f"SELECT id FROM chunks WHERE id IN ({', '.join('?' * len(ids))})", ids)}
         await self._execute(f"DELETE FROM {VEC_TABLE} WHERE rowid IN ({', '.join('?' * len(ids))})", ids)
+        kept = [(chunk, vector) for chunk, vector in vectors if chunk in alive]
         await self._execute_many(
-            f"INSERT INTO {VEC_TABLE} (rowid, embedding) VALUES (?, ?)",
-            [(chunk, pack(vector)) for chunk, vector in vectors if chunk in alive],
+            "INSERT OR REPLACE INTO chunk_embeddings (chunk_id, vector) VALUES (?, ?)",
+            [(chunk, pack(vector)) for chunk, vector in kept],
         )
-        await self._execute_many("UPDATE chunks SET embedded = 1 WHERE id = ?", [(chunk,) for chunk in alive])
+        await self._execute_many(
+            f"INSERT INTO {VEC_TABLE} (rowid, embedding) VALUES (?, vec_quantize_binary(?))",
+            [(chunk, pack(pad(vector))) for chunk, vector in kept],
+        )
         await self.db.commit()
         self._vector_dim = dim
 
@@ -270,7 +283,7 @@ class KnowledgeTables(Database):
     async def stats(self) -> IndexStats:
         kinds = await self._rows("SELECT kind, COUNT(*) FROM documents GROUP BY kind ORDER BY kind")
         (chunks, embedded, chars), = await self._rows(
-            "SELECT COUNT(*), COALESCE(SUM(embedded), 0), COALESCE(SUM(LENGTH(text)), 0) FROM chunks"
+            "SELECT COUNT(*), (SELECT COUNT(*) FROM chunk_embeddings), COALESCE(SUM(LENGTH(text)), 0) FROM chunks"
         )
         (pages, page_size), = await self._rows(
             "SELECT (SELECT page_count FROM pragma_page_count), (SELECT page_size FROM pragma_page_size)"

@@ -90,9 +90,9 @@ async def m002_health(db: aiosqlite.Connection) -> None:
 async def m003_knowledge(db: aiosqlite.Connection) -> None:
     # Team knowledge. Plain tables, one full-text index: PostgreSQL would keep a tsvector column on `chunks`
     # where SQLite keeps the FTS5 table `chunks_fts` in step through triggers. Ids never come back
-    # (AUTOINCREMENT): vectors of deleted chunks left behind while sqlite-vec was not loaded can never match
-    # another chunk. The vector table itself is made at run time (`storage.vectors`), once the model's
-    # dimension is known.
+    # (AUTOINCREMENT): entries of deleted chunks left in the vector index while sqlite-vec was not loaded can
+    # never match another chunk. The embeddings themselves are a plain table; their index (`storage.vectors`)
+    # is made at run time, once the model's dimension is known.
     await db.executescript(
         """
         CREATE TABLE documents (
@@ -118,11 +118,15 @@ async def m003_knowledge(db: aiosqlite.Connection) -> None:
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             document_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
             seq INTEGER NOT NULL,
-            text TEXT NOT NULL,
-            embedded INTEGER NOT NULL DEFAULT 0
+            text TEXT NOT NULL
         );
         CREATE INDEX chunks_document ON chunks (document_id);
-        CREATE INDEX chunks_unembedded ON chunks (id) WHERE embedded = 0;
+
+        -- float32 vectors (MOA_EMBEDDING_MODEL only); a chunk without a row here is waiting to be embedded
+        CREATE TABLE chunk_embeddings (
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,
+            vector BLOB NOT NULL
+        );
 
         CREATE VIRTUAL TABLE chunks_fts USING fts5 (
             text, content = 'chunks', content_rowid = 'id', tokenize = 'porter unicode61 remove_diacritics 2'

@@ -1,7 +1,7 @@
 """sqlite-vec, the vector index for semantic search, loaded only when MOA_EMBEDDING_MODEL is set.
 
-Chunk vectors live in a `vec0` virtual table (`chunk_vectors`, rowid = the chunk's id, cosine distance) created
-once the model's dimension is known. Python's `sqlite3` can load an extension only when CPython was built with
+The index is a `vec0` virtual table (`chunk_vectors`, rowid = the chunk's id) of binary-quantized vectors,
+created once the model's dimension is known (see `storage.knowledge`). Python's `sqlite3` can load an extension only when CPython was built with
 `--enable-loadable-sqlite-extensions`, which many builds (pyenv's default among them) are not; for those, the
 extension's entry point is registered with `sqlite3_auto_extension` in the very SQLite library that `_sqlite3`
 uses, so every connection opened afterwards has it. Either way the extension is the `sqlite-vec` package's.
@@ -65,6 +65,11 @@ async def load(db: aiosqlite.Connection) -> str:
     async with db.execute("SELECT vec_version()") as cursor:
         row = await cursor.fetchone()
     return str(row[0]) if row else "unknown"
+
+
+def pad(vector: Sequence[float]) -> list[float]:
+    """Zeros up to a multiple of 8 dimensions: a binary-quantized vector is whole bytes."""
+    return [*vector, *[0.0] * (-len(vector) % 8)]
 
 
 def pack(vector: Sequence[float]) -> bytes:
