@@ -111,7 +111,12 @@ class KnowledgeTables(Database):
     # --- writing --------------------------------------------------------------------------------------------
 
     @operation
-    async def upsert_document(self, document: Document, chunks: Sequence[str], digest: str) -> Upsert:
+    async def upsert_documents(self, items: Sequence[tuple[Document, Sequence[str], str]]) -> list[Upsert]:
+        outcomes = [await self._upsert(document, chunks, digest) for document, chunks, digest in items]
+        await self.db.commit()
+        return outcomes
+
+    async def _upsert(self, document: Document, chunks: Sequence[str], digest: str) -> Upsert:
         rows = await self._rows("SELECT digest FROM documents WHERE source = ?", (document.source,))
         if rows and rows[0][0] == digest:
             return Upsert.UNCHANGED
@@ -130,7 +135,6 @@ class KnowledgeTables(Database):
             "INSERT INTO chunks (document_id, seq, text) VALUES (?, ?, ?)",
             [(document_id, seq, text) for seq, text in enumerate(chunks)],
         )
-        await self.db.commit()
         return Upsert.REPLACED if rows else Upsert.ADDED
 
     @operation

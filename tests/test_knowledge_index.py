@@ -51,6 +51,15 @@ async def test_question_text_is_never_read_as_search_syntax(librarian: Librarian
         await librarian.find(question, [], CHANNEL)  # no StorageError from a malformed MATCH
 
 
+async def test_a_backfill_page_is_indexed_at_once_and_again_without_change(librarian: Librarian) -> None:
+    page = [message(str(i), f"Deploy note number {i}.") for i in range(5)]
+    page.append(message("5", "  "))  # a message with no text (only a file, say) adds nothing
+    assert await librarian.index_messages(page) == [Upsert.ADDED] * 5 + [Upsert.UNCHANGED]
+    page[2] = message("2", "Deploy note number 2, edited.")
+    assert await librarian.index_messages(page) == [Upsert.UNCHANGED] * 2 + [Upsert.REPLACED] + [Upsert.UNCHANGED] * 3
+    assert (await librarian.stats()).documents == {"message": 5}
+
+
 async def test_indexing_an_unchanged_message_writes_nothing(librarian: Librarian) -> None:
     assert await librarian.index_message(message("1", "Deploys are on Tuesdays.")) is Upsert.ADDED
     before = (await librarian.documents())[0]
@@ -90,8 +99,8 @@ async def test_an_unsupported_shared_file_is_skipped_not_indexed(librarian: Libr
 async def test_purging_a_channel_keeps_other_channels_and_verified_answers(librarian: Librarian) -> None:
     await librarian.index_message(message("1", "deploy note", channel="C1"))
     await librarian.index_message(message("2", "deploy note", channel="C2"))
-    await librarian.index.upsert_document(
-        Document("verified:R1", Kind.VERIFIED, "slack", "T1", "C1", "Q: deploy? A: yes"), ["Q: deploy? A: yes"], "d")
+    await librarian.index.upsert_documents(
+        [(Document("verified:R1", Kind.VERIFIED, "slack", "T1", "C1", "Q: deploy? A: yes"), ["Q: deploy? A: yes"], "d")])
     await librarian.save_cursor(Cursor("slack", "T1", "C1", "abc", messages=1))
     assert await librarian.purge_unconfigured({"C2"}) == 1
     assert [d.source for d in await librarian.documents()] == ["slack:T1:C2:2", "verified:R1"]

@@ -106,14 +106,23 @@ class Librarian:
     # --- chat messages and files (adapters) ------------------------------------------------------------
 
     async def index_message(self, document: Document) -> Upsert:
-        """Index a message as it arrives, during a backfill, or after an edit (same source: replaced).
+        """Index a message as it arrives, or after an edit (same source: replaced).
 
         A message edited down to nothing is removed.
         """
         if not document.text.strip():
             await self.index.remove_source(document.source)
             return Upsert.REMOVED
-        return await self._upsert(document, document_digest(document))
+        return (await self.index_messages([document]))[0]
+
+    async def index_messages(self, documents: Sequence[Document]) -> list[Upsert]:
+        """Index a page of messages at once (a backfill): one transaction, unchanged ones left as they are.
+        Messages without text are skipped (UNCHANGED)."""
+        items = [(d, chunk_text(d.text), document_digest(d)) for d in documents if d.text.strip()]
+        outcomes = iter(await self.index.upsert_documents(items) if items else [])
+        result = [next(outcomes) if d.text.strip() else Upsert.UNCHANGED for d in documents]
+        self._wake(result)
+        return result
 
     def accepts_file(self, name: str, size: int) -> Skipped | None:
         """Why a shared file will not be indexed (so it is not even downloaded), or None."""
@@ -311,7 +320,7 @@ class Librarian:
         if self.embedder is not None:
             try:
                 vector = await self.embedder.embed_query(query.text)
-                vector_hits = await self.index.search_vector(vector, allowed, policy.candidates)
+                vector_hits = await self.index.search_vector(vector, allowed, policy.vector_candidates)
             except ProviderError as exc:
                 log.warning("knowledge: semantic search unavailable, full-text only: %s", exc)
         ranked = rank(query, text_hits, vector_hits, policy)
@@ -327,12 +336,13 @@ class Librarian:
             await self.index.mark_cited(run_id, numbers)
 
     async def _upsert(self, document: Document, content_digest: str) -> Upsert:
-        if await self.index.document_hash(document.source) == content_digest:
-            return Upsert.UNCHANGED
-        outcome = await self.index.upsert_document(document, chunk_text(document.text), content_digest)
-        if outcome is not Upsert.UNCHANGED and self.worker is not None:
-            self.worker.wake()
+        [outcome] = await self.index.upsert_documents([(document, chunk_text(document.text), content_digest)])
+        self._wake([outcome])
         return outcome
+
+    def _wake(self, outcomes: Sequence[Upsert]) -> None:
+        if self.worker is not None and any(o in (Upsert.ADDED, Upsert.REPLACED) for o in outcomes):
+            self.worker.wake()
 
 
 def _absolute(path: Path) -> Path:

@@ -197,9 +197,9 @@ class RunOrigin:
 class KnowledgeIndex(Protocol):
     """What the core needs from the index. Every method raises `moa.errors.StorageError` on failure."""
 
-    async def upsert_document(self, document: Document, chunks: Sequence[str], digest: str) -> Upsert:
-        """Index `document` as `chunks`, replacing what its source held; a source indexed before with the same
-        `digest` (a hash of its content, computed by the core) does nothing."""
+    async def upsert_documents(self, items: Sequence[tuple[Document, Sequence[str], str]]) -> list[Upsert]:
+        """Index each (document, its chunks, its digest) in one transaction, replacing what its source held; a
+        source indexed before with the same digest (a hash of its content, computed by the core) is left as is."""
         ...
 
     async def remove_source(self, source: str) -> int:

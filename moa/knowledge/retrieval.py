@@ -37,7 +37,8 @@ class RetrievalPolicy:
     min_coverage: float = 0.34
     # a vector passage must be at least this similar (cosine) to the query
     min_similarity: float = 0.5
-    candidates: int = 50  # asked of each search before the floor and the caps
+    candidates: int = 50  # asked of the full-text search before the floor and the caps
+    vector_candidates: int = 20  # asked of the vector search (its cost grows with the number asked)
     verified_boost: float = 1.5  # a verified answer outranks an ordinary passage that matches as well
     window_messages: int = 2  # the thread's last messages added to the query
     window_chars: int = 500
