@@ -34,6 +34,7 @@ from storage.database import Database, operation
 from storage.vectors import MAX_K, VEC_TABLE, pack, pad
 
 CHAT_KINDS = ("message", "file")
+TEXT_SHORTLIST = 4  # full-text matches ranked per passage asked, before the privacy filter
 COARSE = 4  # binary-quantized candidates per passage asked, ranked again by exact cosine distance  # what a knowledge channel holds (verified answers are kept when it goes)
 _PASSAGE_COLUMNS = (
     "c.id, d.source, d.kind, d.platform, d.workspace, d.channel, d.visibility, d.title, d.author, d.created_at,"
@@ -80,6 +81,11 @@ def _passage(row: Sequence[Any], score: float, similarity: float | None = None) 
     )
 
 
+def _parts(values: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    """`values` in slices small enough for one statement's parameters."""
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
 def fts_query(terms: Sequence[str]) -> str:
     """Any of the terms, each quoted so that nothing in a question is read as FTS5 syntax."""
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
@@ -112,30 +118,36 @@ class KnowledgeTables(Database):
 
     @operation
     async def upsert_documents(self, items: Sequence[tuple[Document, Sequence[str], str]]) -> list[Upsert]:
-        outcomes = [await self._upsert(document, chunks, digest) for document, chunks, digest in items]
-        await self.db.commit()
-        return outcomes
-
-    async def _upsert(self, document: Document, chunks: Sequence[str], digest: str) -> Upsert:
-        rows = await self._rows("SELECT digest FROM documents WHERE source = ?", (document.source,))
-        if rows and rows[0][0] == digest:
-            return Upsert.UNCHANGED
-        if rows:
-            await self._delete_documents("d.source = ?", (document.source,))
-        d = document
-        inserted = await self._rows(
+        # A few statements for the whole page, not a few per document: a backfill writes pages of hundreds.
+        latest = {document.source: (document, chunks, digest) for document, chunks, digest in items}
+        sources = list(latest)
+        stored: dict[str, str] = {}
+        for part in _parts(sources):
+            stored.update(await self._rows(
+                f"SELECT source, digest FROM documents WHERE source IN ({', '.join('?' * len(part))})", part))
+        changed = [s for s in sources if stored.get(s) != latest[s][2]]
+        replaced = [s for s in changed if s in stored]
+        for part in _parts(replaced):
+            await self._delete_documents(f"d.source IN ({', '.join('?' * len(part))})", part)
+        now = time.time()
+        await self._execute_many(
             "INSERT INTO documents (source, kind, platform, workspace, channel, visibility, title, author,"
-            " created_at, link, thread, digest, chars, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " RETURNING id",
-            (d.source, d.kind.value, d.platform, d.workspace, d.channel, d.visibility.value, d.title, d.author,
-             d.created_at, d.link, d.thread, digest, len(d.text), time.time()),
+            " created_at, link, thread, digest, chars, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(d.source, d.kind.value, d.platform, d.workspace, d.channel, d.visibility.value, d.title, d.author,
+              d.created_at, d.link, d.thread, digest, len(d.text), now)
+             for d, _, digest in (latest[s] for s in changed)],
         )
-        document_id = inserted[0][0]
+        ids: dict[str, int] = {}
+        for part in _parts(changed):
+            ids.update(await self._rows(
+                f"SELECT source, id FROM documents WHERE source IN ({', '.join('?' * len(part))})", part))
         await self._execute_many(
             "INSERT INTO chunks (document_id, seq, text) VALUES (?, ?, ?)",
-            [(document_id, seq, text) for seq, text in enumerate(chunks)],
+            [(ids[s], seq, text) for s in changed for seq, text in enumerate(latest[s][1])],
         )
-        return Upsert.REPLACED if rows else Upsert.ADDED
+        await self.db.commit()
+        outcome = {s: Upsert.REPLACED if s in stored else Upsert.ADDED for s in changed}
+        return [outcome.get(document.source, Upsert.UNCHANGED) for document, _, _ in items]
 
     @operation
     async def remove_source(self, source: str) -> int:
@@ -176,15 +188,32 @@ class KnowledgeTables(Database):
     async def search_text(self, terms: Sequence[str], shelves: Sequence[Shelf], limit: int) -> list[Passage]:
         if not terms:
             return []
+        query = fts_query(terms)
         visible, params = _shelf_filter(shelves)
-        rows = await self._rows(
-            f"SELECT {_PASSAGE_COLUMNS}, bm25(chunks_fts) AS rank FROM chunks_fts"
-            " JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id"
-            f" WHERE chunks_fts MATCH ? AND ({visible}) ORDER BY rank LIMIT ?",
-            (fts_query(terms), *params, limit),
+        # The best matches first, from the full-text index alone (bm25 is FTS5's `rank`), then only those the
+        # audience may read: joining every match to its document before ranking costs twice as much. When the
+        # best matches were mostly unreadable, every match is ranked again with the filter applied.
+        ranked = await self._rows(
+            "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+            (query, limit * TEXT_SHORTLIST),
         )
-        # bm25() is lower for better matches; a passage's score is higher for better ones
-        return [_passage(row, -float(row[12])) for row in rows]
+        ranks = {int(chunk): float(rank) for chunk, rank in ranked}
+        rows = await self._rows(
+            f"SELECT {_PASSAGE_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document_id"
+            f" WHERE c.id IN ({', '.join('?' * len(ranks))}) AND ({visible})",
+            (*ranks, *params),
+        ) if ranks else []
+        if len(rows) < limit and len(ranked) == limit * TEXT_SHORTLIST:
+            rows = await self._rows(
+                f"SELECT {_PASSAGE_COLUMNS}, bm25(chunks_fts) AS rank FROM chunks_fts"
+                " JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id"
+                f" WHERE chunks_fts MATCH ? AND ({visible}) ORDER BY rank LIMIT ?",
+                (query, *params, limit),
+            )
+            ranks = {int(row[0]): float(row[12]) for row in rows}
+        # bm25 is lower for better matches; a passage's score is higher for better ones
+        passages = [_passage(row, -ranks[int(row[0])]) for row in rows]
+        return sorted(passages, key=lambda p: -p.score)[:limit]
 
     @operation
     async def search_vector(self, vector: Sequence[float], shelves: Sequence[Shelf], limit: int) -> list[Passage]:

@@ -128,6 +128,16 @@ async def test_a_private_channel_is_searched_only_from_itself(librarian: Librari
     assert len(await librarian.find("deploy password", [], Audience("slack", "T1", frozenset({"CP"})))) == 1
 
 
+async def test_readable_matches_are_found_behind_many_better_unreadable_ones(librarian: Librarian) -> None:
+    from moa.knowledge.privacy import shelves
+
+    for i in range(12):  # short and dense: they rank above the public one
+        await librarian.index_message(message(f"p{i}", "deploy deploy", channel="CP", visibility=Visibility.PRIVATE))
+    await librarian.index_message(message("1", "A long public note that mentions how we deploy, once, among others."))
+    found = await librarian.index.search_text(["deploy"], shelves(CHANNEL), 2)
+    assert [p.source for p in found] == ["slack:T1:C1:1"]
+
+
 # --- verified answers ------------------------------------------------------------------------------------------
 
 
