@@ -192,22 +192,25 @@ class KnowledgeTables(Database):
         visible, params = _shelf_filter(shelves)
         # The best matches first, from the full-text index alone (bm25 is FTS5's `rank`), then only those the
         # audience may read: joining every match to its document before ranking costs twice as much. When the
-        # best matches were mostly unreadable, every match is ranked again with the filter applied.
+        # best matches were mostly unreadable, every match is ranked again with the filter applied. CROSS JOIN
+        # fixes the join order: left to itself, SQLite's planner starts from the documents the privacy filter
+        # selects (every public one) and takes seconds.
         ranked = await self._rows(
             "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
             (query, limit * TEXT_SHORTLIST),
         )
         ranks = {int(chunk): float(rank) for chunk, rank in ranked}
         rows = await self._rows(
-            f"SELECT {_PASSAGE_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document_id"
-            f" WHERE c.id IN ({', '.join('?' * len(ranks))}) AND ({visible})",
+            f"SELECT {_PASSAGE_COLUMNS} FROM chunks c CROSS JOIN documents d"
+            f" WHERE c.id IN ({', '.join('?' * len(ranks))}) AND d.id = c.document_id AND ({visible})",
             (*ranks, *params),
         ) if ranks else []
         if len(rows) < limit and len(ranked) == limit * TEXT_SHORTLIST:
             rows = await self._rows(
                 f"SELECT {_PASSAGE_COLUMNS}, bm25(chunks_fts) AS rank FROM chunks_fts"
-                " JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id"
-                f" WHERE chunks_fts MATCH ? AND ({visible}) ORDER BY rank LIMIT ?",
+                " CROSS JOIN chunks c CROSS JOIN documents d"
+                f" WHERE chunks_fts MATCH ? AND c.id = chunks_fts.rowid AND d.id = c.document_id AND ({visible})"
+                " ORDER BY rank LIMIT ?",
                 (query, *params, limit),
             )
             ranks = {int(row[0]): float(row[12]) for row in rows}
@@ -224,8 +227,9 @@ class KnowledgeTables(Database):
         rows = await self._rows(
             f"WITH coarse AS (SELECT rowid FROM {VEC_TABLE} WHERE embedding MATCH vec_quantize_binary(?) AND k = ?)"
             f" SELECT {_PASSAGE_COLUMNS}, vec_distance_cosine(e.vector, ?) AS distance FROM coarse"
-            " JOIN chunk_embeddings e ON e.chunk_id = coarse.rowid JOIN chunks c ON c.id = coarse.rowid"
-            f" JOIN documents d ON d.id = c.document_id WHERE ({visible}) ORDER BY distance LIMIT ?",
+            " CROSS JOIN chunk_embeddings e CROSS JOIN chunks c CROSS JOIN documents d"
+            " WHERE e.chunk_id = coarse.rowid AND c.id = coarse.rowid AND d.id = c.document_id"
+            f" AND ({visible}) ORDER BY distance LIMIT ?",
             (pack(pad(vector)), min(MAX_K, limit * COARSE), pack(vector), *params, limit),
         )
         return [_passage(row, 1.0 - float(row[12]), 1.0 - float(row[12])) for row in rows]
