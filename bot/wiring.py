@@ -21,6 +21,10 @@ from moa.providers.registry import ProviderRegistry
 from moa.redaction import Redactor
 from storage import Store
 
+# SQLite's page cache: team-knowledge searches read the same index pages every time (benchmark 7: at 100,000
+# chunks a 64 MiB cache makes full-text search 40% faster and the vector scan six times faster)
+CACHE_MIB = 64
+
 
 @dataclass
 class Core:
@@ -85,7 +89,7 @@ async def open_core(
             "models use your own providers; to try moa-bot without a key: moa-bot ask --demo QUESTION"
         )
     registry = _registry(settings, catalog)
-    store = Store(settings.db_path, vectors=bool(settings.embedding_model))
+    store = Store(settings.db_path, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB)
     await store.start(exclusive=exclusive)
     try:
         librarian = await _librarian(settings, store, registry)
@@ -118,7 +122,7 @@ async def open_core(
 async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
     catalog = load_catalog(settings.config_path)
     registry = _registry(settings, catalog)
-    store = Store(settings.db_path, vectors=bool(settings.embedding_model))
+    store = Store(settings.db_path, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB)
     await store.start()
     try:
         yield Knowledge(store, await _librarian(settings, store, registry))

@@ -35,10 +35,13 @@ class Store(KnowledgeTables):
     `storage.knowledge`.
     """
 
-    def __init__(self, path: Path | str, *, vectors: bool = False) -> None:
-        """`vectors`: load sqlite-vec for semantic search (only with MOA_EMBEDDING_MODEL set)."""
+    def __init__(self, path: Path | str, *, vectors: bool = False, cache_mib: int | None = None) -> None:
+        """`vectors`: load sqlite-vec for semantic search (only with MOA_EMBEDDING_MODEL set). `cache_mib`:
+        SQLite's page cache (default: SQLite's 2 MiB); every knowledge search reads the same index pages, which
+        a cache of tens of MiB keeps at hand (at 100,000 chunks: 12 MiB of full-text index, 10 MiB of vectors)."""
         super().__init__(path)
         self.vectors = vectors
+        self.cache_mib = cache_mib
         self._lock: ServiceLock | None = None
         self._file: tuple[Path, int, int] | None = None  # the file opened, with its (st_dev, st_ino)
 
@@ -79,6 +82,8 @@ class Store(KnowledgeTables):
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute("PRAGMA busy_timeout=5000")
+        if self.cache_mib:
+            await self._db.execute(f"PRAGMA cache_size=-{int(self.cache_mib) * 1024}")
         await migrate(self._db)
         if self.vectors:
             await vectors.load(self._db)
