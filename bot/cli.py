@@ -405,7 +405,7 @@ def _passage_lines(number: int, passage: Passage) -> str:
     about = " · ".join(part for part in (passage.author, date, where) if part)
     text = " ".join(passage.text.split())
     snippet = text if len(text) <= 240 else text[:239] + "…"
-    return f"{number}. [{passage.score:.3f}] {passage.title} ({about}) {passage.source}\n   {snippet}"
+    return f"{number}. [{passage.score:.3g}] {passage.title} ({about}) {passage.source}\n   {snippet}"
 
 
 def _print_stats(stats: IndexStats, settings: Settings) -> int:
