@@ -28,12 +28,12 @@ from moa.events import (
     RunFailed,
     Usage,
 )
+from moa.orchestrator import Orchestrator
 from moa.intake import read_request
 from moa.knowledge.citations import prompt_sources, with_sources
 from moa.knowledge.librarian import Librarian
 from moa.knowledge.model import NoSources, Passage
 from moa.knowledge.privacy import audience_of
-from moa.orchestrator import Orchestrator
 from moa.policy import AccessPolicy, ConcurrencyGate, TurnLocks
 from moa.presets import Catalog, Preset
 from moa.prompts import NO_SOURCES_NOTE
@@ -107,7 +107,7 @@ class Answerer:
         self._on_finished = on_finished
         self._redact = redact
         self._librarian = librarian
-        self._no_sources = no_sources
+        self._silent = no_sources is NoSources.SILENT
         self._accepting = True
         self._in_flight: set[asyncio.Task[object]] = set()
         self._active_runs: set[str] = set()
@@ -159,10 +159,9 @@ class Answerer:
             await sink.refuse(refusal)
             return None
         passages = await self._retrieve(question)
-        if not passages and self._uses_knowledge(question) and question.unprompted:
-            if self._no_sources is NoSources.SILENT:
-                await react(sink, SHRUG)  # seen, and nothing posted: the channel is not a place for guesses
-                return None
+        if not passages and question.unprompted and self._uses_knowledge(question) and self._silent:
+            await react(sink, SHRUG)  # seen, and nothing posted: the channel is not a place for guesses
+            return None
         # the question is on disk before anything is posted or any model is asked
         try:
             run_id = await self._store.create_run(
