@@ -285,6 +285,8 @@ class Librarian:
 
     async def remove(self, source_or_path: str) -> int:
         """Remove a source ("slack:T:C:ts", "local:/abs/file"), or a local file or folder given as a path."""
+        if not source_or_path.strip():
+            return 0  # not the current folder: an empty argument is a mistake, not a request
         if await self.index.remove_source(source_or_path):
             return 1
         path = await asyncio.to_thread(_absolute, Path(source_or_path))
