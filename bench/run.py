@@ -15,10 +15,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from bench import api, concurrency, overhead, platforms, storage_growth, stragglers
+from bench import api, concurrency, knowledge, overhead, platforms, storage_growth, stragglers
 from bench.common import FakeLLMProcess, machine, write_result
 
-NAMES = ("overhead", "stragglers", "concurrency", "storage", "platforms", "api")
+NAMES = ("overhead", "stragglers", "concurrency", "storage", "platforms", "api", "knowledge")
 
 Row = tuple[str, str, str, str, str]  # benchmark, case, measured, target, verdict
 
@@ -176,6 +176,24 @@ def rows_api(r: dict[str, Any]) -> Iterator[Row]:
             "",
             "-",
         )
+def rows_knowledge(r: dict[str, Any]) -> Iterator[Row]:
+    for row in r["rows"]:
+        yield (
+            "8 knowledge",
+            f"ingest {row['messages']:,} messages",
+            f"backfill {row['backfill_per_s']} messages/s (pages of 200); database {row['db_mb']} MB",
+            "",
+            "-",
+        )
+    yield ("8 knowledge", "ingest, live", f"{r['live_per_s']} messages/s, one per transaction", "", "-")
+    met = r["met"]
+    chunks = f"{r['chunks_searched']:,} chunks"
+    for kind, goal, key in (("bm25", 30, "bm25_p95_under_30_ms"), ("hybrid", 60, "hybrid_p95_under_60_ms")):
+        s = r[f"search_ms_{kind}"]
+        yield ("8 knowledge", f"search, {kind}, {chunks}", f"p50 {s['p50']} / p95 {s['p95']} ms",
+               f"p95 < {goal} ms", _ok(met[key]))
+    yield ("8 knowledge", f"recall@5, {r['facts']} questions", f"bm25 {r['recall_at_5_bm25']}, hybrid "
+           f"{r['recall_at_5_hybrid']}", ">= 0.9 (bm25)", _ok(met["recall_at_5_bm25_at_least_0.9"]))
 
 
 ROWS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
@@ -185,6 +203,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "storage": rows_storage,
     "platforms": rows_platforms,
     "api": rows_api,
+    "knowledge": rows_knowledge,
 }
 
 
@@ -222,6 +241,7 @@ async def main(argv: list[str] | None = None) -> int:
         "storage": lambda llm: storage_growth.run(quick=args.quick),
         "platforms": lambda llm: platforms.run(llm, quick=args.quick),
         "api": lambda llm: api.run(llm, quick=args.quick),
+        "knowledge": lambda llm: knowledge.run(quick=args.quick),
     }
     table: list[Row] = []
     started = time.monotonic()

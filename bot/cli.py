@@ -1,4 +1,4 @@
-"""`moa-bot`: run the service, ask from the terminal, list presets, check the setup."""
+"""`moa-bot`: run the service, ask from the terminal, manage team knowledge, list presets, check the setup."""
 
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ from typing import Any
 from adapters.console import Console, ConsoleSink
 from bot.config import Settings, load_settings
 from bot.logs import setup_logging
-from bot.wiring import Core, open_core
+from bot.wiring import Core, open_core, open_knowledge
 from moa.answering import Answerer, StopResult
 from moa.conversation import ConversationKey, Phase, Question
 from moa.errors import ConfigError, MoaError
+from moa.knowledge import AddReport, Audience, Passage
+from moa.knowledge.model import IndexStats
+from moa.knowledge.privacy import TERMINAL
 from moa.presets import DEMO, load_catalog, split_model
 
 CHAT_HELP = "Ctrl-C stops an answer; Ctrl-D, Ctrl-C or /exit at the prompt leaves. /preset NAME, /forget, /help."
@@ -55,9 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--thread", help="continue the conversation with this id (printed by an earlier ask)")
     ask.add_argument("--show-proposals", action="store_true", help="print every draft on stderr")
     ask.add_argument("--json", action="store_true", help="print the run record as JSON instead")
+    _knowledge_switch(ask)
     chat = sub.add_parser("chat", help="an interactive conversation in the terminal")
     _preset_arguments(chat)
     chat.add_argument("--thread", help="continue the conversation with this id")
+    _knowledge_switch(chat)
+    _knowledge_commands(sub.add_parser("knowledge", help="team knowledge: add local documents, list, search"))
     sub.add_parser("presets", help="list the presets and their models")
     sub.add_parser("doctor", help="check configuration and reachability")
     return parser
@@ -71,6 +77,27 @@ def _preset_arguments(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _knowledge_switch(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-knowledge", action="store_true", help="answer from the models alone, without team sources"
+    )
+
+
+def _knowledge_commands(knowledge: argparse.ArgumentParser) -> None:
+    sub = knowledge.add_subparsers(dest="knowledge_command", required=True, metavar="ACTION")
+    add = sub.add_parser("add", help="index files and folders (recursively); unchanged files are skipped")
+    add.add_argument("paths", nargs="+", metavar="PATH")
+    add.add_argument("--scope", default="", metavar="CHANNEL",
+                     help="only questions in this channel (a Slack or Discord channel id) may use them")
+    sub.add_parser("list", help="every indexed document")
+    search = sub.add_parser("search", help="the passages a question would get, ranked, with scores")
+    search.add_argument("query", nargs="+")
+    search.add_argument("--limit", type=int, default=10)
+    remove = sub.add_parser("remove", help="remove a source (as `list` shows it) or a local file or folder")
+    remove.add_argument("source")
+    sub.add_parser("stats", help="documents, chunks, size, embeddings and backfill progress per channel")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -78,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(_log_level(args.command, settings), settings.log_format, settings.secrets)
         if args.command == "presets":
             return _presets(settings)
+        if args.command == "knowledge":
+            return asyncio.run(_knowledge(settings, args))
         if args.command == "ask":
             return asyncio.run(_ask(_with_preset(settings, args), args))
         if args.command == "chat":
@@ -150,7 +179,7 @@ async def _ask(settings: Settings, args: argparse.Namespace) -> int:
         if args.thread and not await core.store.has_history(key):
             console.say(f"No conversation {thread!r} yet: starting a new one with that id.")
         sink = console.sink()
-        question = Question(key, "local", " ".join(args.question))
+        question = Question(key, "local", " ".join(args.question), knowledge=not args.no_knowledge)
         run_id = await answer_until_stopped(core.answerer, question, sink)
         if args.json and run_id is not None:
             record = await core.store.get_run(run_id)
@@ -208,6 +237,19 @@ def public_record(record: dict[str, Any], thread: str) -> dict[str, Any]:
         "elapsed_s": _rounded(record["elapsed_s"]),
         "prompt_tokens": record["prompt_tokens"],
         "completion_tokens": record["completion_tokens"],
+        "sources": [
+            {
+                "number": s["number"],
+                "source": s["source"],
+                "title": s["title"],
+                "author": s["author"],
+                "date": _iso(s["created_at"]) if s["created_at"] else None,
+                "link": s["link"],
+                "score": round(s["score"], 4),
+                "cited": bool(s["cited"]),
+            }
+            for s in record.get("sources", [])
+        ],
         "proposals": [
             {
                 "model": p["model"],
@@ -248,7 +290,7 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
             core = runner.run(stack.enter_async_context(open_core(settings, on_event=console.on_event)))
             save_history = _line_editing(settings.db_path.parent / "chat_history")
             try:
-                return _converse(runner, core, console, args.thread or _new_thread())
+                return _converse(runner, core, console, args.thread or _new_thread(), not args.no_knowledge)
             finally:
                 if save_history is not None:
                     save_history()
@@ -256,7 +298,7 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
             runner.run(stack.aclose())
 
 
-def _converse(runner: asyncio.Runner, core: Core, console: Console, thread: str) -> int:
+def _converse(runner: asyncio.Runner, core: Core, console: Console, thread: str, knowledge: bool) -> int:
     key = _console_key(thread)
     preset: str | None = None
     continuing = runner.run(core.store.has_history(key))
@@ -287,7 +329,7 @@ def _converse(runner: asyncio.Runner, core: Core, console: Console, thread: str)
             except ConfigError as exc:
                 console.say(str(exc))
         else:
-            question = Question(key, "local", line, preset)
+            question = Question(key, "local", line, preset, knowledge=knowledge)
             runner.run(answer_until_stopped(core.answerer, question, console.sink()))
 
 
@@ -309,6 +351,77 @@ def _line_editing(history: Path) -> Callable[[], None] | None:
             history.chmod(0o600)  # questions can be private, like the database next to them
 
     return save
+
+
+async def _knowledge(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_knowledge(settings) as knowledge:
+        librarian = knowledge.librarian
+        action = args.knowledge_command
+        if action == "add":
+            report = await librarian.add_paths([Path(p) for p in args.paths], scope=args.scope)
+            _print_report(report)
+            return 1 if report.skipped and not (report.added or report.replaced or report.unchanged) else 0
+        if action == "list":
+            documents = await librarian.documents()
+            for d in documents:
+                where = "deployment-wide" if d.kind == "local" and not d.channel else f"{d.platform} {d.channel}"
+                print(f"{d.source}\t{d.kind}\t{d.visibility}\t{where}\t{d.chunks} chunks\t{d.title}")
+            print(f"{len(documents)} documents", file=sys.stderr)
+            return 0
+        if action == "search":
+            # what `moa-bot ask` would be given: local and public knowledge
+            audience = Audience(TERMINAL, None, frozenset({_console_key("").channel}))
+            passages = await librarian.search(" ".join(args.query), audience, max(1, args.limit))
+            for number, passage in enumerate(passages, start=1):
+                print(_passage_lines(number, passage))
+            if not passages:
+                print("no passage matches (a passage must contain about a third of the question's key terms)",
+                      file=sys.stderr)
+            return 0 if passages else 1
+        if action == "remove":
+            removed = await librarian.remove(args.source)
+            print(f"removed {removed} document{'s' if removed != 1 else ''}" if removed
+                  else f"nothing indexed as {args.source!r} (see `moa-bot knowledge list`)")
+            return 0 if removed else 1
+        return _print_stats(await librarian.stats(), settings)
+
+
+def _print_report(report: AddReport) -> None:
+    for label, paths in (("added", report.added), ("replaced", report.replaced), ("removed", report.removed)):
+        for path in paths:
+            print(f"{label}: {path}")
+    for path, reason in report.skipped:
+        print(f"skipped: {path}: {reason}")
+    print(
+        f"{len(report.added)} added, {len(report.replaced)} replaced, {len(report.unchanged)} unchanged, "
+        f"{len(report.removed)} removed, {len(report.skipped)} skipped",
+        file=sys.stderr,
+    )
+
+
+def _passage_lines(number: int, passage: Passage) -> str:
+    date = datetime.fromtimestamp(passage.created_at, UTC).strftime("%Y-%m-%d") if passage.created_at else ""
+    where = passage.link if passage.kind == "local" else f"{passage.platform} #{passage.channel}"
+    about = " · ".join(part for part in (passage.author, date, where) if part)
+    text = " ".join(passage.text.split())
+    snippet = text if len(text) <= 240 else text[:239] + "…"
+    return f"{number}. [{passage.score:.3g}] {passage.title} ({about}) {passage.source}\n   {snippet}"
+
+
+def _print_stats(stats: IndexStats, settings: Settings) -> int:
+    kinds = ", ".join(f"{n} {kind}" for kind, n in stats.documents.items()) or "none"
+    print(f"documents: {sum(stats.documents.values())} ({kinds})")
+    print(f"chunks: {stats.chunks} ({stats.chars / 1e6:.2f} M characters)")
+    print(f"database: {stats.database_bytes / 1e6:.1f} MB ({settings.db_path})")
+    if settings.embedding_model:
+        print(f"embeddings ({settings.embedding_model}): {stats.embedded} chunks, {stats.pending_embeddings} waiting")
+    else:
+        print("embeddings: off (set MOA_EMBEDDING_MODEL for semantic search)")
+    for c in stats.cursors:
+        oldest = datetime.fromtimestamp(c.oldest, UTC).strftime("%Y-%m-%d") if c.oldest else "-"
+        state = "done" if c.done else "in progress"
+        print(f"backfill {c.platform} {c.workspace} {c.channel}: {state}, {c.messages} messages, back to {oldest}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from adapters.openai_api.keys import ApiKey
 from moa.errors import ConfigError
+from moa.knowledge.model import NoSources
 from moa.policy import UserRate
 from moa.presets import load_catalog
 from moa.store import HistoryBudget
@@ -30,6 +31,11 @@ class Settings:
     max_question_chars: int = 16_000
     knowledge_channels: frozenset[str] = frozenset()
     system_prompt: str = ""  # MOA_SYSTEM_PROMPT: standing instructions for every model (wins over the TOML file's)
+    knowledge_backfill_days: int = 365
+    knowledge_max_file_mb: float = 10.0
+    knowledge_curators: frozenset[str] = frozenset()
+    knowledge_no_sources: NoSources = NoSources.ANSWER
+    embedding_model: str | None = None
     allowed_channels: frozenset[str] = frozenset()
     allowed_users: frozenset[str] = frozenset()
     user_rate: UserRate = field(default_factory=UserRate)
@@ -87,6 +93,13 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         max_question_chars=reader.integer("MOA_MAX_QUESTION_CHARS", 16_000, low=1),
         knowledge_channels=reader.ids("MOA_KNOWLEDGE_CHANNELS"),
         system_prompt=env.get("MOA_SYSTEM_PROMPT", "").replace("\\n", "\n"),
+        knowledge_backfill_days=reader.integer("MOA_KNOWLEDGE_BACKFILL_DAYS", 365, low=0),
+        knowledge_max_file_mb=reader.number("MOA_KNOWLEDGE_MAX_FILE_MB", 10.0, low=0.0),
+        knowledge_curators=reader.ids("MOA_KNOWLEDGE_CURATORS"),
+        knowledge_no_sources=NoSources(
+            reader.choice("MOA_KNOWLEDGE_NO_SOURCES", NoSources.ANSWER.value, tuple(m.value for m in NoSources))
+        ),
+        embedding_model=env.get("MOA_EMBEDDING_MODEL"),
         allowed_channels=reader.ids("MOA_ALLOWED_CHANNELS"),
         allowed_users=reader.ids("MOA_ALLOWED_USERS"),
         user_rate=reader.parsed("MOA_USER_RATE", "20/hour", UserRate.parse),

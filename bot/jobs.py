@@ -1,4 +1,5 @@
-"""Background jobs on APScheduler's AsyncIOScheduler: retention, SQLite upkeep, and the recovery sweep."""
+"""Background jobs on APScheduler's AsyncIOScheduler: retention, SQLite upkeep, the recovery sweep, and the purge
+of knowledge channels no longer configured."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def build_scheduler(
     *,
     retention_days: float,
     sweep: Callable[[], Awaitable[object]],
+    knowledge_purge: Callable[[], Awaitable[object]] | None = None,
     purge_every_s: float = 86400.0,
     maintain_every_s: float = 3600.0,
     sweep_every_s: float = 300.0,
@@ -48,4 +50,7 @@ def build_scheduler(
     scheduler.add_job(_guarded("sqlite-maintenance", store.maintain), "interval", seconds=maintain_every_s,
                       id="sqlite-maintenance")
     scheduler.add_job(_guarded("recovery-sweep", sweep), "interval", seconds=sweep_every_s, id="recovery-sweep")
+    if knowledge_purge is not None:
+        scheduler.add_job(_guarded("knowledge-purge", knowledge_purge), "interval", seconds=purge_every_s,
+                          next_run_time=soon, id="knowledge-purge")
     return scheduler

@@ -117,9 +117,14 @@ class Service:
         for adapter in self.adapters:
             self._tasks.spawn(self._supervise(adapter), f"supervise-{adapter.name}")
         scheduler = build_scheduler(
-            self.core.store, retention_days=self.settings.retention_days, sweep=lambda: self.recover(resume=False)
+            self.core.store,
+            retention_days=self.settings.retention_days,
+            sweep=lambda: self.recover(resume=False),
+            knowledge_purge=self.purge_knowledge,
         )
         scheduler.start()
+        if self.core.embedding is not None:
+            self._tasks.spawn(self.core.embedding.run(), "knowledge-embedder")
         self._tasks.spawn(self._recover_at_start(), "recover-at-start")
         try:
             await self.stopping.wait()
@@ -139,6 +144,11 @@ class Service:
                 loop.remove_signal_handler(sig)
         log.info("stopped")
         return 0
+
+    async def purge_knowledge(self) -> str:
+        """Knowledge channels taken out of MOA_KNOWLEDGE_CHANNELS leave the index."""
+        removed = await self.core.librarian.purge_unconfigured(self.settings.knowledge_channels)
+        return f"{removed} documents of channels no longer in MOA_KNOWLEDGE_CHANNELS removed"
 
     def stop(self) -> None:
         self.core.answerer.stop_intake()

@@ -23,6 +23,7 @@ from moa.conversation import (
     ReplySink,
     ReplyView,
     RunReport,
+    react,
 )
 from moa.errors import ConfigError, MoaError, StorageError
 from moa.events import (
@@ -40,8 +41,13 @@ from moa.events import (
 )
 from moa.orchestrator import Orchestrator
 from moa.intake import read_request
+from moa.knowledge.citations import prompt_sources, with_sources
+from moa.knowledge.librarian import Librarian
+from moa.knowledge.model import NoSources, Passage
+from moa.knowledge.privacy import audience_of
 from moa.policy import AccessPolicy, ConcurrencyGate, TurnLocks
 from moa.presets import Catalog, Preset
+from moa.prompts import NO_SOURCES_NOTE
 from moa.store import ConversationStore, HistoryBudget, ProposalRecord, RunRecord
 
 log = logging.getLogger("moa.answer")
@@ -56,6 +62,7 @@ SHOW_TIMEOUT_S = 60.0  # how long a final view may take to deliver before the ru
 # After the shutdown grace, the answers still running are cancelled; this bounds how long their "interrupted"
 # message may take, so that a stuck platform cannot hold the process past its orchestrator's patience.
 INTERRUPT_TIMEOUT_S = 10.0
+SHRUG = "shrug"  # the reaction on an unprompted question no team source matched, in silent mode
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,14 @@ class Answerer:
         on_finished: Callable[[RunSummary], None] | None = None,
         on_feedback: Callable[[str], None] | None = None,
         redact: Callable[[str], str] = str,
+        librarian: Librarian | None = None,
+        no_sources: NoSources = NoSources.ANSWER,
     ) -> None:
-        """`redact` masks secrets in every text that is stored or shown (errors from providers may echo keys)."""
+        """`redact` masks secrets in every text that is stored or shown (errors from providers may echo keys).
+
+        `librarian`: team knowledge, searched before every run (None: answers from the models alone);
+        `no_sources`: what an unprompted question in a knowledge channel gets when nothing matches.
+        """
         catalog.get(default_preset)  # fail at start, not at the first question
         self.catalog = catalog
         self.default_preset = default_preset
@@ -115,6 +128,8 @@ class Answerer:
         self._on_finished = on_finished
         self._on_feedback = on_feedback
         self._redact = redact
+        self._librarian = librarian
+        self._silent = no_sources is NoSources.SILENT
         self._accepting = True
         self._in_flight: set[asyncio.Task[object]] = set()
         self._active_runs: set[str] = set()
@@ -170,6 +185,10 @@ class Answerer:
         if refusal is not None:
             await sink.refuse(refusal)
             return None
+        passages = await self._retrieve(question)
+        if not passages and question.unprompted and self._uses_knowledge(question) and self._silent:
+            await react(sink, SHRUG)  # seen, and nothing posted: the channel is not a place for guesses
+            return None
         # the question is on disk before anything is posted or any model is asked
         try:
             run_id = await self._store.create_run(
@@ -205,8 +224,23 @@ class Answerer:
             question = replace(question, key=replace(question.key, thread=thread))
             await self._record(self._store.move_run(run_id, question.key))
         await self._record(self._store.set_placeholder(run_id, placeholder))
-        await self._run(run_id, question, preset, sink)
+        await self._run(run_id, question, preset, sink, passages)
         return run_id
+
+    def _uses_knowledge(self, question: Question) -> bool:
+        return self._librarian is not None and question.knowledge
+
+    async def _retrieve(self, question: Question) -> list[Passage]:
+        """The team sources for a question, for its asker's eyes only; none when the index cannot be read."""
+        if self._librarian is None or not question.knowledge:
+            return []
+        window_budget = HistoryBudget(limit=4 * self._librarian.policy.window_chars)
+        try:
+            window = await self._store.load_history(question.key, window_budget)
+            return await self._librarian.find(question.text, window, audience_of(question))
+        except StorageError as exc:
+            log.error("could not search team knowledge for %s: %s", question.key, exc)
+            return []
 
     async def _first_delivery(self, question: Question) -> bool:
         """False when any id of this delivery was seen before. A database that cannot record it does not stop
@@ -241,13 +275,16 @@ class Answerer:
 
     async def resume(self, run: RunRecord, sink: ReplySink) -> None:
         """Answer again a run that a crash interrupted, into its existing placeholder."""
+        # The record keeps no DM flag or thread parent: without them the audience is never wider than the one
+        # the question first had (a DM's own channel holds no knowledge; a thread loses its parent's).
         question = Question(run.key, run.user, run.question, run.preset, run.event_id)
         try:
             preset = self.catalog.get(run.preset)
         except ConfigError:
             preset = self.catalog.get(self.default_preset)
         async with self._tracked():
-            await self._run(run.id, question, preset, _Stamped(sink, run.id))
+            passages = await self._retrieve(question)
+            await self._run(run.id, question, preset, _Stamped(sink, run.id), passages)
 
     async def interrupt(self, run: RunRecord, sink: ReplySink) -> None:
         """Tell the user a run will not be answered, and record it so."""
@@ -325,8 +362,10 @@ class Answerer:
         run.stop(status)
         return StopResult.STOPPED
 
-    async def _run(self, run_id: str, question: Question, preset: Preset, sink: ReplySink) -> None:
-        run = _Run(run_id, question, preset, sink, time.monotonic())
+    async def _run(
+        self, run_id: str, question: Question, preset: Preset, sink: ReplySink, passages: list[Passage]
+    ) -> None:
+        run = _Run(run_id, question, preset, sink, time.monotonic(), passages)
         self._active_runs.add(run_id)
         self._running[run_id] = run
         try:
@@ -411,8 +450,12 @@ class Answerer:
         conversation: list[Message] = [*history, {"role": "user", "content": question.text}]
         progress = run.progress
         redact = self._redact
+        if run.passages and self._librarian is not None:
+            await self._record(self._librarian.record_given(run_id, run.passages))
         ledger = _Ledger(redact)
-        async for event in self._orchestrator.run(preset, conversation, system_prompt=self._standing(question)):
+        async for event in self._orchestrator.run(
+            preset, conversation, system_prompt=self._standing(question), sources=prompt_sources(run.passages)
+        ):
             if self._on_event is not None:
                 self._on_event(run_id, event)
             ledger.note(event)
@@ -422,18 +465,24 @@ class Answerer:
                 progress.update(event)
                 status = "fallback" if event.fallback else "done"
                 footer = _footer(preset, event)
+                text, cited = with_sources(event.text, run.passages)
+                if not run.passages and question.unprompted and self._uses_knowledge(question):
+                    text = f"{text.rstrip()}\n\n{NO_SOURCES_NOTE}"
                 done = ReplyView(
-                    Phase.DONE, "Done", event.text, footer, models=progress.models, report=ledger.report(event)
+                    Phase.DONE, "Done", text, footer,
+                    models=progress.models, report=ledger.report(event), sources=cited,
                 )
                 await sink.show(done)
                 # the answer is delivered: a database failing from here on costs the record, not the answer
                 if question.history is None:
-                    await self._record(self._store.append_turn(key, question.text, event.text, run_id))
+                    await self._record(self._store.append_turn(key, question.text, text, run_id))
                 error = redact(event.aggregator_error)
                 await self._record(self._store.finish_run(
-                    run_id, status=status, answer=event.text, error=error,
+                    run_id, status=status, answer=text, error=error,
                     elapsed_s=event.elapsed_s, usage=event.usage,
                 ))
+                if cited and self._librarian is not None:
+                    await self._record(self._librarian.record_cited(run_id, [ref.number for ref in cited]))
                 return replace(run.summary(status, error), usage=event.usage)
             if isinstance(event, RunFailed):
                 message = redact(event.message)
@@ -499,6 +548,7 @@ class _Run:
     preset: Preset
     sink: ReplySink
     started: float
+    passages: list[Passage] = field(default_factory=list)  # the team sources the models are given, numbered from 1
     stopped_as: str | None = None  # "stopped" / "cancelled" once someone stopped it
     progress: _Progress = field(init=False)
 

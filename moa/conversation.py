@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from moa.events import AnswerDone, Message, ProposalDone, ProposalFailed, Usage
 
@@ -78,6 +79,12 @@ class Question:
     # The front end checked the asker's access itself (an API key): the allow-lists, which name platform
     # channels and users, do not apply.
     authorized: bool = False
+    # Team knowledge (`moa.knowledge`): a direct message sees public knowledge only; `unprompted` is a message
+    # answered without a mention because it was posted in a knowledge channel (with no team source matching, it
+    # may get no reply at all: MOA_KNOWLEDGE_NO_SOURCES); `knowledge` False answers from the models alone.
+    is_dm: bool = False
+    unprompted: bool = False
+    knowledge: bool = True
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:
@@ -153,6 +160,32 @@ class ModelStatus:
 
 
 @dataclass(frozen=True)
+class SourceRef:
+    """A team source the answer cited, for an adapter that renders sources natively.
+
+    `number` is the [n] the answer cites it by; `link` is a URL (Slack permalink, Discord jump URL) or, for a
+    local document, a file path.
+    """
+
+    number: int
+    title: str
+    author: str
+    created_at: float  # unix time
+    link: str
+    kind: str  # "message" | "file" | "local" | "verified"
+    channel: str = ""
+
+    @property
+    def date(self) -> str:
+        return datetime.fromtimestamp(self.created_at, UTC).strftime("%Y-%m-%d") if self.created_at else ""
+
+    @property
+    def url(self) -> str:
+        """The link when it is a web address ("" for a file path)."""
+        return self.link if self.link.startswith(("https://", "http://")) else ""
+
+
+@dataclass(frozen=True)
 class ReplyView:
     """Everything the user should see of one answer right now. Later views replace earlier ones."""
 
@@ -163,6 +196,8 @@ class ReplyView:
     run_id: str = ""  # the run this view belongs to (buttons on it name the run); "" for one-off replies
     models: tuple[ModelStatus, ...] = ()  # every model of the run so far, in the order they started
     report: RunReport | None = None  # DONE: usage, timings and drafts of the run
+    # DONE: the team sources the answer cited, in citation order (the text already ends with a Sources list)
+    sources: tuple[SourceRef, ...] = ()
 
     @property
     def final(self) -> bool:
@@ -178,7 +213,9 @@ class ReplySink(Protocol):
     """Implemented by each adapter for one answer.
 
     `open` posts the placeholder and returns where it is, as JSON-able strings, so that the answer can be
-    resumed or marked interrupted after a crash. A sink that creates the conversation's thread as it opens (Slack's
+    resumed or marked interrupted after a crash. Where the answer is a message of its own, the dict names it with
+    `"channel"` and `"message"` (the message id: a Slack ts, a Discord snowflake), so that a ✅ reaction on the
+    answer finds its run (`moa.knowledge.Librarian.verify`). A sink that creates the conversation's thread as it opens (Slack's
     `/moa` posts "… asked: …" and answers under it) returns the new thread as `"thread"`, and the core moves the
     question's conversation there. `show` must return promptly for non-final views (the sink coalesces and paces
     edits); a final view returns only once it is delivered in full, split across messages as the platform
@@ -191,3 +228,19 @@ class ReplySink(Protocol):
     async def show(self, view: ReplyView) -> None: ...
 
     async def refuse(self, message: str) -> None: ...
+
+
+@runtime_checkable
+class Reacting(Protocol):
+    """A sink that can also put an emoji reaction on the question (its platform has reactions).
+
+    The core uses it to say "seen, but nothing to answer" (🤷, name "shrug") where it posts no reply.
+    """
+
+    async def react(self, name: str) -> None: ...
+
+
+async def react(sink: ReplySink, name: str) -> None:
+    """React on the question where the sink can; a no-op for sinks that cannot."""
+    if isinstance(sink, Reacting):
+        await sink.react(name)

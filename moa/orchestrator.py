@@ -54,9 +54,15 @@ class Orchestrator:
         self._clock = clock
 
     async def run(
-        self, preset: Preset, conversation: Sequence[Message], *, system_prompt: str = ""
+        self,
+        preset: Preset,
+        conversation: Sequence[Message],
+        *,
+        system_prompt: str = "",
+        sources: str = "",
     ) -> AsyncIterator[Event]:
-        """`system_prompt`: the team's standing instructions, given to every model before the conversation."""
+        """`system_prompt`: the team's standing instructions, given to every model before the conversation.
+        `sources`: a `moa.prompts.sources_block`, given to every proposer and to the aggregator."""
         started = self._clock()
         usage: dict[str, Usage] = {}
         errors: list[ProviderError] = []
@@ -64,7 +70,7 @@ class Orchestrator:
         # layers = L means L-1 proposer layers, then the aggregator (layers = 1: the aggregator alone)
         for layer in range(1, preset.layers):
             messages = with_references(
-                conversation, preset.aggregator_prompt, [d.text for d in drafts], standing=system_prompt
+                conversation, preset.aggregator_prompt, [d.text for d in drafts], standing=system_prompt, sources=sources
             )
             layer_drafts: list[_Draft] = []
             async for event in self._layer(preset, layer, messages, errors):
@@ -77,7 +83,7 @@ class Orchestrator:
 
         yield AggregationStarted(preset.aggregator, len(drafts), len(preset.proposers) if preset.layers > 1 else 0)
         messages = with_references(
-            conversation, preset.aggregator_prompt, [d.text for d in drafts], standing=system_prompt
+            conversation, preset.aggregator_prompt, [d.text for d in drafts], standing=system_prompt, sources=sources
         )
         parts: list[str] = []
         aggregator_error: ProviderError | None = None

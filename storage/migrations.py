@@ -87,7 +87,93 @@ async def m002_health(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at REAL NOT NULL)")
 
 
-async def m003_feedback(db: aiosqlite.Connection) -> None:
+async def m003_knowledge(db: aiosqlite.Connection) -> None:
+    # Team knowledge. Plain tables, one full-text index: PostgreSQL would keep a tsvector column on `chunks`
+    # where SQLite keeps the FTS5 table `chunks_fts` in step through triggers. Ids never come back
+    # (AUTOINCREMENT): entries of deleted chunks left in the vector index while sqlite-vec was not loaded can
+    # never match another chunk. The embeddings themselves are a plain table; their index (`storage.vectors`)
+    # is made at run time, once the model's dimension is known.
+    await db.executescript(
+        """
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('message', 'file', 'local', 'verified')),
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            visibility TEXT NOT NULL CHECK (visibility IN ('public', 'private')),
+            title TEXT NOT NULL,
+            author TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            link TEXT NOT NULL DEFAULT '',
+            thread TEXT NOT NULL DEFAULT '',
+            digest TEXT NOT NULL,
+            chars INTEGER NOT NULL,
+            indexed_at REAL NOT NULL
+        );
+        CREATE INDEX documents_channel ON documents (platform, workspace, channel);
+
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            document_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            text TEXT NOT NULL
+        );
+        CREATE INDEX chunks_document ON chunks (document_id);
+
+        -- float32 vectors (MOA_EMBEDDING_MODEL only); a chunk without a row here is waiting to be embedded
+        CREATE TABLE chunk_embeddings (
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,
+            vector BLOB NOT NULL
+        );
+
+        CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+            text, content = 'chunks', content_rowid = 'id', tokenize = 'porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END;
+
+        CREATE TABLE backfill_cursors (
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            cursor TEXT NOT NULL DEFAULT '',
+            done INTEGER NOT NULL DEFAULT 0,
+            messages INTEGER NOT NULL DEFAULT 0,
+            oldest REAL NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (platform, workspace, channel)
+        );
+
+        CREATE TABLE knowledge_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+        -- what each answer was given, numbered as the models saw it, and which it cited
+        CREATE TABLE run_sources (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            chunk_id INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            title TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            link TEXT NOT NULL,
+            score REAL NOT NULL,
+            cited INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, number)
+        );
+
+        -- a reaction on an answer names its message: find the run by its placeholder
+        CREATE INDEX runs_placeholder_message ON runs (json_extract(placeholder, '$.message'));
+        """
+    )
+
+
+async def m004_feedback(db: aiosqlite.Connection) -> None:
     """👍/👎 on an answer: one per person and run (a second click replaces the first)."""
     await db.executescript(
         """
@@ -102,7 +188,7 @@ async def m003_feedback(db: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_health, m003_feedback]
+MIGRATIONS: list[Migration] = [m001_initial, m002_health, m003_knowledge, m004_feedback]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import json
 import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -21,47 +17,31 @@ from moa.conversation import ConversationKey
 from moa.errors import StorageError
 from moa.events import Message, Usage
 from moa.store import HistoryBudget, ProposalRecord, RunRecord
+from storage import vectors
+from storage.database import operation
 from storage.errors import REPLACED, describe
+from storage.knowledge import KnowledgeTables
 from storage.lock import ServiceLock
 from storage.migrations import migrate
 
 # Runs in these states were in flight when the process stopped.
 UNFINISHED = ("pending", "running")
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
+class Store(KnowledgeTables):
+    """Opened with `start()` (or `async with`), closed with `aclose()`; nothing happens in `__init__`.
 
-def _operation(
-    method: Callable[Concatenate[Store, P], Coroutine[Any, Any, T]],
-) -> Callable[Concatenate[Store, P], Coroutine[Any, Any, T]]:
-    """One database operation: alone on the shared connection, all or nothing, failures as `StorageError`.
-
-    Every answer shares one connection, and sqlite3 opens a transaction at the first write that the next commit
-    ends, whoever wrote. Taking turns keeps a failed operation's rollback from undoing another's writes, and its
-    half-done writes from being committed by the next one. An operation never calls another (the turn is not
-    reentrant).
+    One connection for everything: conversations, runs and proposals here, the team-knowledge index in
+    `storage.knowledge`.
     """
 
-    @functools.wraps(method)
-    async def operation(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self._turn:
-            try:
-                return await method(self, *args, **kwargs)
-            except (sqlite3.Error, OSError) as exc:
-                await self._rollback_quietly()
-                raise StorageError(describe(exc, self.path)) from exc
-
-    return operation
-
-
-class Store:
-    """Opened with `start()` (or `async with`), closed with `aclose()`; nothing happens in `__init__`."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
-        self._turn = asyncio.Lock()
+    def __init__(self, path: Path | str, *, vectors: bool = False, cache_mib: int | None = None) -> None:
+        """`vectors`: load sqlite-vec for semantic search (only with MOA_EMBEDDING_MODEL set). `cache_mib`:
+        SQLite's page cache (default: SQLite's 2 MiB); every knowledge search reads the same index pages, which
+        a cache of tens of MiB keeps at hand (at 100,000 chunks: 12 MiB of full-text index, 10 MiB of vectors)."""
+        super().__init__(path)
+        self.vectors = vectors
+        self.cache_mib = cache_mib
         self._lock: ServiceLock | None = None
         self._file: tuple[Path, int, int] | None = None  # the file opened, with its (st_dev, st_ino)
 
@@ -95,12 +75,19 @@ class Store:
                 # create it private before SQLite does: it holds every question and answer
                 fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
                 os.close(fd)
+        if self.vectors:
+            vectors.register_for_new_connections()
         self._db = await aiosqlite.connect(self.path)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute("PRAGMA busy_timeout=5000")
+        if self.cache_mib:
+            await self._db.execute(f"PRAGMA cache_size=-{int(self.cache_mib) * 1024}")
         await migrate(self._db)
+        if self.vectors:
+            await vectors.load(self._db)
+            await self._start_vectors()
         if not self.in_memory:
             path = self.path.absolute()
             opened = os.stat(path)
@@ -126,11 +113,6 @@ class Store:
     ) -> None:
         await self.aclose()
 
-    async def _rollback_quietly(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await self._db.rollback()
-
     def _check_file(self) -> None:
         """Raise StorageError when the file opened is no longer at its path (deleted, or another put there).
 
@@ -148,29 +130,6 @@ class Store:
             raise StorageError(describe(exc, path)) from exc
         if (now.st_dev, now.st_ino) != (device, inode):
             raise StorageError(REPLACED)
-
-    async def _execute(self, sql: str, params: Sequence[object] = ()) -> int:
-        """Run one statement and close its cursor; returns the rows it changed.
-
-        Cursors must be closed by aiosqlite's thread: one left to the garbage collector is finalized on the
-        event loop's thread while the worker thread may be using the same connection, and under concurrent
-        answers sqlite3 then fails with "bad parameter or other API misuse".
-        """
-        cursor = await self.db.execute(sql, params)
-        try:
-            return cursor.rowcount
-        finally:
-            await cursor.close()
-
-    async def _execute_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        cursor = await self.db.executemany(sql, rows)
-        await cursor.close()
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StorageError("the store is not open; call start() first")
-        return self._db
 
     # conversations -------------------------------------------------------------------------------------
 
@@ -191,7 +150,7 @@ class Store:
             row = await cursor.fetchone()
         return None if row is None else int(row[0])
 
-    @_operation
+    @operation
     async def load_history(self, key: ConversationKey, budget: HistoryBudget) -> list[Message]:
         """The newest messages that fit the budget, oldest first; older ones are dropped first."""
         conversation = await self._conversation_id(key, create=False)
@@ -213,7 +172,7 @@ class Store:
             kept.pop(0)
         return kept
 
-    @_operation
+    @operation
     async def has_history(self, key: ConversationKey) -> bool:
         conversation = await self._conversation_id(key, create=False)
         if conversation is None:
@@ -223,7 +182,7 @@ class Store:
         ) as cursor:
             return await cursor.fetchone() is not None
 
-    @_operation
+    @operation
     async def append_turn(self, key: ConversationKey, question: str, answer: str, run_id: str) -> None:
         conversation = await self._conversation_id(key, create=True)
         now = time.time()
@@ -233,7 +192,7 @@ class Store:
         )
         await self.db.commit()
 
-    @_operation
+    @operation
     async def seed_history(self, key: ConversationKey, messages: Sequence[Message]) -> None:
         """Store context read from the platform once, so it never has to be read again."""
         conversation = await self._conversation_id(key, create=True)
@@ -244,7 +203,7 @@ class Store:
         )
         await self.db.commit()
 
-    @_operation
+    @operation
     async def forget(self, key: ConversationKey) -> int:
         """Delete a conversation's messages and finished runs; returns how many messages there were.
 
@@ -262,7 +221,7 @@ class Store:
 
     # runs ----------------------------------------------------------------------------------------------
 
-    @_operation
+    @operation
     async def create_run(self, key: ConversationKey, user: str, question: str, preset: str, event_id: str) -> str:
         self._check_file()  # refuse a question rather than keep it in a file that is gone
         conversation = await self._conversation_id(key, create=True)
@@ -275,12 +234,12 @@ class Store:
         await self.db.commit()
         return run_id
 
-    @_operation
+    @operation
     async def set_placeholder(self, run_id: str, placeholder: dict[str, str]) -> None:
         await self._execute("UPDATE runs SET placeholder = ? WHERE id = ?", (json.dumps(placeholder), run_id))
         await self.db.commit()
 
-    @_operation
+    @operation
     async def move_run(self, run_id: str, key: ConversationKey) -> None:
         """Attach the run to `key`'s conversation; the one it leaves is deleted if nothing else is in it."""
         async with self.db.execute("SELECT conversation_id FROM runs WHERE id = ?", (run_id,)) as cursor:
@@ -295,12 +254,12 @@ class Store:
             )
         await self.db.commit()
 
-    @_operation
+    @operation
     async def mark_running(self, run_id: str) -> None:
         await self._execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
         await self.db.commit()
 
-    @_operation
+    @operation
     async def add_proposals(self, run_id: str, proposals: Sequence[ProposalRecord]) -> None:
         await self._execute_many(
             "INSERT INTO proposals (run_id, layer, model, text, latency_s, prompt_tokens, completion_tokens,"
@@ -322,7 +281,7 @@ class Store:
         )
         await self.db.commit()
 
-    @_operation
+    @operation
     async def finish_run(
         self,
         run_id: str,
@@ -340,7 +299,7 @@ class Store:
         )
         await self.db.commit()
 
-    @_operation
+    @operation
     async def unfinished_runs(self) -> list[RunRecord]:
         async with self.db.execute(
             "SELECT r.id, c.platform, c.workspace, c.channel, c.thread, r.user_id, r.question, r.preset,"
@@ -364,7 +323,7 @@ class Store:
             for row in rows
         ]
 
-    @_operation
+    @operation
     async def get_run(self, run_id: str) -> dict[str, object] | None:
         """The whole run record with its proposals, as plain data (for `ask --json` and operators)."""
         self.db.row_factory = aiosqlite.Row
@@ -389,9 +348,10 @@ class Store:
         record["placeholder"] = json.loads(str(record["placeholder"]))
         record["proposals"] = proposals
         record["feedback"] = feedback
+        record["sources"] = await self._run_sources(run_id)
         return record
 
-    @_operation
+    @operation
     async def drafts(self, run_id: str) -> tuple[str, list[ProposalRecord]] | None:
         """A run's question and its proposals in the order they came in; None for an unknown (or purged) run."""
         async with self.db.execute("SELECT question FROM runs WHERE id = ?", (run_id,)) as cursor:
@@ -409,7 +369,7 @@ class Store:
             for row in rows
         ]
 
-    @_operation
+    @operation
     async def record_feedback(self, run_id: str, user: str, value: str) -> bool:
         """Store a person's 👍/👎 on a run (replacing their earlier one); False for an unknown run."""
         async with self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)) as cursor:
@@ -425,7 +385,7 @@ class Store:
 
     # dedup and housekeeping ------------------------------------------------------------------------------
 
-    @_operation
+    @operation
     async def first_time(self, platform: str, event_id: str) -> bool:
         """Record an event id; False when it was recorded before (a retry or a duplicate delivery)."""
         rowcount = await self._execute(
@@ -435,7 +395,7 @@ class Store:
         await self.db.commit()
         return rowcount == 1
 
-    @_operation
+    @operation
     async def purge(self, *, older_than_days: float, events_older_than_days: float = 3.0) -> int:
         """Delete conversations untouched for `older_than_days` (with their runs); returns how many."""
         now = time.time()
@@ -448,7 +408,7 @@ class Store:
         await self.db.commit()
         return rowcount
 
-    @_operation
+    @operation
     async def maintain(self) -> None:
         """Keep the WAL file small and the query planner's statistics fresh."""
         await self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -481,4 +441,4 @@ class Store:
         )
         await self.db.commit()
 
-    _probe = _operation(_stamp)
+    _probe = operation(_stamp)

@@ -137,7 +137,7 @@ async def test_ask_json_leaves_out_storage_internals(fake_llm: FakeLLM, tmp_path
     record = json.loads(out)
     assert set(record) == {
         "run_id", "thread", "question", "preset", "status", "answer", "error", "started_at", "finished_at",
-        "elapsed_s", "prompt_tokens", "completion_tokens", "proposals",
+        "elapsed_s", "prompt_tokens", "completion_tokens", "sources", "proposals",
     }
     assert set(record["proposals"][0]) == {
         "model", "layer", "text", "latency_s", "prompt_tokens", "completion_tokens", "error", "cut_off",
@@ -434,3 +434,61 @@ async def test_chat_ctrl_c_at_the_prompt_leaves_at_once(tmp_path: Path) -> None:
     assert code in (0, 130) and time.monotonic() - started < 5
     _, _, err = await chat.finish()
     assert "Traceback" not in err
+
+
+async def test_knowledge_commands_add_list_search_remove_and_stats(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "ops").mkdir(parents=True)
+    (docs / "ops" / "deploy.md").write_text("# Deploys\n\nThe billing service ships with make ship on Tuesdays.")
+    (docs / "page.html").write_text("<h1>Rollback</h1><p>Billing rollbacks use make back.</p>")
+    (docs / "logo.png").write_bytes(b"\x89PNG")
+    env = {"MOA_DB": str(tmp_path / "moa.sqlite3")}  # no API key: knowledge needs none
+    code, out, err = await moa_bot("knowledge", "add", str(docs), env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"added: {docs / 'page.html'}",
+        f"added: {docs / 'ops' / 'deploy.md'}",
+        f"skipped: {docs / 'logo.png'}: not a supported type (Markdown, plain text, CSV, JSON, source code, HTML, PDF)",
+    ]
+    code, out, err = await moa_bot("knowledge", "add", str(docs / "ops"), "--scope", "C9", env=env, cwd=tmp_path)
+    assert (code, out.strip(), err.strip()) == (
+        0, f"replaced: {docs / 'ops' / 'deploy.md'}", "0 added, 1 replaced, 0 unchanged, 0 removed, 0 skipped")
+    code, out, _ = await moa_bot("knowledge", "list", env=env, cwd=tmp_path)
+    assert out.splitlines() == [
+        f"local:{docs / 'ops' / 'deploy.md'}\tlocal\tprivate\tlocal C9\t1 chunks\tdeploy.md",
+        f"local:{docs / 'page.html'}\tlocal\tpublic\tdeployment-wide\t1 chunks\tpage.html",
+    ]
+    # the terminal sees what `ask` would: the scoped file is for channel C9 only
+    code, out, _ = await moa_bot("knowledge", "search", "billing", "rollbacks", env=env, cwd=tmp_path)
+    assert code == 0 and out.startswith("1. [") and "page.html (" in out and "deploy.md" not in out
+    assert "Billing rollbacks use make back." in out and f"local:{docs / 'page.html'}" in out
+    code, out, _ = await moa_bot("knowledge", "remove", str(docs / "page.html"), env=env, cwd=tmp_path)
+    assert (code, out.strip()) == (0, "removed 1 document")
+    code, out, _ = await moa_bot("knowledge", "stats", env=env, cwd=tmp_path)
+    assert code == 0 and out.splitlines()[:2] == ["documents: 1 (1 local)", "chunks: 1 (0.00 M characters)"]
+    assert "embeddings: off" in out
+
+
+async def test_ask_json_shows_the_sources_given_and_cited(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    config = tmp_path / "moa.toml"
+    config.write_text('[presets.tiny]\nproposers = ["p/a"]\naggregator = "agg/x"\n')
+    fake_llm.script("p/a")
+    fake_llm.script("agg/x", reply="Ship with make ship [1].")
+    (tmp_path / "deploy.md").write_text("Billing ships with make ship on Tuesdays.")
+    env = env_for(fake_llm, tmp_path, MOA_CONFIG=str(config))
+    assert (await moa_bot("knowledge", "add", str(tmp_path / "deploy.md"), env=env, cwd=tmp_path))[0] == 0
+    code, out, err = await moa_bot("ask", "--json", "--preset", "tiny", "How does billing ship?", env=env,
+                                   cwd=tmp_path)
+    assert code == 0, err
+    record = json.loads(out)
+    [source] = record["sources"]
+    assert (source["number"], source["source"], source["title"], source["cited"]) == (
+        1, f"local:{tmp_path / 'deploy.md'}", "deploy.md", True)
+    assert source["link"] == str(tmp_path / "deploy.md") and source["date"].endswith("Z")
+    assert record["answer"] == f"Ship with make ship [1].\n\n**Sources**\n- [1] deploy.md (`{tmp_path / 'deploy.md'}`)" \
+        f" — {source['date'][:10]}"
+    assert "Team sources" in fake_llm.requests_for("p/a")[-1].messages[0]["content"]
+    code, out, err = await moa_bot("ask", "--json", "--no-knowledge", "--preset", "tiny", "How does billing ship?",
+                                   env=env, cwd=tmp_path)
+    assert code == 0, err and json.loads(out)["sources"] == []
+    assert fake_llm.requests_for("p/a")[-1].messages[0]["role"] == "user"

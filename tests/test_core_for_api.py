@@ -154,7 +154,10 @@ async def test_a_run_stopped_as_cancelled_is_recorded_cancelled(
 
 def test_a_system_message_of_the_conversation_stays_first_with_the_references() -> None:
     messages = with_references(list(HISTORY), "Use the drafts:", ["draft one"])
-    assert messages[0] == {"role": "system", "content": "Answer like a pirate.\n\nUse the drafts:\n\n1. draft one"}
+    # one system message; its parts (the client's own, then the references) set apart by a rule
+    assert messages[0] == {
+        "role": "system", "content": "Answer like a pirate.\n\n---\n\nUse the drafts:\n\n1. draft one"
+    }
     assert messages[1:] == list(HISTORY[1:])
     assert [m["role"] for m in with_references(list(HISTORY[1:]), "Use:", ["d"])] == ["system", "user", "assistant"]
 

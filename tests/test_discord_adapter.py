@@ -494,10 +494,11 @@ async def test_reopen_edits_an_existing_placeholder(fake_llm: FakeLLM, tmp_path:
         asked = await dc.user_message(dc.channel_id, mention(bot, "will crash"))
         inter = await dc.slash_command("moa", {"question": "me too"})
         await bot.settled()
-        async with bot.store.db.execute("SELECT placeholder FROM runs ORDER BY created_at") as cursor:
+        async with bot.store.db.execute("SELECT placeholder FROM runs") as cursor:
             import json
 
-            placeholders = [json.loads(row[0]) for row in await cursor.fetchall()]
+            # the two questions run at once: which was stored first is a race, so order by kind
+            placeholders = sorted((json.loads(row[0]) for row in await cursor.fetchall()), key=lambda p: p["kind"] != "message")
         (answer,) = dc.bot_messages(asked.id)
         original = dc.original_response(inter.token)
         assert original is not None

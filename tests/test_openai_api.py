@@ -214,7 +214,7 @@ async def test_the_messages_are_the_conversation_system_first_and_none_is_stored
         {"role": "user", "content": "And\nin Postgres?"},
     ]
     aggregator_system = api.llm.requests_for("agg/x")[0].messages[0]["content"]
-    assert aggregator_system.startswith("Be brief.\n\nBelow are draft answers")
+    assert aggregator_system.startswith("Be brief.\n\n---\n\nBelow are draft answers")
     platform, workspace, channel, thread, user, _ = await run_row(api.store, body["moa"]["run_id"])
     assert (platform, workspace, channel, thread, user) == ("api", "team", "alice", body["id"], "team")
     async with api.store.db.execute("SELECT COUNT(*) FROM messages") as cursor:

@@ -1,4 +1,5 @@
-"""The provider protocol: what the orchestrator needs from a chat-completions backend."""
+"""The provider protocol: what the orchestrator needs from a chat-completions backend (and team knowledge
+from an embeddings one)."""
 
 from __future__ import annotations
 
@@ -51,5 +52,9 @@ class Provider(Protocol):
         ...
 
     async def list_models(self, timeout_s: float) -> list[str]: ...
+
+    async def embed(self, model: str, texts: Sequence[str], *, timeout_s: float) -> list[list[float]]:
+        """One vector per text, in order (an OpenAI-compatible `/v1/embeddings`). Raises `ProviderError` only."""
+        ...
 
     async def aclose(self) -> None: ...

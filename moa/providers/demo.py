@@ -69,6 +69,13 @@ class DemoProvider:
     async def list_models(self, timeout_s: float) -> list[str]:
         return list(_MODELS)
 
+    async def embed(self, model: str, texts: Sequence[str], *, timeout_s: float) -> list[list[float]]:
+        raise ProviderRejected(
+            f"{model}: the demo provider has no embedding models; set MOA_EMBEDDING_MODEL to a real provider's",
+            model=model,
+            status=404,
+        )
+
     async def aclose(self) -> None:
         return None
 

@@ -251,5 +251,26 @@ class TogetherProvider:
             raise ProviderUnavailable("models: unexpected listing shape", model="models")
         return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
 
+    async def embed(self, model: str, texts: Sequence[str], *, timeout_s: float) -> list[list[float]]:
+        # OpenAI's shape, which Together and every OpenAI-compatible server answer: {"data": [{"index",
+        # "embedding"}]}; decoded here like the chat calls, without the SDK's typed models.
+        try:
+            body = await self._client.post(
+                "/v1/embeddings",
+                body={"model": model, "input": list(texts)},
+                cast_to=object,
+                options={"timeout": timeout_s},
+            )
+        except Exception as exc:
+            raise map_error(exc, model, url=self.base_url) from exc
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list) or len(items) != len(texts):
+            raise ProviderUnavailable(f"{model}: the embeddings response did not have one vector per text", model=model)
+        try:
+            ordered = sorted(items, key=lambda item: int(item.get("index", 0)))
+            return [[float(x) for x in item["embedding"]] for item in ordered]
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise ProviderUnavailable(f"{model}: malformed embeddings response", model=model) from None
+
     async def aclose(self) -> None:
         await self._client.close()

@@ -19,6 +19,10 @@ Endpoints (together 3.x appends `/v1/...` to an overridden base URL):
   `{"id", "object": "model", "type": "chat", ...}`.
   together 3.1.1 has no typed call for it (`client.models.list()` is the v2 *custom* models API, needing a
   project id), so read it with `await client.get("/v1/models", cast_to=...)`.
+- `POST /v1/embeddings`: OpenAI's `{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
+  "model", "usage"}` for a string or a list of strings. The vectors are deterministic hashed bags of words
+  (`embedding_dim` buckets, not normalized), so texts sharing words are near each other. A scripted HTTP failure
+  of the model (`fail`) applies here too.
 
 Errors use Together's body shape `{"error": {"message", "type", "param", "code"}}`; 401 when the bearer token
 is missing (or differs from `api_key` when one is set), 404 `model_not_available` for a model that was neither
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import json
 import re
@@ -185,9 +190,15 @@ class FakeLLM(LoopbackServer):
     """
 
     def __init__(
-        self, models: Iterable[str] = (), *, any_model: bool = False, api_key: str | None = None
+        self,
+        models: Iterable[str] = (),
+        *,
+        any_model: bool = False,
+        api_key: str | None = None,
+        embedding_dim: int = 64,
     ) -> None:
         self.scripts: dict[str, ModelScript] = {model: ModelScript() for model in models}
+        self.embedding_dim = embedding_dim
         self.any_model = any_model
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
@@ -254,6 +265,7 @@ class FakeLLM(LoopbackServer):
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         # handler_cancellation: a client that gives up (timeout) cancels its handler, so `ended` is recorded
         # when the client left, as a real server would notice; shutdown_timeout: never wait on hung handlers.
         await self._serve(app, handler_cancellation=True, shutdown_timeout=0.5)
@@ -308,6 +320,61 @@ class FakeLLM(LoopbackServer):
         record.status, record.ended = response.status, time.monotonic()
         record.outcome = "ok" if response.status == 200 else "error"
         return response
+
+    def embedding(self, text: str) -> list[float]:
+        """The vector this server gives `text`: word counts hashed into `embedding_dim` buckets."""
+        vector = [0.0] * self.embedding_dim
+        for word in re.findall(r"\w+", text.lower()):
+            bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
+            vector[bucket % self.embedding_dim] += 1.0
+        return vector
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        record = RecordedRequest(
+            path=request.path,
+            model=body.get("model") if isinstance(body, dict) else None,
+            body=body if isinstance(body, dict) else {},
+            headers=CIMultiDict(request.headers),
+            started=time.monotonic(),
+        )
+        self.requests.append(record)
+        response = self._embeddings_response(request, body)
+        record.status, record.ended = response.status, time.monotonic()
+        record.outcome = "ok" if response.status == 200 else "error"
+        return response
+
+    def _embeddings_response(self, request: web.Request, body: Any) -> web.Response:
+        if (auth_error := self._auth_error(request)) is not None:
+            return auth_error
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str) or not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            error = _error_body("model and input (a string or a list of strings) are required",
+                                "invalid_request_error", None)
+            return web.json_response(error, status=400)
+        if not self._known(model):
+            message = f"Unable to access model {model}."
+            return web.json_response(_error_body(message, "invalid_request_error", "model_not_available"), status=404)
+        script = self.scripts[model] if model in self.scripts else None
+        if script is not None and script.failures and script.failures[0].kind == "http":
+            return _failure_response(script.failures.popleft(), model)
+        tokens = sum(count_tokens(t) for t in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": self.embedding(t)} for i, t in enumerate(texts)
+                ],
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()

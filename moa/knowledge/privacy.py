@@ -1,0 +1,50 @@
+"""Who may read what: the one rule, as shelves that storage turns into a filter.
+
+- A passage is used only for questions in the same workspace (Slack team, Discord guild).
+- A passage from a private channel (a private Slack channel, a Discord channel @everyone cannot read) is used
+  only for questions asked in that channel or its threads.
+- Direct messages see public knowledge only. A Discord DM has no guild (its workspace is "@dm", where nothing is
+  indexed), so it sees the deployment-wide local documents and nothing else; a Slack DM sees its workspace's
+  public knowledge.
+- Local documents are read by the whole deployment, unless added with `--scope CHANNEL`: then only questions in
+  that channel (or its threads) see them, on any platform (channel ids of Slack and Discord never collide).
+- The terminal (`moa-bot ask`, `chat`) is the operator's: public knowledge of every workspace and the
+  deployment-wide local documents.
+"""
+
+from __future__ import annotations
+
+from moa.conversation import Question
+from moa.knowledge.model import LOCAL, Audience, Document, Passage, Shelf, Visibility
+
+TERMINAL = "console"  # the platform of `moa-bot ask` and `chat`
+# local documents added without a scope: channel "" (every audience's shelves include it)
+DEPLOYMENT_WIDE = frozenset({""})
+
+
+def shelves(audience: Audience) -> tuple[Shelf, ...]:
+    """Every set of documents `audience` may read. This is the privacy rule; everything else applies it."""
+    local = [Shelf(platform=LOCAL, channels=DEPLOYMENT_WIDE)]
+    if audience.channels:
+        local.append(Shelf(platform=LOCAL, channels=audience.channels))
+    if audience.workspace is None:
+        return (*local, Shelf(visibility=Visibility.PUBLIC))
+    same_workspace = Shelf(platform=audience.platform, workspace=audience.workspace, visibility=Visibility.PUBLIC)
+    if audience.is_dm:
+        return (*local, same_workspace)
+    own_channel = Shelf(platform=audience.platform, workspace=audience.workspace, channels=audience.channels)
+    return (*local, same_workspace, own_channel)
+
+
+def can_see(audience: Audience, item: Document | Passage) -> bool:
+    return any(
+        shelf.holds(item.platform, item.workspace, item.channel, item.visibility) for shelf in shelves(audience)
+    )
+
+
+def audience_of(question: Question) -> Audience:
+    """Who asks `question`: its workspace, its channel (and a thread's parent channel), whether it is a DM."""
+    key = question.key
+    channels = frozenset(c for c in (key.channel, question.parent_channel) if c)
+    workspace = None if key.platform == TERMINAL else key.workspace
+    return Audience(key.platform, workspace, channels, question.is_dm)
