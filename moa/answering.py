@@ -185,10 +185,13 @@ class Answerer:
         if refusal is not None:
             await sink.refuse(refusal)
             return None
-        passages = await self._retrieve(question)
-        if not passages and question.unprompted and self._uses_knowledge(question) and self._silent:
-            await react(sink, SHRUG)  # seen, and nothing posted: the channel is not a place for guesses
-            return None
+        passages: list[Passage] | None = None  # searched once the placeholder is up, so that it comes at once
+        if question.unprompted and self._uses_knowledge(question) and self._silent:
+            # ...except where nothing is posted at all when nothing matches: then the search decides first
+            passages = await self._retrieve(question)
+            if not passages:
+                await react(sink, SHRUG)  # seen, and nothing posted: the channel is not a place for guesses
+                return None
         # the question is on disk before anything is posted or any model is asked
         try:
             run_id = await self._store.create_run(
@@ -283,8 +286,7 @@ class Answerer:
         except ConfigError:
             preset = self.catalog.get(self.default_preset)
         async with self._tracked():
-            passages = await self._retrieve(question)
-            await self._run(run.id, question, preset, _Stamped(sink, run.id), passages)
+            await self._run(run.id, question, preset, _Stamped(sink, run.id), None)
 
     async def interrupt(self, run: RunRecord, sink: ReplySink) -> None:
         """Tell the user a run will not be answered, and record it so."""
@@ -363,7 +365,7 @@ class Answerer:
         return StopResult.STOPPED
 
     async def _run(
-        self, run_id: str, question: Question, preset: Preset, sink: ReplySink, passages: list[Passage]
+        self, run_id: str, question: Question, preset: Preset, sink: ReplySink, passages: list[Passage] | None
     ) -> None:
         run = _Run(run_id, question, preset, sink, time.monotonic(), passages)
         self._active_runs.add(run_id)
@@ -447,6 +449,8 @@ class Answerer:
             history = await self._store.load_history(key, self._history)
         else:
             history = list(question.history)
+        if run.passages is None:
+            run.passages = await self._retrieve(question)
         conversation: list[Message] = [*history, {"role": "user", "content": question.text}]
         progress = run.progress
         redact = self._redact
@@ -548,7 +552,8 @@ class _Run:
     preset: Preset
     sink: ReplySink
     started: float
-    passages: list[Passage] = field(default_factory=list)  # the team sources the models are given, numbered from 1
+    # the team sources the models are given, numbered from 1 (None: not searched yet)
+    passages: list[Passage] | None = None
     stopped_as: str | None = None  # "stopped" / "cancelled" once someone stopped it
     progress: _Progress = field(init=False)
 
