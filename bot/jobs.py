@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from storage import Store
+from storage import Storage
 
 log = logging.getLogger("bot.jobs")
 
@@ -28,7 +28,7 @@ def _guarded(name: str, job: Callable[[], Awaitable[object]]) -> Callable[[], Aw
 
 
 def build_scheduler(
-    store: Store,
+    store: Storage,
     *,
     retention_days: float,
     sweep: Callable[[], Awaitable[object]],

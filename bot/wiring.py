@@ -15,14 +15,14 @@ from moa.errors import ConfigError
 from moa.presets import TOGETHER, Catalog, load_catalog, split_model
 from moa.providers.registry import ProviderRegistry
 from moa.redaction import Redactor
-from storage import Store
+from storage import Storage, open_store
 
 
 @dataclass
 class Core:
     settings: Settings
     catalog: Catalog
-    store: Store
+    store: Storage
     registry: ProviderRegistry
     answerer: Answerer
 
@@ -64,7 +64,7 @@ async def open_core(
         together_api_key=settings.together_api_key,
         together_base_url=settings.together_base_url,
     )
-    store = Store(settings.db_path)
+    store = open_store(settings.database)
     await store.start(exclusive=exclusive)
     try:
         answerer = Answerer(

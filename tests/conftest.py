@@ -1,12 +1,16 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the PostgreSQL server of the tests marked `postgres`."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.fakes.llm import FakeLLM
+from tests.postgres_server import ENABLE, PostgresServer, Provider, Unavailable
+
+_postgres = Provider()
 
 
 @pytest.fixture
@@ -14,3 +18,35 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
     """A running fake chat-completions server with no models yet: add them with `script()` or `fail()`."""
     async with FakeLLM() as llm:
         yield llm
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: needs PostgreSQL (MOA_TEST_POSTGRES_URL or a throwaway server)")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.get_closest_marker("postgres") for item in session.items):
+        _postgres.prepare()  # starts the throwaway server in the background
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """The PostgreSQL server (see tests/postgres_server.py); tests using it carry the `postgres` mark.
+
+    Without one the PostgreSQL tests are skipped, and fail instead when MOA_REQUIRE_POSTGRES=1 (CI).
+    """
+    try:
+        return _postgres.get()
+    except Unavailable as exc:
+        if os.environ.get("MOA_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"MOA_REQUIRE_POSTGRES=1 but {exc}; {ENABLE}")
+        pytest.skip(str(exc))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _postgres.unavailable is not None:
+        terminalreporter.write_line(f"PostgreSQL tests skipped: {_postgres.unavailable}; {ENABLE}.")
