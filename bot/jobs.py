@@ -1,4 +1,4 @@
-"""Background jobs on APScheduler's AsyncIOScheduler: retention, SQLite upkeep, and the recovery sweep."""
+"""Background jobs on APScheduler's AsyncIOScheduler: retention, database upkeep, and the recovery sweep."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def build_scheduler(
 
     scheduler.add_job(_guarded("retention", purge), "interval", seconds=purge_every_s, next_run_time=soon,
                       id="retention")
-    scheduler.add_job(_guarded("sqlite-maintenance", store.maintain), "interval", seconds=maintain_every_s,
-                      id="sqlite-maintenance")
+    scheduler.add_job(_guarded("database-maintenance", store.maintain), "interval", seconds=maintain_every_s,
+                      id="database-maintenance")
     scheduler.add_job(_guarded("recovery-sweep", sweep), "interval", seconds=sweep_every_s, id="recovery-sweep")
     return scheduler

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -24,6 +26,7 @@ from storage.postgres import migrations as pg_migrations
 from storage.postgres.connection import PostgresUrl
 from tests.postgres_server import PostgresServer, free_port
 
+REPO = Path(__file__).resolve().parents[1]
 URL = "postgresql://moa:s3cret%21@db.internal:6432/moa"
 KEY = ConversationKey("slack", "T1", "C1", "t")
 
@@ -218,3 +221,38 @@ async def terminate(admin: asyncpg.Connection, url: str, *, sparing: int = 0) ->
 )
 def test_driver_faults_are_described_in_words(fault: Exception, words: str) -> None:
     assert describe_postgres(fault, 10.0) == words
+
+
+# the tests' own server --------------------------------------------------------------------------------------
+
+NO_POSTGRES = (
+    "import sys, pytest, tests.postgres_server as server; server.newest_binaries = lambda: None; "
+    "sys.exit(pytest.main(['-q', 'tests/test_store_contract.py::test_health_commits_a_real_write']))"
+)
+
+
+async def run_without_postgres(**env: str) -> tuple[int, str]:
+    """The suite's PostgreSQL and SQLite runs of one contract test, on a machine with no PostgreSQL at all."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MOA_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", NO_POSTGRES, cwd=REPO, env={**clean, "PYTHONPATH": str(REPO), **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_without_postgresql_its_tests_are_skipped_with_one_line_saying_how_to_run_them() -> None:
+    code, out = await run_without_postgres()
+    assert code == 0, out
+    assert "1 passed, 1 skipped in" in out
+    [line] = [line for line in out.splitlines() if "PostgreSQL" in line]
+    assert line.startswith("PostgreSQL tests skipped: no PostgreSQL under /usr/lib/postgresql/*/bin")
+    assert "apt-get install postgresql" in line and "MOA_TEST_POSTGRES_URL=postgresql://" in line
+
+
+async def test_ci_requires_the_postgresql_tests_to_run() -> None:
+    code, out = await run_without_postgres(MOA_REQUIRE_POSTGRES="1")
+    assert code == 1 and "1 passed, 1 error in" in out, out
+    assert "MOA_REQUIRE_POSTGRES=1 but no PostgreSQL under" in out and "PostgreSQL tests skipped" not in out

@@ -10,8 +10,9 @@ The target's own ids are kept, so a conversation the target already had keeps it
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,12 +154,11 @@ async def copy_sqlite(source: Store, target: PostgresStore) -> list[TableCopy]:
 async def _copy(db: aiosqlite.Connection, conn: Connection, table: _Table, timeout_s: float) -> TableCopy:
     staged = f"src_{table.name}"
     await conn.execute(f"CREATE TEMP TABLE {staged} (LIKE {table.name}) ON COMMIT DROP")
-    await conn.copy_records_to_table(
-        staged,
-        records=_read(db, f"SELECT {table.columns} FROM {table.name}", table.convert),
-        columns=[c.strip() for c in table.columns.split(",")],
-        timeout=timeout_s,
-    )
+    # closed here, whatever happens: an aiosqlite cursor must not be left to the garbage collector
+    async with contextlib.aclosing(_read(db, f"SELECT {table.columns} FROM {table.name}", table.convert)) as rows:
+        await conn.copy_records_to_table(
+            staged, records=rows, columns=[c.strip() for c in table.columns.split(",")], timeout=timeout_s
+        )
     in_source = int(await conn.fetchval(f"SELECT count(*) FROM {staged}"))
     copied = int((await conn.execute(table.insert, timeout=timeout_s)).rsplit(" ", 1)[-1])
     if table.name == "conversations":
@@ -169,7 +169,7 @@ async def _copy(db: aiosqlite.Connection, conn: Connection, table: _Table, timeo
 
 async def _read(
     db: aiosqlite.Connection, query: str, convert: Callable[[tuple[Any, ...]], tuple[Any, ...]]
-) -> AsyncIterator[tuple[Any, ...]]:
+) -> AsyncGenerator[tuple[Any, ...], None]:
     async with db.execute(query) as cursor:
         while batch := await cursor.fetchmany(BATCH):
             for row in batch:

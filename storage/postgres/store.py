@@ -135,7 +135,7 @@ class PostgresStore:
             await self._serve()
         async with self.pool.acquire(timeout=self.timeout_s) as conn:
             await migrations.migrate(conn, timeout_s=self.migration_timeout_s)
-        await self._probe()  # a database that cannot take a write is of no use to any command
+            await self._stamp(conn)  # a database that cannot take a write is of no use to any command
 
     async def _serve(self) -> None:
         # on a connection of its own: the lock is the session's, and goes when the process does
@@ -414,14 +414,15 @@ class PostgresStore:
     async def writable(self) -> bool:
         return await self.health() == "ok"
 
-    @_operation
-    async def _probe(self, conn: Connection) -> None:
+    async def _stamp(self, conn: Connection) -> None:
         """Commit one small write: a full disk or a read-only server fails here."""
         await conn.execute(
             "INSERT INTO health (id, checked_at) VALUES (1, $1)"
             " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
             time.time(),
         )
+
+    _probe = _operation(_stamp)
 
     @_operation
     async def schema_status(self, conn: Connection) -> SchemaStatus:
