@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.fakes.llm import FakeLLM
-from tests.postgres_server import ENABLE, PostgresServer, Provider, Unavailable
+from tests.postgres_server import ENABLE, PostgresServer, Provider, server_or_skip
 
 _postgres = Provider()
 _postgres_required = os.environ.get("MOA_REQUIRE_POSTGRES") == "1"  # in CI: a missing server fails the tests
@@ -40,12 +40,7 @@ def postgres_server() -> PostgresServer:
 
     Without one the PostgreSQL tests are skipped, and fail instead when MOA_REQUIRE_POSTGRES=1 (CI).
     """
-    try:
-        return _postgres.get()
-    except Unavailable as exc:
-        if _postgres_required:
-            pytest.fail(f"MOA_REQUIRE_POSTGRES=1 but {exc}; {ENABLE}")
-        pytest.skip(str(exc))
+    return server_or_skip(_postgres, required=_postgres_required)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

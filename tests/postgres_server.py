@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
 ENABLE = (
     "install PostgreSQL (Debian: apt-get install postgresql) or set MOA_TEST_POSTGRES_URL=postgresql://user:pass@"
@@ -226,3 +227,13 @@ class Provider:
             self._throwaway.stop()
         elif self._server is not None and self._server.created:
             asyncio.run(self._server.drop_created())
+
+
+def server_or_skip(provider: Provider, *, required: bool) -> PostgresServer:
+    """The server; without one, skip the test, or fail it when `required` (MOA_REQUIRE_POSTGRES=1, in CI)."""
+    try:
+        return provider.get()
+    except Unavailable as exc:
+        if required:
+            pytest.fail(f"MOA_REQUIRE_POSTGRES=1 but {exc}; {ENABLE}")
+        pytest.skip(str(exc))
