@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     _knowledge_commands(sub.add_parser("knowledge", help="team knowledge: add local documents, list, search"))
     sub.add_parser("presets", help="list the presets and their models")
     sub.add_parser("doctor", help="check configuration and reachability")
+    db = sub.add_parser("db", help="database tools")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    migrate = db_commands.add_parser(
+        "migrate-to", help="copy the SQLite database named by MOA_DB into PostgreSQL (again: only what is new)"
+    )
+    migrate.add_argument("url", metavar="URL", help="the PostgreSQL database: postgresql://user:password@host/db")
     return parser
 
 
@@ -119,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bot.doctor import doctor
 
             return asyncio.run(doctor(settings))
+        if args.command == "db":
+            from bot.db import migrate_to
+
+            return asyncio.run(migrate_to(settings, args.url))
     except ConfigError as exc:
         print(f"moa-bot: configuration error: {exc}", file=sys.stderr)
         return 2

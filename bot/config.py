@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,9 @@ from moa.knowledge.model import NoSources
 from moa.policy import UserRate
 from moa.presets import load_catalog
 from moa.store import HistoryBudget
+from storage.postgres.connection import PostgresUrl, is_postgres_url
+
+DEFAULT_DB = Path("data/moa.sqlite3")
 
 MIN_API_KEY_CHARS = 16
 
@@ -23,7 +27,8 @@ class Settings:
     together_base_url: str | None = None
     preset: str = "default"
     config_path: Path | None = None
-    db_path: Path = Path("data/moa.sqlite3")
+    db_path: Path = DEFAULT_DB  # the SQLite file, when MOA_DB is not a PostgreSQL URL
+    db_url: str | None = None  # MOA_DB=postgresql://...
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     log_level: str = "INFO"
@@ -56,6 +61,11 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = ()  # the OpenAI-compatible API is served when there is at least one
 
     @property
+    def database(self) -> str | Path:
+        """What MOA_DB names, for `storage.open_store`: a PostgreSQL URL or a SQLite file."""
+        return self.db_url or self.db_path
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line or an error message."""
         values = (
@@ -65,6 +75,7 @@ class Settings:
             self.slack_signing_secret,
             self.discord_bot_token,
             *(key.secret for key in self.api_keys),
+            PostgresUrl(self.db_url).password if self.db_url else None,
         )
         return tuple(v for v in values if v)
 
@@ -80,12 +91,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
     env = {k: v.strip() for k, v in environ.items() if v.strip()}
     reader = _Reader(env)
     config_path = Path(env["MOA_CONFIG"]) if "MOA_CONFIG" in env else None
+    db_path, db_url = reader.database("MOA_DB")
     settings = Settings(
         together_api_key=env.get("TOGETHER_API_KEY"),
         together_base_url=reader.url("TOGETHER_BASE_URL"),
         preset=env.get("MOA_PRESET", "default"),
         config_path=config_path,
-        db_path=Path(env.get("MOA_DB", "data/moa.sqlite3")),
+        db_path=db_path,
+        db_url=db_url,
         http_host=env.get("MOA_HTTP_HOST", "127.0.0.1"),
         http_port=reader.integer("MOA_HTTP_PORT", 8080, low=0, high=65535),
         log_level=reader.choice("MOA_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
@@ -207,6 +220,27 @@ class _Reader:
         if raw is not None and not raw.startswith(schemes):
             raise ConfigError(f"{name}: {raw!r} is not a URL; it must start with {' or '.join(schemes)}")
         return raw
+
+    def database(self, name: str) -> tuple[Path, str | None]:
+        """(the SQLite file, None), or (the default file, the URL) for PostgreSQL."""
+        raw = self.env.get(name)
+        if raw is None:
+            return DEFAULT_DB, None
+        if is_postgres_url(raw):
+            try:
+                PostgresUrl.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{name}: not a usable PostgreSQL URL: {exc}; like postgresql://user:password@host:5432/database"
+                ) from None
+            return DEFAULT_DB, raw
+        scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", raw)
+        if scheme:  # not echoed whole: a URL can hold a password
+            raise ConfigError(
+                f"{name}: {scheme[1]}:// is not a database moa-bot uses; give a SQLite file path (data/moa.sqlite3) "
+                "or a PostgreSQL URL (postgresql://user:password@host:5432/database)"
+            )
+        return Path(raw), None
 
     def parsed(self, name: str, default: str, parse):  # type: ignore[no-untyped-def]
         raw = self.env.get(name, default)

@@ -10,7 +10,7 @@ from moa.errors import MoaError, ProviderError
 from moa.channels import ChannelSettings
 from moa.presets import split_model
 from moa.providers.registry import ProviderRegistry
-from storage import Store
+from storage import open_store
 
 TIMEOUT_S = 10.0
 
@@ -30,8 +30,10 @@ async def doctor(settings: Settings) -> int:
     for channel in sorted(catalog.channels.values(), key=lambda c: (c.platform, c.channel)):
         report(True, f"channel {channel.label}", describe_channel(channel, settings.preset, standing))
     try:
-        async with Store(settings.db_path) as store:
-            report(await store.writable(), "database", str(settings.db_path))
+        async with open_store(settings.database) as store:
+            schema, health = await store.schema_status(), await store.health()
+        detail = schema.describe() if health == "ok" else f"{schema.describe()}; {health}"
+        report(health == "ok" and not schema.pending, "database", detail)
     except MoaError as exc:
         report(False, "database", str(exc))
 

@@ -9,12 +9,12 @@ from aiohttp import web
 
 from adapters.base import Adapter
 from bot.metrics import CONTENT_TYPE, Metrics
-from storage import Store
+from storage import Storage
 
 
 def build_app(
     *,
-    store: Store,
+    store: Storage,
     adapters: Sequence[Adapter],
     metrics: Metrics,
     in_flight: Callable[[], int],

@@ -1,5 +1,5 @@
-"""Background jobs on APScheduler's AsyncIOScheduler: retention, SQLite upkeep, the recovery sweep, and the purge
-of knowledge channels no longer configured."""
+"""Background jobs on APScheduler's AsyncIOScheduler: retention, database upkeep, the recovery sweep, and the
+purge of knowledge channels no longer configured."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from storage import Store
+from storage import Storage
 
 log = logging.getLogger("bot.jobs")
 
@@ -29,7 +29,7 @@ def _guarded(name: str, job: Callable[[], Awaitable[object]]) -> Callable[[], Aw
 
 
 def build_scheduler(
-    store: Store,
+    store: Storage,
     *,
     retention_days: float,
     sweep: Callable[[], Awaitable[object]],
@@ -47,8 +47,8 @@ def build_scheduler(
 
     scheduler.add_job(_guarded("retention", purge), "interval", seconds=purge_every_s, next_run_time=soon,
                       id="retention")
-    scheduler.add_job(_guarded("sqlite-maintenance", store.maintain), "interval", seconds=maintain_every_s,
-                      id="sqlite-maintenance")
+    scheduler.add_job(_guarded("database-maintenance", store.maintain), "interval", seconds=maintain_every_s,
+                      id="database-maintenance")
     scheduler.add_job(_guarded("recovery-sweep", sweep), "interval", seconds=sweep_every_s, id="recovery-sweep")
     if knowledge_purge is not None:
         scheduler.add_job(_guarded("knowledge-purge", knowledge_purge), "interval", seconds=purge_every_s,

@@ -20,7 +20,7 @@ from moa.presets import TOGETHER, Catalog, load_catalog, split_model
 from moa.providers.registry import ProviderRegistry
 from moa.redaction import Redactor
 from moa.retry import Backoff
-from storage import Store
+from storage import Storage, Store, open_store
 
 # SQLite's page cache: team-knowledge searches read the same index pages every time (benchmark 7: at 100,000
 # chunks a 64 MiB cache makes full-text search 40% faster and the vector scan six times faster)
@@ -31,7 +31,7 @@ CACHE_MIB = 64
 class Core:
     settings: Settings
     catalog: Catalog
-    store: Store  # also the team-knowledge index (`moa.knowledge.KnowledgeIndex`)
+    store: Storage  # on SQLite, also the team-knowledge index (`moa.knowledge.KnowledgeIndex`)
     registry: ProviderRegistry
     answerer: Answerer
     librarian: Librarian  # what adapters and the CLI call to add to team knowledge
@@ -44,6 +44,16 @@ class Knowledge:
 
     store: Store
     librarian: Librarian
+
+
+def _knowledge_store(store: Storage) -> Store:
+    """The store as the team-knowledge index; only the SQLite backend has one so far."""
+    if not isinstance(store, Store):
+        raise ConfigError(
+            "MOA_DB: the PostgreSQL backend keeps conversations and runs, but not yet the team-knowledge index; "
+            "use a SQLite MOA_DB for `moa-bot run`, `ask` and `knowledge` until it does"
+        )
+    return store
 
 
 def _registry(settings: Settings, catalog: Catalog) -> ProviderRegistry:
@@ -106,10 +116,10 @@ async def open_core(
             "models use your own providers; to try moa-bot without a key: moa-bot ask --demo QUESTION"
         )
     registry = _registry(settings, catalog)
-    store = Store(settings.db_path, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB)
+    store = open_store(settings.database, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB)
     await store.start(exclusive=exclusive)
     try:
-        librarian = await _librarian(settings, store, registry)
+        librarian = await _librarian(settings, _knowledge_store(store), registry)
         answerer = Answerer(
             Orchestrator(registry, backoff=backoff),
             store,
@@ -140,7 +150,7 @@ async def open_core(
 async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
     catalog = load_catalog(settings.config_path)
     registry = _registry(settings, catalog)
-    store = Store(settings.db_path, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB)
+    store = _knowledge_store(open_store(settings.database, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB))
     await store.start()
     try:
         yield Knowledge(store, await _librarian(settings, store, registry))

@@ -34,7 +34,7 @@ class ServiceLock:
             os.close(fd)
             raise DatabaseInUse(
                 f"MOA_DB: {self.database} is in use by another `moa-bot run`; one SQLite database "
-                "serves one process (several replicas need PostgreSQL, which a later release brings)"
+                "serves one process (several replicas need PostgreSQL and the coordination a later release brings)"
             ) from None
         except OSError:
             os.close(fd)

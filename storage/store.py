@@ -21,11 +21,18 @@ from storage import vectors
 from storage.database import operation
 from storage.errors import REPLACED, describe
 from storage.knowledge import KnowledgeTables
+from storage.interface import EVENTS_KEPT_DAYS, UNFINISHED, SchemaStatus
 from storage.lock import ServiceLock
-from storage.migrations import migrate
-
-# Runs in these states were in flight when the process stopped.
-UNFINISHED = ("pending", "running")
+from storage.migrations import MIGRATIONS, migrate
+from storage.shared import (
+    PROPOSAL_COLUMNS,
+    RUN_COLUMNS,
+    newest_within,
+    proposal_record,
+    proposal_rows,
+    run_dict,
+    run_record,
+)
 
 
 class Store(KnowledgeTables):
@@ -156,21 +163,10 @@ class Store(KnowledgeTables):
         conversation = await self._conversation_id(key, create=False)
         if conversation is None:
             return []
-        kept: list[Message] = []
-        spent = 0
         async with self.db.execute(
             "SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY id DESC", (conversation,)
         ) as cursor:
-            async for role, content in cursor:
-                spent += budget.cost(content)
-                if spent > budget.limit:
-                    break
-                kept.append({"role": role, "content": content})
-        kept.reverse()
-        # a conversation handed to a model starts with the user speaking
-        while kept and kept[0]["role"] != "user":
-            kept.pop(0)
-        return kept
+            return await newest_within(cursor, budget)
 
     @operation
     async def has_history(self, key: ConversationKey) -> bool:
@@ -262,22 +258,8 @@ class Store(KnowledgeTables):
     @operation
     async def add_proposals(self, run_id: str, proposals: Sequence[ProposalRecord]) -> None:
         await self._execute_many(
-            "INSERT INTO proposals (run_id, layer, model, text, latency_s, prompt_tokens, completion_tokens,"
-            " error, straggler) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    run_id,
-                    p.layer,
-                    p.model,
-                    p.text,
-                    p.latency_s,
-                    p.usage.prompt_tokens,
-                    p.usage.completion_tokens,
-                    p.error,
-                    int(p.straggler),
-                )
-                for p in proposals
-            ],
+            f"INSERT INTO proposals (run_id, {PROPOSAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            proposal_rows(run_id, proposals),
         )
         await self.db.commit()
 
@@ -302,26 +284,11 @@ class Store(KnowledgeTables):
     @operation
     async def unfinished_runs(self) -> list[RunRecord]:
         async with self.db.execute(
-            "SELECT r.id, c.platform, c.workspace, c.channel, c.thread, r.user_id, r.question, r.preset,"
-            " r.status, r.placeholder, r.created_at, r.event_id FROM runs r"
-            " JOIN conversations c ON c.id = r.conversation_id"
+            f"SELECT {RUN_COLUMNS} FROM runs r JOIN conversations c ON c.id = r.conversation_id"
             f" WHERE r.status IN {UNFINISHED} ORDER BY r.created_at"
         ) as cursor:
             rows = await cursor.fetchall()
-        return [
-            RunRecord(
-                id=row[0],
-                key=ConversationKey(row[1], row[2], row[3], row[4]),
-                user=row[5],
-                question=row[6],
-                preset=row[7],
-                status=row[8],
-                placeholder=json.loads(row[9] or "{}"),
-                created_at=row[10],
-                event_id=row[11],
-            )
-            for row in rows
-        ]
+        return [run_record(row) for row in rows]
 
     @operation
     async def get_run(self, run_id: str) -> dict[str, object] | None:
@@ -333,9 +300,7 @@ class Store(KnowledgeTables):
             if run is None:
                 return None
             async with self.db.execute(
-                "SELECT layer, model, text, latency_s, prompt_tokens, completion_tokens, error, straggler"
-                " FROM proposals WHERE run_id = ? ORDER BY id",
-                (run_id,),
+                f"SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE run_id = ? ORDER BY id", (run_id,)
             ) as cursor:
                 proposals = [dict(row) for row in await cursor.fetchall()]
             async with self.db.execute(
@@ -344,10 +309,7 @@ class Store(KnowledgeTables):
                 feedback = [dict(row) for row in await cursor.fetchall()]
         finally:
             self.db.row_factory = None
-        record: dict[str, object] = dict(run)
-        record["placeholder"] = json.loads(str(record["placeholder"]))
-        record["proposals"] = proposals
-        record["feedback"] = feedback
+        record = run_dict(dict(run), proposals, feedback)
         record["sources"] = await self._run_sources(run_id)
         return record
 
@@ -359,15 +321,10 @@ class Store(KnowledgeTables):
         if run is None:
             return None
         async with self.db.execute(
-            "SELECT layer, model, text, latency_s, prompt_tokens, completion_tokens, error, straggler"
-            " FROM proposals WHERE run_id = ? ORDER BY id",
-            (run_id,),
+            f"SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE run_id = ? ORDER BY id", (run_id,)
         ) as cursor:
             rows = await cursor.fetchall()
-        return str(run[0]), [
-            ProposalRecord(row[0], row[1], row[2], row[3], Usage(row[4], row[5]), row[6], bool(row[7]))
-            for row in rows
-        ]
+        return str(run[0]), [proposal_record(row) for row in rows]
 
     @operation
     async def record_feedback(self, run_id: str, user: str, value: str) -> bool:
@@ -396,7 +353,7 @@ class Store(KnowledgeTables):
         return rowcount == 1
 
     @operation
-    async def purge(self, *, older_than_days: float, events_older_than_days: float = 3.0) -> int:
+    async def purge(self, *, older_than_days: float, events_older_than_days: float = EVENTS_KEPT_DAYS) -> int:
         """Delete conversations untouched for `older_than_days` (with their runs); returns how many."""
         now = time.time()
         rowcount = await self._execute(
@@ -431,6 +388,14 @@ class Store(KnowledgeTables):
 
     async def writable(self) -> bool:
         return await self.health() == "ok"
+
+    @operation
+    async def schema_status(self) -> SchemaStatus:
+        async with self.db.execute("SELECT name FROM migrations") as cursor:
+            applied = frozenset([row[0] async for row in cursor])
+        return SchemaStatus(
+            f"SQLite {sqlite3.sqlite_version}", str(self.path), applied, tuple(m.__name__ for m in MIGRATIONS)
+        )
 
     async def _stamp(self) -> None:
         """Commit one small write: a full disk or a read-only file fails here, where BEGIN alone would not."""

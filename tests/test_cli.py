@@ -17,9 +17,19 @@ from pathlib import Path
 import pytest
 
 from bot import cli
+from bot.config import load_settings
+from bot.db import migrate_to
+from moa.conversation import ConversationKey
+from moa.errors import ConfigError, StorageError
+from moa.events import Usage
 from moa.presets import BUILTIN_PRESETS
+from moa.store import HistoryBudget, ProposalRecord
+from storage import PostgresStore, Store
+from storage.lock import DatabaseInUse
+from storage.migrations import MIGRATIONS
 from tests.fakes.llm import FakeLLM, Failure
 from tests.helpers import eventually
+from tests.postgres_server import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -492,3 +502,149 @@ async def test_ask_json_shows_the_sources_given_and_cited(fake_llm: FakeLLM, tmp
                                    env=env, cwd=tmp_path)
     assert code == 0, err and json.loads(out)["sources"] == []
     assert fake_llm.requests_for("p/a")[-1].messages[0]["role"] == "user"
+
+
+# the database -----------------------------------------------------------------------------------------------
+
+SLACK = ConversationKey("slack", "T1", "C1", "1700000000.000100")
+DISCORD = ConversationKey("discord", "G1", "C2", "")
+
+
+async def sqlite_with_data(path: Path) -> tuple[str, str]:
+    """A SQLite database with a bit of everything; (a finished run, a run in flight)."""
+    async with Store(path) as store:
+        await store.seed_history(SLACK, [{"role": "user", "content": "read"}, {"role": "assistant", "content": "it"}])
+        done = await store.create_run(SLACK, "U1", "What is WAL?", "default", "Ev1")
+        await store.set_placeholder(done, {"channel": "C1", "ts": "1.2"})
+        await store.add_proposals(done, [ProposalRecord(1, "p/a", "draft", 0.5, Usage(10, 20)),
+                                         ProposalRecord(1, "p/b", "", 3.0, Usage(), "cut off", True)])
+        await store.append_turn(SLACK, "What is WAL?", "A log.", done)
+        await store.finish_run(done, status="done", answer="A log.", elapsed_s=1.5, usage=Usage(30, 40))
+        assert await store.record_feedback(done, "U2", "up")
+        live = await store.create_run(DISCORD, "U3", "still answering", "default", "Ev2")
+        await store.seed_history(DISCORD, [{"role": "user", "content": "twice"}] * 2)  # a repeat is kept twice
+        for event in ("Ev1", "Ev2"):
+            assert await store.first_time("slack", event)
+    return done, live
+
+
+def copied(out: str) -> dict[str, int]:
+    return {m[1]: int(m[2].replace(",", "")) for m in re.finditer(r"^ +(\w+) +([\d,]+) copied", out, re.M)}
+
+
+@pytest.mark.postgres
+async def test_db_migrate_to_copies_sqlite_into_postgresql(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    source, url = tmp_path / "moa.sqlite3", await postgres_server.new_database()
+    done, live = await sqlite_with_data(source)
+    code, out, err = await moa_bot("db", "migrate-to", url, env={"MOA_DB": str(source)}, cwd=tmp_path)
+    assert code == 0, err
+    assert copied(out) == {
+        "conversations": 2, "messages": 6, "runs": 2, "proposals": 2, "feedback": 1, "processed_events": 2
+    }
+    assert "Done: 15 rows copied." in out
+    async with Store(source) as sqlite, PostgresStore(url) as postgres:
+        for key in (SLACK, DISCORD):
+            history = await postgres.load_history(key, HistoryBudget())
+            assert history == await sqlite.load_history(key, HistoryBudget()) and history
+        assert await postgres.unfinished_runs() == await sqlite.unfinished_runs()
+        assert [r.id for r in await postgres.unfinished_runs()] == [live]
+        assert await postgres.drafts(done) == await sqlite.drafts(done)
+        record, original = await postgres.get_run(done), await sqlite.get_run(done)
+        assert record is not None and original is not None
+        assert {**record, "conversation_id": 0} == {**original, "conversation_id": 0}
+        assert not await postgres.first_time("slack", "Ev1")
+
+
+@pytest.mark.postgres
+async def test_db_migrate_to_again_copies_only_what_is_new(
+    tmp_path: Path, postgres_server: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, url = tmp_path / "moa.sqlite3", await postgres_server.new_database()
+    await sqlite_with_data(source)
+    settings = load_settings({"MOA_DB": str(source)})  # in this process: the command's first test runs it whole
+
+    async def migrate() -> str:
+        capsys.readouterr()
+        assert await migrate_to(settings, url) == 0
+        return capsys.readouterr().out
+
+    await migrate()
+    out = await migrate()
+    assert set(copied(out).values()) == {0}
+    assert "Nothing new to copy: PostgreSQL at " in out and "already has everything in" in out
+    async with Store(source) as sqlite:  # the bot went on answering on SQLite after the first copy
+        await sqlite.append_turn(SLACK, "And its size?", "Small.", "r2")
+    out = await migrate()
+    assert {table: n for table, n in copied(out).items() if n} == {"messages": 2}
+    async with PostgresStore(url) as postgres:
+        history = await postgres.load_history(SLACK, HistoryBudget())
+    assert [m["content"] for m in history] == ["read", "it", "What is WAL?", "A log.", "And its size?", "Small."]
+
+
+# the refusals, in this process: how the command prints an error and exits is tested above for every command
+
+
+async def test_db_migrate_to_refuses_a_target_that_is_not_postgresql(tmp_path: Path) -> None:
+    async with Store(tmp_path / "moa.sqlite3"):
+        pass
+    settings = load_settings({"MOA_DB": str(tmp_path / "moa.sqlite3")})
+    with pytest.raises(ConfigError) as raised:
+        await migrate_to(settings, "mysql://moa:hunter2@db/moa")
+    assert str(raised.value) == (
+        "db migrate-to: the target is not a PostgreSQL URL; give one like postgresql://user:password@host:5432/database"
+    )
+
+
+async def test_db_migrate_to_names_an_unreachable_server(tmp_path: Path) -> None:
+    async with Store(tmp_path / "moa.sqlite3"):
+        pass
+    settings, port = load_settings({"MOA_DB": str(tmp_path / "moa.sqlite3")}), closed_port()
+    with pytest.raises(StorageError) as raised:
+        await migrate_to(settings, f"postgresql://moa:hunter2@127.0.0.1:{port}/moa")
+    assert str(raised.value) == (
+        f"db migrate-to: cannot open PostgreSQL at 127.0.0.1:{port}/moa: cannot connect to PostgreSQL "
+        "(connection refused)"
+    )
+
+
+async def test_db_migrate_to_waits_for_the_service_to_stop(tmp_path: Path) -> None:
+    source = tmp_path / "moa.sqlite3"
+    service = await Store(source).start(exclusive=True)
+    try:
+        with pytest.raises(DatabaseInUse, match="is in use by another `moa-bot run`"):
+            await migrate_to(load_settings({"MOA_DB": str(source)}), "postgresql://moa@127.0.0.1/moa")
+    finally:
+        await service.aclose()
+
+
+async def test_db_migrate_to_without_a_sqlite_database_says_so(tmp_path: Path) -> None:
+    settings = load_settings({"MOA_DB": str(tmp_path / "none.sqlite3")})
+    with pytest.raises(ConfigError) as raised:
+        await migrate_to(settings, "postgresql://moa@127.0.0.1/moa")
+    assert str(raised.value) == f"MOA_DB: no SQLite database at {tmp_path}/none.sqlite3 to copy"
+    assert not (tmp_path / "none.sqlite3").exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_doctor_names_the_database_and_its_schema(
+    fake_llm: FakeLLM, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        database, where = str(tmp_path / "moa.sqlite3"), rf"SQLite [\d.]+ at {re.escape(str(tmp_path))}/moa\.sqlite3"
+    else:
+        database = await request.getfixturevalue("postgres_server").new_database()
+        where = rf"PostgreSQL \d+\.\d+ at 127\.0\.0\.1:\d+/{database.rsplit('/', 1)[1]}"
+    _, out, _ = await moa_bot("doctor", env=env_for(fake_llm, tmp_path, MOA_DB=database), cwd=tmp_path)
+    latest = MIGRATIONS[-1].__name__.split("_")[0]  # "m003"
+    assert re.search(rf"^ok   database: {where}, schema {latest} \(up to date\)$", out, re.M), out
+
+
+async def test_doctor_names_an_unreachable_postgresql(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    port = closed_port()
+    env = env_for(fake_llm, tmp_path, MOA_DB=f"postgresql://moa:pw@127.0.0.1:{port}/moa")
+    code, out, _ = await moa_bot("doctor", env=env, cwd=tmp_path)
+    assert code == 1
+    assert (
+        f"FAIL database: MOA_DB: cannot open PostgreSQL at 127.0.0.1:{port}/moa: cannot connect to PostgreSQL "
+        "(connection refused)"
+    ) in out

@@ -40,13 +40,14 @@ def done(events: list[object]) -> AnswerDone:
 
 async def test_proposers_run_concurrently(fake_llm: FakeLLM, orchestrator: Orchestrator) -> None:
     for model in ("p/a", "p/b", "p/c", "p/d"):
-        fake_llm.script(model, latency=0.4)
+        fake_llm.script(model, latency=1.0)
     fake_llm.script("agg/x", latency=0.1)
     started = time.monotonic()
     events = await collect(orchestrator, preset())
     elapsed = time.monotonic() - started
-    # four 0.4 s proposers in sequence would take 1.6 s; in parallel the critical path is 0.4 + 0.1
-    assert elapsed < 0.9, elapsed
+    # four 1 s proposers in sequence would take 4 s; in parallel the critical path is 1 + 0.1 (the margin is for a
+    # loaded machine, where a bound close to the critical path failed now and then)
+    assert elapsed < 2.5, elapsed
     assert fake_llm.peak_in_flight >= 4
     assert len([e for e in events if isinstance(e, ProposalDone)]) == 4
 

@@ -1,14 +1,15 @@
-"""SQLite storage: migrations, history with a budget, runs, dedup, retention."""
+"""What only the SQLite store does: its file, WAL, the one-service flock, and SQLite's own failures.
+
+Everything both backends do is in tests/test_store_contract.py, which runs on SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
 import sqlite3
 import stat
-import time
 from pathlib import Path
 
 import aiosqlite
@@ -16,8 +17,7 @@ import pytest
 
 from moa.conversation import ConversationKey
 from moa.errors import StorageError
-from moa.events import Usage
-from moa.store import HistoryBudget, ProposalRecord
+from moa.store import HistoryBudget
 from storage import Store
 from storage.errors import describe
 from storage.lock import DatabaseInUse
@@ -69,118 +69,12 @@ async def test_unopenable_database_is_a_clear_error(tmp_path: Path) -> None:
         await Store(blocker / "moa.sqlite3").start()
 
 
-async def test_history_keeps_the_newest_turns_within_the_budget(store: Store) -> None:
-    for i in range(10):
-        await store.append_turn(KEY, f"question {i}", f"answer {i}" + "x" * 90, f"r{i}")
-    history = await store.load_history(KEY, HistoryBudget(limit=350, unit="chars"))
-    # each turn costs 10 + 98 = 108 chars: three fit, and the oldest are dropped first
-    assert [m["content"][:10] for m in history] == [
-        "question 7",
-        "answer 7xx",
-        "question 8",
-        "answer 8xx",
-        "question 9",
-        "answer 9xx",
-    ]
-    assert history[0]["role"] == "user"
-    tokens = await store.load_history(KEY, HistoryBudget(limit=40, unit="tokens"))  # 4 + 25 tokens a turn
-    assert len(tokens) == 2
 
 
-async def test_history_never_starts_with_the_assistant(store: Store) -> None:
-    await store.append_turn(KEY, "q" * 100, "a" * 10, "r1")
-    history = await store.load_history(KEY, HistoryBudget(limit=50))
-    assert history == []
 
 
-async def test_conversations_are_separate(store: Store) -> None:
-    await store.append_turn(KEY, "secret question", "secret answer", "r1")
-    for other in (
-        ConversationKey("slack", "T2", "C1", KEY.thread),
-        ConversationKey("slack", "T1", "C1", "other"),
-        ConversationKey("discord", "T1", "C1", KEY.thread),
-    ):
-        assert await store.load_history(other, HistoryBudget()) == []
 
 
-async def test_forget_removes_history_but_not_runs_in_flight(store: Store) -> None:
-    await store.append_turn(KEY, "q", "a", "r1")
-    live = await store.create_run(KEY, "U1", "still answering", "default", "E1")
-    assert await store.forget(KEY) == 2
-    assert await store.load_history(KEY, HistoryBudget()) == []
-    assert [r.id for r in await store.unfinished_runs()] == [live]
-
-
-async def test_run_lifecycle_and_record(store: Store) -> None:
-    run = await store.create_run(KEY, "U1", "What is WAL?", "default", "Ev1")
-    [pending] = await store.unfinished_runs()
-    assert (pending.id, pending.question, pending.status, pending.key) == (
-        run,
-        "What is WAL?",
-        "pending",
-        KEY,
-    )
-    await store.set_placeholder(run, {"channel": "C1", "ts": "1.2"})
-    await store.mark_running(run)
-    await store.add_proposals(run, [ProposalRecord(1, "p/a", "draft", 0.5, Usage(10, 20))])
-    await store.add_proposals(run, [ProposalRecord(1, "p/b", "", 3.0, Usage(), "cut off", True)])
-    await store.finish_run(run, status="done", answer="final", elapsed_s=1.5, usage=Usage(30, 40))
-    assert await store.unfinished_runs() == []
-    record = await store.get_run(run)
-    assert record is not None
-    assert (
-        record["status"] == "done"
-        and record["answer"] == "final"
-        and record["placeholder"] == {"channel": "C1", "ts": "1.2"}
-    )
-    assert record["prompt_tokens"] == 30 and record["completion_tokens"] == 40
-    assert [p["model"] for p in record["proposals"]] == ["p/a", "p/b"]  # type: ignore[index]
-    assert record["proposals"][1]["straggler"] == 1  # type: ignore[index]
-
-
-async def test_event_dedup_survives_restart(tmp_path: Path) -> None:
-    path = tmp_path / "moa.sqlite3"
-    async with Store(path) as s:
-        assert await s.first_time("slack", "Ev1")
-        assert not await s.first_time("slack", "Ev1")
-        assert await s.first_time("discord", "Ev1")
-    async with Store(path) as s:
-        assert not await s.first_time("slack", "Ev1")
-
-
-async def test_many_answers_at_once_share_the_connection_safely(store: Store) -> None:
-    # Unclosed cursors finalized on the event loop's thread used to break the worker thread's statements
-    # ("bad parameter or other API misuse") as soon as a few answers ran together.
-    async def answer(i: int) -> None:
-        key = ConversationKey("slack", "T1", "C1", str(i))
-        for j in range(15):
-            assert await store.first_time("slack", f"Ev{i}-{j}")
-            run_id = await store.create_run(key, "U1", "q", "default", f"Ev{i}-{j}")
-            await store.set_placeholder(run_id, {"ts": str(j)})
-            await store.mark_running(run_id)
-            await store.load_history(key, HistoryBudget())
-            await store.add_proposals(run_id, [ProposalRecord(1, "m", "draft", 0.1, Usage(1, 2))])
-            await store.append_turn(key, "q", "a", run_id)
-            await store.finish_run(run_id, status="done", answer="a")
-
-    await asyncio.gather(*(answer(i) for i in range(20)))
-    assert await store.unfinished_runs() == []
-    assert len(await store.load_history(ConversationKey("slack", "T1", "C1", "7"), HistoryBudget())) == 30
-
-
-async def test_purge_drops_old_conversations_only(store: Store) -> None:
-    old = ConversationKey("slack", "T1", "C9", "old")
-    await store.append_turn(old, "q", "a", "r1")
-    await store.append_turn(KEY, "q", "a", "r2")
-    await store.db.execute(
-        "UPDATE conversations SET updated_at = ? WHERE thread = 'old'", (time.time() - 91 * 86400,)
-    )
-    await store.db.commit()
-    assert await store.purge(older_than_days=90) == 1
-    assert await store.load_history(old, HistoryBudget()) == []
-    assert len(await store.load_history(KEY, HistoryBudget())) == 2
-    await store.maintain()
-    assert await store.writable()
 
 
 async def test_a_full_disk_is_named(store: Store) -> None:
@@ -192,14 +86,6 @@ async def test_a_full_disk_is_named(store: Store) -> None:
     assert str(raised.value) == "the disk is full"
     assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
 
-
-async def test_a_failed_operation_leaves_nothing_half_stored(store: Store) -> None:
-    # the conversation row is written, then the second statement fails (a NULL content breaks NOT NULL)
-    with pytest.raises(StorageError, match=r"^the database refused: NOT NULL constraint failed"):
-        await store.seed_history(KEY, [{"role": "user", "content": None}])  # type: ignore[typeddict-item]
-    await store.append_turn(ConversationKey("slack", "T1", "C1", "other"), "q", "a", "r1")  # commits all open
-    async with store.db.execute("SELECT thread FROM conversations") as cur:
-        assert [row[0] async for row in cur] == ["other"]
 
 
 async def test_a_read_only_database_is_named(store: Store) -> None:
@@ -235,16 +121,6 @@ def test_os_errors_are_described_in_words(code: int, words: str) -> None:
     assert describe(OSError(code, os.strerror(code))).startswith(words)
 
 
-async def test_health_commits_a_real_write(store: Store) -> None:
-    assert await store.health() == "ok"
-    with sqlite3.connect(store.path) as other:  # another connection sees it: it was committed
-        [(first,)] = other.execute("SELECT checked_at FROM health").fetchall()
-    await asyncio.sleep(0.01)
-    assert await store.health() == "ok"
-    with sqlite3.connect(store.path) as other:
-        [(second,)] = other.execute("SELECT checked_at FROM health").fetchall()
-    assert second > first
-
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
 async def test_a_deleted_or_replaced_file_refuses_new_runs(store: Store, tmp_path: Path, how: str) -> None:
@@ -262,7 +138,7 @@ async def test_a_deleted_or_replaced_file_refuses_new_runs(store: Store, tmp_pat
     assert str(raised.value) == reason
 
 
-async def test_a_second_service_on_one_file_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+async def test_a_second_service_on_one_file_is_told_to_use_postgresql(tmp_path: Path) -> None:
     path = tmp_path / "moa.sqlite3"
     first = await Store(path).start(exclusive=True)
     try:
@@ -270,18 +146,7 @@ async def test_a_second_service_on_one_file_is_refused_until_the_first_closes(tm
             await Store(path).start(exclusive=True)
     finally:
         await first.aclose()
-    second = await Store(path).start(exclusive=True)
-    await second.aclose()
 
-
-async def test_terminal_commands_open_the_database_beside_the_service(tmp_path: Path) -> None:
-    path = tmp_path / "moa.sqlite3"
-    service = await Store(path).start(exclusive=True)
-    try:
-        async with Store(path) as beside:
-            assert await beside.first_time("console", "Ev1")
-    finally:
-        await service.aclose()
 
 
 async def test_in_memory_databases_need_no_lock() -> None:

@@ -1,0 +1,1 @@
+"""PostgreSQL storage: the same contract as the SQLite store, for several processes on one database."""
