@@ -56,6 +56,9 @@ class Question:
     # Slack user id belongs to a workspace); "" means everywhere on the platform (a Discord user is the same
     # person in every guild and in DMs, so a DM is no way around the limit).
     user_scope: str | None = None
+    # Slack's assistant pane: the channel the user has open beside the thread the question was asked in (what
+    # team knowledge the answer may draw on). "" elsewhere.
+    context_channel: str = ""
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.slack import SlackAdapter, SlackPacing
-from adapters.slack.formatting import MESSAGE_CHARS, SlackMessage, answer_message, split_answer
+from adapters.slack.formatting import MESSAGE_CHARS, STREAM_CHARS, SlackMessage, answer_message, split_answer
 from moa.answering import Answerer
 from moa.orchestrator import Orchestrator
 from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
@@ -56,6 +56,7 @@ class SlackBot:
     answerer: Answerer
     adapter: SlackAdapter
     observer: RecordingObserver
+    feedback: list[str]  # "up" / "down", as counted for /metrics
     events_url: str = ""  # HTTP mode: where Slack POSTs
 
     async def settled(self, *acks: Envelope | Awaitable[Any], within: float = 10.0) -> None:
@@ -93,6 +94,11 @@ def footer_of(message: Json) -> str:
     )
 
 
+def harness_catalog() -> Catalog:
+    """The built-in presets and "test": proposers p/a and p/b, aggregator agg/x (the default here)."""
+    return Catalog({**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b"))})
+
+
 def script_models(llm: FakeLLM, *, reply: Any = None, tokens_per_s: float | None = None) -> None:
     llm.script("p/a")
     llm.script("p/b")
@@ -111,16 +117,24 @@ async def slack_bot(
     gate: int = 8,
     pacing: SlackPacing | None = None,
     script: bool = True,
+    streaming: bool = False,
+    stream_chars: int = STREAM_CHARS,
+    catalog: Catalog | None = None,
+    db: str = "moa.sqlite3",
 ) -> AsyncIterator[SlackBot]:
+    """`streaming`: answer by Slack's native streaming (the AI-app tests) instead of paced edits (the path every
+    workspace without streaming gets, which the other tests cover). A bot started again with the same `slack`,
+    `tmp_path` and `db` is the same deployment after a restart."""
     if script:
         script_models(llm)
     registry = registry_for(llm)
-    catalog = Catalog({**BUILTIN_PRESETS, "test": preset(proposers=("p/a", "p/b"))})
+    catalog = catalog or harness_catalog()
+    feedback: list[str] = []  # what the answerer's feedback hook (the one /metrics counts with) received
     fake = slack or FakeSlack(window_s=WINDOW_S)
     async with contextlib.AsyncExitStack() as stack:
         if slack is None:
             await stack.enter_async_context(fake)
-        store = await stack.enter_async_context(Store(tmp_path / "moa.sqlite3"))
+        store = await stack.enter_async_context(Store(tmp_path / db))
         stack.push_async_callback(registry.aclose)
         answerer = Answerer(
             Orchestrator(registry, backoff=FAST_BACKOFF),
@@ -129,10 +143,20 @@ async def slack_bot(
             default_preset="test",
             policy=policy or AccessPolicy(user_rate=UserRate(0, 1)),
             gate=ConcurrencyGate(gate),
+            on_feedback=feedback.append,
         )
         observer = RecordingObserver()
-        adapter = build_adapter(fake, answerer, observer, http=http, knowledge=knowledge, pacing=pacing)
-        bot = SlackBot(fake, llm, store, answerer, adapter, observer)
+        adapter = build_adapter(
+            fake,
+            answerer,
+            observer,
+            http=http,
+            knowledge=knowledge,
+            pacing=pacing,
+            streaming=streaming,
+            stream_chars=stream_chars,
+        )
+        bot = SlackBot(fake, llm, store, answerer, adapter, observer, feedback)
         if http:
             bot.events_url = await stack.enter_async_context(serve(adapter))
         await adapter.start()
@@ -148,6 +172,8 @@ def build_adapter(
     http: bool = False,
     knowledge: Collection[str] = (),
     pacing: SlackPacing | None = None,
+    streaming: bool = False,
+    stream_chars: int = STREAM_CHARS,
 ) -> SlackAdapter:
     return SlackAdapter(
         bot_token=slack.bot_token,
@@ -158,6 +184,8 @@ def build_adapter(
         answerer=answerer,
         observer=observer,
         pacing=pacing or SlackPacing.scaled(slack.window_s),
+        streaming=streaming,
+        stream_chars=stream_chars,
         timeout_s=5.0,
         ping_interval_s=1.0,
         connect_timeout_s=5.0,
