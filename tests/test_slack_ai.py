@@ -404,3 +404,38 @@ async def test_clicks_work_in_http_mode(fake_llm: FakeLLM, tmp_path: Path) -> No
         assert (await bot.slack.deliver_http(bot.events_url, payload, SIGNING_SECRET))[0] == 200
         await bot.settled()
         assert bot.feedback == ["up"]
+
+
+# ---------------------------------------------------------------------------------------------- the setting
+
+
+def test_slack_streaming_is_on_unless_set_off() -> None:
+    from types import SimpleNamespace
+
+    from adapters.slack import SlackAdapter
+    from bot.config import load_settings
+    from bot.metrics import Metrics
+    from bot.service import build_adapters
+    from moa.errors import ConfigError
+    from moa.presets import parse_catalog
+
+    tokens = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
+    core = SimpleNamespace(catalog=parse_catalog({}, source="moa.toml"))
+    core.answerer = SimpleNamespace(catalog=core.catalog)
+    for value, streaming in ((None, True), ("on", True), ("OFF", False)):
+        settings = load_settings({**tokens, **({"SLACK_STREAMING": value} if value else {})}, dotenv=None)
+        [adapter] = build_adapters(settings, core, Metrics())  # type: ignore[arg-type]
+        assert isinstance(adapter, SlackAdapter) and adapter.streaming is streaming
+    with pytest.raises(ConfigError, match="SLACK_STREAMING: 'sometimes' is not one of on, off"):
+        load_settings({**tokens, "SLACK_STREAMING": "sometimes"}, dotenv=None)
+
+
+def test_the_manifest_asks_for_what_the_ai_app_experience_uses() -> None:
+    import yaml
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "slack-manifest.yaml").read_text())
+    assert manifest["features"]["assistant_view"]["assistant_description"]
+    assert {"assistant:write", "chat:write", "im:history"} <= set(manifest["oauth_config"]["scopes"]["bot"])
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert {"assistant_thread_started", "assistant_thread_context_changed", "message.im"} <= events
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True

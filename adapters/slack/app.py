@@ -34,7 +34,7 @@ from adapters.slack import inbound
 from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, web_client
 from adapters.slack.directory import Directory
 from adapters.slack.addressing import Incoming, addressed, is_human_message
-from adapters.slack.assistant import AssistantPane
+from adapters.slack.assistant import AssistantPane, pane_thread
 from adapters.slack.clicks import Clicks
 from adapters.slack.formatting import STREAM_CHARS
 from adapters.slack.outbox import Outbox, SlackPacing
@@ -138,6 +138,11 @@ class SlackAdapter:
         self._sinks: set[StreamingSink | SlackSink] = set()
 
     # ------------------------------------------------------------------------------------ Adapter protocol
+
+    @property
+    def streaming(self) -> bool:
+        """Answers stream natively wherever Slack allows it (else they are edited in place)."""
+        return self._streams is not None
 
     @property
     def socket_mode(self) -> bool:
@@ -269,6 +274,7 @@ class SlackAdapter:
             process_before_response=True,  # ack after our quick bookkeeping; the work runs in our own tasks
         )
         bolt.middleware(self._only_people)
+        bolt.middleware(self._only_whole_pane_events)
         bolt.event("app_mention")(self._on_event)
         bolt.event("message")(self._on_event)
         bolt.event("assistant_thread_started")(self._on_assistant_thread)
@@ -287,6 +293,17 @@ class SlackAdapter:
             and event.get("type") in ("message", "app_mention")
             and not is_human_message(event)
         ):
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    async def _only_whole_pane_events(
+        self, body: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Global middleware: an assistant pane event without its thread stops here, acked (bolt's own
+        middleware for these events would raise on it)."""
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        if isinstance(event, dict) and str(event.get("type")).startswith("assistant_thread_") and not pane_thread(event):
             return BoltResponse(status=200, body="")
         await next()
         return None

@@ -60,7 +60,7 @@ class AssistantPane:
 
     async def started(self, team: str, event: Mapping[str, Any]) -> None:
         """A new assistant thread: remember its context, greet, suggest prompts."""
-        where = _where(event)
+        where = pane_thread(event)
         if where is None:
             return
         channel, thread_ts, context = where
@@ -83,7 +83,7 @@ class AssistantPane:
         )
 
     def context_changed(self, event: Mapping[str, Any]) -> None:
-        where = _where(event)
+        where = pane_thread(event)
         if where is not None:
             self._remember(*where)
 
@@ -116,8 +116,8 @@ class AssistantPane:
             self._threads.popitem(last=False)
 
 
-def _where(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """(channel, thread_ts, context channel) of an `assistant_thread_*` event; None when it is malformed."""
+def pane_thread(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(channel, thread_ts, context channel) of an `assistant_thread_*` event; None when it names no thread."""
     thread = event.get("assistant_thread")
     if not isinstance(thread, dict):
         return None

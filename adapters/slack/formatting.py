@@ -489,7 +489,7 @@ class StreamFrame:
 def stream_cut(text: str) -> int:
     """How much of a growing answer is settled: everything up to its last whitespace (the last word may still
     grow, and a mention or link is only whole once followed by a space)."""
-    match = re.search(r"\S*$", text)
+    match = re.search(r"\S*\Z", text)
     return match.start() if match is not None else len(text)
 
 
@@ -505,12 +505,12 @@ def open_fence(markdown: str) -> str:
     return opener
 
 
-def stream_split(text: str, start: int, fits: Callable[[str], bool]) -> int:
-    """Where a streamed message that cannot hold all of `text` ends: at the last paragraph break, else line break,
-    else space at or after `start` (what it shows already) where `fits` accepts what it would hold (any open code
-    block closed); `start` when none does."""
+def stream_split(text: str, start: int, limit: int, fits: Callable[[str], bool]) -> int:
+    """Where a streamed message of at most about `limit` characters that cannot hold all of `text` ends: at the last
+    paragraph break, else line break, else space between `start` (what it shows already) and `limit` where `fits`
+    accepts what it would hold (any open code block closed); `start` when none does."""
     for separator in ("\n\n", "\n", " "):
-        at = text.rfind(separator, start)
+        at = text.rfind(separator, start, limit)
         while at >= start:
             if at > 0 and fits(close_fences(text[:at])):
                 return at

@@ -48,7 +48,6 @@ class ThreadStatus:
             self._send,
             min_interval=outbox.pacing.edit_interval_s,
             budgets=[outbox.method_budget(team, "assistant.threads.setStatus")],
-            max_final_attempts=2,
         )
 
     def update(self, view: ReplyView) -> None:

@@ -258,7 +258,7 @@ class StreamingSink:
             sealed = seal_markdown(piece)
             return len(sealed) <= self._max_chars and sealed.startswith(shown)
 
-        head = frame.markdown[: stream_split(frame.markdown, len(self._said), fits)]
+        head = frame.markdown[: stream_split(frame.markdown, len(self._said), self._max_chars, fits)]
         last = replace(frame, markdown=close_fences(head)).sealed()
         try:
             await self._stop(_chunks(last, self._shown), None)
