@@ -9,6 +9,9 @@ channel + ts are recorded), `forget` and `preset:` are read from the text, and a
 as context (through the loader the question carries). Bolt runs with `process_before_response=True`, so it
 acknowledges Slack once the listener returns, and every piece of longer work (Slack look-ups, the MoA run) lives
 in tasks that `aclose` cancels.
+
+Each answer gets a `StreamingSink` (native streaming, else paced edits); clicks on its buttons go to `Clicks`, and
+the assistant pane's events to `AssistantPane`.
 """
 
 from __future__ import annotations

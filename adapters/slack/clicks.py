@@ -56,8 +56,7 @@ class Click:
         actions = body.get("actions")
         action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
         user, team, channel = (_field(body, key, "id") for key in ("user", "team", "channel"))
-        container = body.get("container") if isinstance(body.get("container"), dict) else {}
-        message = body.get("message") if isinstance(body.get("message"), dict) else {}
+        container, message = _part(body, "container"), _part(body, "message")
         value = action.get("value")
         if not (user and channel and isinstance(value, str) and value):
             return None
@@ -67,9 +66,13 @@ class Click:
                    url if isinstance(url, str) else "")  # fmt: skip
 
 
-def _field(body: Mapping[str, Any], key: str, inner: str) -> str:
+def _part(body: Mapping[str, Any], key: str) -> dict[str, Any]:
     part = body.get(key)
-    value = part.get(inner) if isinstance(part, dict) else None
+    return part if isinstance(part, dict) else {}
+
+
+def _field(body: Mapping[str, Any], key: str, inner: str) -> str:
+    value = _part(body, key).get(inner)
     return value if isinstance(value, str) else ""
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from adapters.pacing import PacedMessage, RetryLater, send_within
+from adapters.render import close_fences
 from adapters.slack.api import SlackCallError, SlackRateLimited
 from adapters.slack.formatting import (
     STREAM_CHARS,
@@ -37,7 +38,6 @@ from adapters.slack.formatting import (
     StreamFrame,
     answer_blocks,
     asked_message,
-    close_fences,
     model_tasks,
     notice_message,
     open_fence,
