@@ -85,7 +85,9 @@ def answer_messages(text: str, footer: str, limit: int = MESSAGE_CHARS) -> list[
 
 
 def markdown_of(message: Json) -> str:
-    return "\n\n".join(b["text"] for b in message.get("blocks") or [] if b["type"] == "markdown")
+    """A message's Markdown: its markdown blocks, joined; or, while it is a stream, what was streamed so far."""
+    markdown = [b["text"] for b in message.get("blocks") or [] if b["type"] == "markdown"]
+    return "\n\n".join(markdown) if markdown else message.get("markdown_text") or ""
 
 
 def footer_of(message: Json) -> str:

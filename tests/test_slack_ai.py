@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.formatting import DRAFTS_ACTION, FEEDBACK_ACTION, STOP_ACTION
 from adapters.slack.outbox import SlackPacing
+from moa.conversation import Phase, ReplyView
 from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM, Failure
 from tests.fakes.slack import FakeSlack
@@ -238,6 +240,26 @@ async def test_a_slash_command_streams_under_the_asked_message(fake_llm: FakeLLM
         [asked] = [m for m in bot.slack.bot_messages(CH) if not m["thread_ts"]]
         [reply] = bot.thread(CH, asked["ts"])
         assert bot.slack.stream(reply["ts"]).markdown == EXPECTED.format("via the command")
+
+
+async def test_a_stream_left_open_by_a_crash_is_ended_and_edited_on_recovery(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    async with slack_bot(fake_llm, tmp_path, streaming=True) as bot:
+        question = bot.slack.add_message(CH, "what survives a crash?")
+        client = AsyncWebClient(token=bot.slack.bot_token, base_url=bot.slack.api_url)  # the process that died
+        started = await client.chat_startStream(
+            channel=CH,
+            thread_ts=question["ts"],
+            markdown_text="half an",
+            recipient_user_id=sp.USER_ID,
+            recipient_team_id=sp.TEAM_ID,
+        )
+        where = {"platform": "slack", "team": sp.TEAM_ID, "channel": CH, "ts": started["ts"], "stream": "1"}
+        sink = await bot.adapter.reopen({**where, "thread_ts": question["ts"]})
+        assert sink is not None and bot.slack.stream(started["ts"]).state == "stopped"
+        await sink.show(ReplyView(Phase.DONE, "Done", "half an answer, whole", "test · 1.0 s", run_id="r1"))
+        assert markdown_of(bot.slack.message(CH, started["ts"])) == "half an answer, whole"
 
 
 # ---------------------------------------------------------------------------------------------- thread status

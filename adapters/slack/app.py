@@ -211,6 +211,11 @@ class SlackAdapter:
         )
         if not (team and channel and ts):
             return None
+        if placeholder.get("stream"):  # the answer was a stream: end it, so that Slack shows it as a message again
+            try:
+                await self._outbox.stop_stream(channel, ts, [], None)
+            except (SlackCallError, RetryLater) as exc:
+                log.info("stream %s of an earlier run not stopped (%s); editing it", ts, exc)
         sink = SlackSink(
             self._outbox,
             team=team,

@@ -126,6 +126,8 @@ class StreamingSink:
         )
         self._status.update(view)
         opened = placeholder_of(self.team, self.channel, self._ts or self._fallback.ts or "", self.thread_ts)
+        if self._ts:
+            opened["stream"] = "1"  # crash recovery ends the stream before editing it
         if asked_ts is not None:
             opened["thread"] = asked_ts
         return opened
