@@ -335,8 +335,10 @@ async def test_someone_else_cannot_stop_an_answer(fake_llm: FakeLLM, tmp_path: P
             "Only the person who asked can stop this answer.",
             ts_of(body),
         )
-        await bot.settled(within=30)
-        assert (await run_of(bot))["status"] == "done" and "word299" in bot.answer(CH, ts_of(body))
+        await asyncio.sleep(0.3)
+        assert fake_llm.requests_for("agg/x")[-1].outcome == "pending"  # still being written
+        await click(bot, CH, ts, STOP_ACTION)  # the asker can
+        assert (await run_of(bot))["status"] == "stopped" and len(bot.slack.ephemerals) == 1
 
 
 async def test_slacks_own_stop_control_on_a_stream_stops_the_run(fake_llm: FakeLLM, tmp_path: Path) -> None:
