@@ -288,6 +288,7 @@ async def test_a_workspace_refusing_the_status_still_gets_answers_and_no_more_st
     fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
     async with slack_bot(fake_llm, tmp_path, streaming=True) as bot:
+        fake_llm.script("p/a", latency=0.3)  # drafting takes long enough for a status
         bot.slack.fail("assistant.threads.setStatus", Failure.error("missing_scope"))
         for text in ("one", "two"):
             body = mention(text)
@@ -467,3 +468,12 @@ def test_the_manifest_asks_for_what_the_ai_app_experience_uses() -> None:
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     assert {"assistant_thread_started", "assistant_thread_context_changed", "message.im"} <= events
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
+
+
+async def test_an_answer_that_starts_at_once_sets_no_status(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    pacing = SlackPacing.scaled(WINDOW_S, edit_interval_s=2.0)  # the status would wait two seconds
+    async with slack_bot(fake_llm, tmp_path, streaming=True, pacing=pacing) as bot:
+        body = mention("quick")
+        await bot.settled(bot.slack.push_event(body))
+        assert bot.answer(CH, ts_of(body)) == EXPECTED.format("quick")
+        assert bot.slack.calls_to("assistant.threads.setStatus") == []

@@ -2,7 +2,7 @@
 
 Slack shows the status under the thread, with loading messages it rotates (here: each model's state), and clears it
 when the app posts in the thread; the answer's placeholder or stream is posted first, so the status is set after it
-and cleared by us when the answer starts to be written (or ends without that). It only decorates the answer, so it
+(a second later: see `ThreadStatus`) and cleared by us when the answer starts to be written (or ends without that). It only decorates the answer, so it
 is best effort: an error is logged once and the status is not tried again where Slack refused it (`Refusals`),
 every write spends the workspace's budget for the method, and writes are coalesced (the newest status wins).
 """
@@ -49,6 +49,10 @@ class ThreadStatus:
             min_interval=outbox.pacing.edit_interval_s,
             budgets=[outbox.method_budget(team, "assistant.threads.setStatus")],
         )
+        # The first status waits one edit interval: an answer that starts sooner never needs it, and in a burst
+        # of questions every placeholder goes out before any status.
+        self._begun = False
+        self._timer = asyncio.get_running_loop().call_later(outbox.pacing.edit_interval_s, self._begin)
 
     def update(self, view: ReplyView) -> None:
         """Show what `view` says about the drafting, or clear the status once the answer is being written."""
@@ -57,11 +61,12 @@ class ThreadStatus:
         line = self._line(view)
         if line != self._wanted:
             self._wanted = line
-            self._paced.submit(line)
+            if self._begun:
+                self._paced.submit(line)
 
     async def clear(self, wait_s: float) -> None:
         """Clear the status if Slack still shows it (waiting at most `wait_s` for the budget), and stop."""
-        if self._wanted != _CLEAR:
+        if self._begun and self._wanted != _CLEAR:
             self._wanted = _CLEAR
             self._paced.submit(_CLEAR)
         try:
@@ -72,7 +77,13 @@ class ThreadStatus:
         await self.aclose()
 
     async def aclose(self) -> None:
+        self._timer.cancel()
         await self._paced.aclose()
+
+    def _begin(self) -> None:
+        self._begun = True
+        if self._wanted != _CLEAR and not self._off:
+            self._paced.submit(self._wanted)
 
     def _line(self, view: ReplyView) -> _Line:
         if view.final or view.phase is Phase.STREAMING:
