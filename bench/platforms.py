@@ -178,13 +178,15 @@ async def slack_run(
             await asyncio.sleep(0.1)
             await wait_until(lambda: adapter.in_progress == 0, 300, "Slack answers")
             first_post = {}
-            for call in sorted((c for m in _SLACK_FIRST for c in slack.calls_to(m, ok=True)), key=lambda c: c.time):
+            firsts = [c for m in _SLACK_FIRST for c in slack.calls_to(m, ok=True)]
+            for call in sorted(firsts, key=lambda c: c.time):
                 where = (call.params.get("channel"), call.params.get("thread_ts"))
                 if where in pushed and where not in first_post:
                     first_post[where] = call.time - pushed[where]
             edits: Counter[tuple[str, str]] = Counter()
             shown: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
-            for call in sorted((c for m in _SLACK_WRITES for c in slack.calls_to(m, ok=True)), key=lambda c: c.time):
+            writes = [c for m in _SLACK_WRITES for c in slack.calls_to(m, ok=True)]
+            for call in sorted(writes, key=lambda c: c.time):
                 where = (call.params.get("channel"), call.params.get("ts"))
                 edits[where] += 1
                 shown[where].append((call.time, last_token_in(call.params)))

@@ -77,7 +77,9 @@ def block(message: Json, kind: str) -> Json:
 # ---------------------------------------------------------------------------------------------- streaming
 
 
-async def test_an_answer_streams_in_one_message_with_a_card_per_model(fake_llm: FakeLLM, tmp_path: Path) -> None:
+async def test_an_answer_streams_in_one_message_with_a_card_per_model(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
     answer = words(40)
     script_models(fake_llm, reply=answer, tokens_per_s=40)
     fake_llm.script("p/a", latency=0.3)
@@ -151,7 +153,9 @@ async def test_a_stream_that_expires_mid_answer_continues_by_edits_with_nothing_
         assert (await run_of(bot))["status"] == "done"
 
 
-async def test_a_synthesis_rewritten_mid_stream_is_replaced_by_edits(fake_llm: FakeLLM, tmp_path: Path) -> None:
+async def test_a_synthesis_rewritten_mid_stream_is_replaced_by_edits(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
     attempts = iter(["First attempt " + words(30), "Second attempt " + words(30)])
     script_models(fake_llm, reply=lambda body: next(attempts), tokens_per_s=20)
     fake_llm.fail("agg/x", Failure.cut(after_tokens=6))  # its stream breaks; it is asked again from the start
@@ -183,7 +187,9 @@ async def test_a_workspace_that_refuses_streaming_is_answered_by_edits_and_not_a
         assert any("native streaming refused in workspace" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_channel_that_refuses_streaming_does_not_stop_it_elsewhere(fake_llm: FakeLLM, tmp_path: Path) -> None:
+async def test_a_channel_that_refuses_streaming_does_not_stop_it_elsewhere(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
     async with slack_bot(fake_llm, tmp_path, streaming=True) as bot:
         bot.slack.refuse_streaming(CH)
         for body in (mention("here"), mention("here again"), mention("there", channel=sp.OTHER_CHANNEL_ID)):
@@ -231,7 +237,9 @@ async def test_an_answer_longer_than_one_streamed_message_continues_below_it(
             assert joined.count(part) == 1, part  # everything, once
         assert pieces[-1].endswith("The end.") and footer_of(rest[-1]).startswith("test · ")
         assert block(rest[-1], "context_actions") and not stream.final_blocks  # the buttons go on the last
-        assert not slack.calls_to("chat.appendStream", ok=False) and not slack.calls_to("chat.stopStream", ok=False)
+        assert not slack.calls_to("chat.appendStream", ok=False) and not slack.calls_to(
+            "chat.stopStream", ok=False
+        )
 
 
 async def test_a_slash_command_streams_under_the_asked_message(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -247,7 +255,9 @@ async def test_a_stream_left_open_by_a_crash_is_ended_and_edited_on_recovery(
 ) -> None:
     async with slack_bot(fake_llm, tmp_path, streaming=True) as bot:
         question = bot.slack.add_message(CH, "what survives a crash?")
-        client = AsyncWebClient(token=bot.slack.bot_token, base_url=bot.slack.api_url)  # the process that died
+        client = AsyncWebClient(
+            token=bot.slack.bot_token, base_url=bot.slack.api_url
+        )  # the process that died
         started = await client.chat_startStream(
             channel=CH,
             thread_ts=question["ts"],

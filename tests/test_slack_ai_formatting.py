@@ -61,6 +61,7 @@ def test_only_settled_text_is_streamed() -> None:
 
 def test_a_full_stream_ends_at_the_last_paragraph_then_line_then_space_that_fits() -> None:
     text = "one two\nthree four\n\nfive six seven"
+
     def split(start: int, most: int) -> int:
         return stream_split(text, start, most, lambda piece: len(piece) <= most)
 
@@ -112,8 +113,14 @@ def test_interim_messages_carry_a_stop_button_and_final_ones_feedback_and_drafts
     assert [b["type"] for b in blocks] == ["markdown", "context", "context_actions", "actions"]
     feedback = blocks[2]["elements"][0]
     assert feedback["action_id"] == FEEDBACK_ACTION
-    assert (feedback["positive_button"]["value"], feedback["negative_button"]["value"]) == ("up:run1", "down:run1")
-    assert (blocks[3]["elements"][0]["action_id"], blocks[3]["elements"][0]["value"]) == (DRAFTS_ACTION, "run1")
+    assert (feedback["positive_button"]["value"], feedback["negative_button"]["value"]) == (
+        "up:run1",
+        "down:run1",
+    )
+    assert (blocks[3]["elements"][0]["action_id"], blocks[3]["elements"][0]["value"]) == (
+        DRAFTS_ACTION,
+        "run1",
+    )
 
 
 def test_drafts_show_model_time_tokens_and_failures_within_slacks_limits() -> None:

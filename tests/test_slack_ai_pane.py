@@ -42,7 +42,9 @@ async def open_pane(bot: SlackBot, context_channel: str | None = CH) -> tuple[st
     return thread["channel_id"], thread["thread_ts"]
 
 
-async def test_a_new_assistant_thread_gets_a_greeting_and_four_prompts(fake_llm: FakeLLM, tmp_path: Path) -> None:
+async def test_a_new_assistant_thread_gets_a_greeting_and_four_prompts(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
     async with slack_bot(fake_llm, tmp_path, streaming=True) as bot:
         channel, ts = await open_pane(bot)
         [greeting] = bot.thread(channel, ts)
@@ -94,7 +96,9 @@ async def test_an_ordinary_direct_message_thread_is_not_titled(fake_llm: FakeLLM
         assert bot.slack.calls_to("assistant.threads.setTitle") == [] and questions[0].context_channel == ""
 
 
-async def test_a_channels_preset_and_system_prompt_answer_there_only(fake_llm: FakeLLM, tmp_path: Path) -> None:
+async def test_a_channels_preset_and_system_prompt_answer_there_only(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
     catalog = harness_catalog()
     catalog.presets["solo"] = preset(proposers=("solo/model",), name="solo")
     catalog.channels[("slack", CH)] = ChannelSettings(
@@ -106,8 +110,12 @@ async def test_a_channels_preset_and_system_prompt_answer_there_only(fake_llm: F
         await bot.settled(bot.slack.push_event(here), bot.slack.push_event(there))
         [reply_here] = bot.thread(CH, here["event"]["ts"])
         [reply_there] = bot.thread(sp.OTHER_CHANNEL_ID, there["event"]["ts"])
-        assert footer_of({"blocks": bot.slack.stream(reply_here["ts"]).final_blocks}).startswith("solo · model → x")
-        assert footer_of({"blocks": bot.slack.stream(reply_there["ts"]).final_blocks}).startswith("test · a, b → x")
+        assert footer_of({"blocks": bot.slack.stream(reply_here["ts"]).final_blocks}).startswith(
+            "solo · model → x"
+        )
+        assert footer_of({"blocks": bot.slack.stream(reply_there["ts"]).final_blocks}).startswith(
+            "test · a, b → x"
+        )
         [solo] = fake_llm.requests_for("solo/model")
         assert solo.messages[0]["role"] == "system"
         assert solo.messages[0]["content"].endswith("\n\nAnswer in French; readers are on call.")

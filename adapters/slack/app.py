@@ -311,8 +311,9 @@ class SlackAdapter:
         """Global middleware: an assistant pane event without its thread stops here, acked (bolt's own
         middleware for these events would raise on it)."""
         event = body.get("event") if body.get("type") == "event_callback" else None
-        if isinstance(event, dict) and str(event.get("type")).startswith("assistant_thread_") and not pane_thread(event):
-            return BoltResponse(status=200, body="")
+        if isinstance(event, dict) and str(event.get("type")).startswith("assistant_thread_"):
+            if pane_thread(event) is None:
+                return BoltResponse(status=200, body="")
         await next()
         return None
 
@@ -381,7 +382,9 @@ class SlackAdapter:
                 event_id=incoming.event_id,
                 # the same message arrives as `app_mention` and as `message`, with two event ids but one ts
                 also_delivered_as=(incoming.message_key,),
-                context=self._thread_reader(incoming, bot_user_id) if incoming.in_thread and viewing is None else None,
+                context=(
+                    self._thread_reader(incoming, bot_user_id) if incoming.in_thread and viewing is None else None
+                ),
                 context_channel=viewing or "",
             )
             if viewing is not None:

@@ -33,7 +33,9 @@ log = logging.getLogger("adapters.slack")
 ONLY_ASKER = "Only the person who asked can stop this answer."
 ALREADY_DONE = "This answer has already finished."
 GONE = "I can't find this answer any more (old answers are deleted after a while), so {what}."
-NO_DRAFTS = "This answer has no drafts: one model wrote it alone, or it was stopped before any draft was done."
+NO_DRAFTS = (
+    "This answer has no drafts: one model wrote it alone, or it was stopped before any draft was done."
+)
 NOT_NOW = "I can't look that up right now (my database is not answering). Please try again in a minute."
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], object]
@@ -143,6 +145,8 @@ class Clicks:
         try:
             await self._outbox.ephemeral(click.team, click.channel, click.user, click.thread_ts, message)
         except (SlackCallError, RetryLater) as exc:
-            log.info("ephemeral reply in %s failed (%s); answering through the response_url", click.channel, exc)
+            log.info(
+                "ephemeral reply in %s failed (%s); answering through the response_url", click.channel, exc
+            )
             if click.response_url:
                 await self._outbox.respond(click.response_url, message)

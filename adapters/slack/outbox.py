@@ -113,9 +113,8 @@ class Outbox:
         budget = self._methods.get((team, method))
         if budget is None:
             p = self.pacing
-            count, burst = (
-                (p.tier2_per_window, p.tier2_burst) if _TIERS[method] == 2 else (p.tier4_per_window, p.tier4_burst)
-            )
+            tier2 = _TIERS[method] == 2
+            count, burst = (p.tier2_per_window, p.tier2_burst) if tier2 else (p.tier4_per_window, p.tier4_burst)
             budget = self._methods[(team, method)] = RateBudget(count, p.window_s, burst=burst)
         return budget
 
@@ -166,7 +165,9 @@ class Outbox:
                 raise RetryLater(self.pacing.server_error_pause_s, "Slack server error") from exc
             raise
 
-    async def start_stream(self, team: str, channel: str, thread_ts: str, *, recipient: str, chunks: list[Chunk]) -> str:
+    async def start_stream(
+        self, team: str, channel: str, thread_ts: str, *, recipient: str, chunks: list[Chunk]
+    ) -> str:
         """chat.startStream in a thread, for `recipient` (the asker: Slack needs them in channels); returns the
         streamed message's ts. Unpaced and never retried: the caller took a token, and falls back when it fails."""
         response = await self.api.call(
@@ -187,7 +188,9 @@ class Outbox:
     async def stop_stream(self, channel: str, ts: str, chunks: list[Chunk], under: SlackMessage | None) -> None:
         """chat.stopStream: the last chunks, and the blocks `under` the answer (footer, buttons)."""
         blocks = under.payload()["blocks"] if under is not None else []
-        await self._write("chat.stopStream", channel=channel, ts=ts, chunks=chunks or None, blocks=blocks or None)
+        await self._write(
+            "chat.stopStream", channel=channel, ts=ts, chunks=chunks or None, blocks=blocks or None
+        )
 
     async def _write(self, method: str, **params: Any) -> None:
         """A write Slack refuses as a whole on a 429 or a 5xx, so trying it again is safe: both -> RetryLater."""
@@ -220,7 +223,9 @@ class Outbox:
         except (SlackCallError, RetryLater) as exc:
             log.info("%s failed: %s", method, exc)
 
-    async def ephemeral(self, team: str, channel: str, user: str, thread_ts: str | None, message: SlackMessage) -> None:
+    async def ephemeral(
+        self, team: str, channel: str, user: str, thread_ts: str | None, message: SlackMessage
+    ) -> None:
         """A message only `user` sees, in the thread they clicked in (chat.postEphemeral, Tier 4)."""
         payload = message.payload()
         await send_within(

@@ -50,4 +50,6 @@ class Refusals:
         else:
             self._channels.add((team, channel))
             where = f"channel {channel}"
-        log.warning("%s refused in %s (%s): %s from now on", self._feature, where, error.error, self._consequence)
+        log.warning(
+            "%s refused in %s (%s): %s from now on", self._feature, where, error.error, self._consequence
+        )

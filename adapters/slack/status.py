@@ -35,7 +35,9 @@ _CLEAR = _Line()
 
 
 class ThreadStatus:
-    def __init__(self, outbox: Outbox, refusals: Refusals, *, team: str, channel: str, thread_ts: str) -> None:
+    def __init__(
+        self, outbox: Outbox, refusals: Refusals, *, team: str, channel: str, thread_ts: str
+    ) -> None:
         self._outbox = outbox
         self._refusals = refusals
         self._team, self._channel, self._thread_ts = team, channel, thread_ts

@@ -93,7 +93,9 @@ class StreamingSink:
         self._streaming = False  # it takes text
         self._said = ""  # the answer text it shows
         self._shown = StreamFrame()  # what it shows, as sent (sealed)
-        self._split: tuple[str, str] | None = None  # once it was full: (the text it holds, the fence to reopen)
+        self._split: tuple[str, str] | None = (
+            None  # once it was full: (the text it holds, the fence to reopen)
+        )
         self._io = asyncio.Lock()  # one streaming call at a time
         self._paced: PacedMessage[StreamFrame] | None = None
 
@@ -171,7 +173,11 @@ class StreamingSink:
         frame = self._frame(view).sealed()
         try:
             self._ts = await self._outbox.start_stream(
-                self.team, self.channel, self.thread_ts, recipient=self._asker, chunks=_chunks(frame, StreamFrame())
+                self.team,
+                self.channel,
+                self.thread_ts,
+                recipient=self._asker,
+                chunks=_chunks(frame, StreamFrame()),
             )
         except SlackRateLimited as exc:
             budget.pause(exc.seconds)
@@ -269,7 +275,12 @@ class StreamingSink:
             return
         self._streaming = False
         self._split = (head, open_fence(head))
-        log.info("stream %s in %s is full at %d characters; the answer continues below", self._ts, self.channel, len(head))
+        log.info(
+            "stream %s in %s is full at %d characters; the answer continues below",
+            self._ts,
+            self.channel,
+            len(head),
+        )
         view = self._view
         if view is not None and not view.final:
             await self._fallback.open(view)
