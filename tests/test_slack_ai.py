@@ -132,10 +132,10 @@ async def test_streamed_text_and_cards_never_ping_anyone(fake_llm: FakeLLM, tmp_
 async def test_a_stream_that_expires_mid_answer_continues_by_edits_with_nothing_lost_or_repeated(
     fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
-    answer = words(60)
-    script_models(fake_llm, reply=answer, tokens_per_s=30)  # two seconds of writing
+    answer = words(90)
+    script_models(fake_llm, reply=answer, tokens_per_s=30)  # three seconds of writing
     async with (
-        FakeSlack(window_s=WINDOW_S, stream_ttl_s=1.0) as slack,
+        FakeSlack(window_s=WINDOW_S, stream_ttl_s=1.5) as slack,
         slack_bot(fake_llm, tmp_path, slack=slack, streaming=True, script=False) as bot,
     ):
         body = mention("a slow one")
@@ -280,7 +280,7 @@ async def test_the_thread_status_shows_while_drafting_and_clears_when_the_answer
     fake_llm: FakeLLM, tmp_path: Path, streaming: bool
 ) -> None:
     script_models(fake_llm, reply=words(30), tokens_per_s=30)
-    fake_llm.script("p/a", latency=0.6)
+    fake_llm.script("p/a", latency=1.0)
     async with slack_bot(fake_llm, tmp_path, streaming=streaming, script=False) as bot:
         body = mention("status?")
         await asyncio.wait_for(bot.slack.push_event(body), 3)
