@@ -9,6 +9,10 @@
 4. Pacing: 20 and 50 answers streaming at once in one Slack workspace (one question per channel: Slack allows
    about one new message per second per channel) and in one Discord channel (`/moa`): edits per answer, 429s
    the platform sent, final texts complete (every token of the answer, in order, in the thread).
+Slack runs both ways: answers edited in place (`chat.update`, the fallback), and with native streaming
+(`chat.startStream` / `appendStream` / `stopStream`), where the answers the workspace's Tier 2 budget cannot start
+a stream for right now are edited in place; each Slack row also counts the Web API calls an answer costs on each
+path.
 
 The real adapters (`adapters.slack.SlackAdapter`, `adapters.discord.DiscordAdapter`) run with the real
 `Answerer`, `Store` and the fake LLM in its own process. The fake Slack and Discord servers run in this process.
@@ -125,12 +129,25 @@ async def wait_until(check: Callable[[], bool], within: float, what: str) -> Non
 # --- Slack ----------------------------------------------------------------------------------------------------
 
 
+# What a Slack answer's writes are: the calls that create, extend or edit the message it is in.
+_SLACK_FIRST = ("chat.postMessage", "chat.startStream")
+_SLACK_WRITES = ("chat.update", "chat.appendStream", "chat.stopStream")
+_SLACK_SETUP = ("auth.test", "apps.connections.open")
+
+
 async def slack_run(
-    llm: FakeLLMProcess, *, answers: int, window_s: float, tokens: int, tokens_per_s: float
+    llm: FakeLLMProcess,
+    *,
+    answers: int,
+    window_s: float,
+    tokens: int,
+    tokens_per_s: float,
+    streaming: bool = False,
 ) -> dict[str, Any]:
     preset = bench_preset()
     await script_llm(llm, preset, agg_tokens=tokens, tokens_per_s=tokens_per_s)
     probe = Probe()
+    pacing = SlackPacing() if window_s == 60 else SlackPacing.scaled(window_s)
     async with (
         FakeSlack(window_s=window_s) as slack,
         answerer_for(llm, max(8, answers), probe) as (answerer, store),
@@ -145,7 +162,8 @@ async def slack_run(
             api_url=slack.api_url,
             knowledge_channels=(),
             answerer=answerer,
-            pacing=SlackPacing() if window_s == 60 else SlackPacing.scaled(window_s),
+            pacing=pacing,
+            streaming=streaming,
         )
         await adapter.start()
         try:
@@ -160,13 +178,15 @@ async def slack_run(
             await asyncio.sleep(0.1)
             await wait_until(lambda: adapter.in_progress == 0, 300, "Slack answers")
             first_post = {}
-            for call in slack.calls_to("chat.postMessage", ok=True):
+            firsts = [c for m in _SLACK_FIRST for c in slack.calls_to(m, ok=True)]
+            for call in sorted(firsts, key=lambda c: c.time):
                 where = (call.params.get("channel"), call.params.get("thread_ts"))
                 if where in pushed and where not in first_post:
                     first_post[where] = call.time - pushed[where]
             edits: Counter[tuple[str, str]] = Counter()
             shown: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
-            for call in slack.calls_to("chat.update", ok=True):
+            writes = [c for m in _SLACK_WRITES for c in slack.calls_to(m, ok=True)]
+            for call in sorted(writes, key=lambda c: c.time):
                 where = (call.params.get("channel"), call.params.get("ts"))
                 edits[where] += 1
                 shown[where].append((call.time, last_token_in(call.params)))
@@ -176,9 +196,7 @@ async def slack_run(
                 thread = [m for m in slack.bot_messages(channel, thread_ts=ts) if m["ts"] != ts]
                 text = "\n".join(json.dumps(m.get("blocks") or m.get("text")) for m in thread)
                 complete += tokens_in_order(text) == list(range(1, tokens + 1))
-                done = (
-                    [t for t, last in shown[(channel, thread[0]["ts"])] if last >= tokens] if thread else []
-                )
+                done = [t for m in thread for t, last in shown[(channel, m["ts"])] if last >= tokens]
                 if done:
                     finals.append(min(done) - pushed[(channel, ts)])
             delays: list[float] = []
@@ -189,11 +207,13 @@ async def slack_run(
                 assert isinstance(placeholder, dict)
                 delays += visibility_delays(arrivals, shown[(placeholder["channel"], placeholder["ts"])])
             limited = sum(1 for c in slack.calls if c.status == 429)
+            calls = calls_per_answer(slack, channels)
         finally:
             await adapter.aclose()
     await llm.reset()
     return {
         "answers": answers,
+        "path": "streaming" if streaming else "edits",
         "time_scale": round(60 / window_s, 1),
         "placeholder_ms": summary(list(first_post.values()), scale=1000, digits=1),
         "edits_per_answer": summary([edits[k] for k in shown], digits=1),
@@ -201,11 +221,33 @@ async def slack_run(
         "complete_pct": round(100 * complete / answers, 1),
         "final_visible_s": summary(finals, digits=2),
         "token_visible_ms": summary(delays, scale=1000, digits=0),
-        "edit_interval_s": (
-            SlackPacing() if window_s == 60 else SlackPacing.scaled(window_s)
-        ).edit_interval_s,
+        "edit_interval_s": pacing.edit_interval_s,
         "answered": len(first_post),
+        "streamed": calls["streamed"]["answers"],
+        "calls_per_answer": calls,
     }
+
+
+def calls_per_answer(slack: FakeSlack, channels: list[str]) -> dict[str, dict[str, float]]:
+    """Web API calls per answer, by method, for the answers that streamed and those edited in place (each answer
+    has a channel of its own here); every call counts, 429s included."""
+    by_channel: dict[str, Counter[str]] = defaultdict(Counter)
+    for call in slack.calls:
+        channel = call.params.get("channel") or call.params.get("channel_id")
+        if call.method not in _SLACK_SETUP and channel in channels:
+            by_channel[str(channel)][call.method] += 1
+    started = {c.params.get("channel") for c in slack.calls_to("chat.startStream", ok=True)}
+    paths: dict[str, list[Counter[str]]] = {"streamed": [], "edited": []}
+    for channel in channels:
+        paths["streamed" if channel in started else "edited"].append(by_channel[channel])
+    result: dict[str, dict[str, float]] = {}
+    for path, answers in paths.items():
+        methods = sorted({m for counts in answers for m in counts})
+        result[path] = {"answers": len(answers)}
+        if answers:
+            result[path].update({m: round(sum(c[m] for c in answers) / len(answers), 2) for m in methods})
+            result[path]["total"] = round(sum(sum(c.values()) for c in answers) / len(answers), 2)
+    return result
 
 
 # --- Discord --------------------------------------------------------------------------------------------------
@@ -296,10 +338,16 @@ async def run(llm: FakeLLMProcess, *, quick: bool) -> dict[str, Any]:
     counts = (20,) if quick else (20, 50)
     slack_rows, discord_rows = [], []
     # one answer at the platforms' real pacing: token-to-visible delay
-    slack_rows.append(await slack_run(llm, answers=1, window_s=60.0, tokens=150, tokens_per_s=30))
+    for streaming in (False, True):
+        slack_rows.append(
+            await slack_run(llm, answers=1, window_s=60.0, tokens=150, tokens_per_s=30, streaming=streaming)
+        )
     discord_rows.append(await discord_run(llm, answers=1, speed=1.0, tokens=150, tokens_per_s=30))
     for n in counts:
-        slack_rows.append(await slack_run(llm, answers=n, window_s=6.0, tokens=120, tokens_per_s=40))
+        for streaming in (False, True):
+            slack_rows.append(
+                await slack_run(llm, answers=n, window_s=6.0, tokens=120, tokens_per_s=40, streaming=streaming)
+            )
         discord_rows.append(await discord_run(llm, answers=n, speed=5.0, tokens=120, tokens_per_s=40))
     return {
         "benchmark": "platforms",

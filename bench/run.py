@@ -121,9 +121,19 @@ def rows_storage(r: dict[str, Any]) -> Iterator[Row]:
 def rows_platforms(r: dict[str, Any]) -> Iterator[Row]:
     for platform in ("slack", "discord"):
         for row in r[platform]:
-            name = platform.capitalize()
+            name = platform.capitalize() + (" streaming" if row.get("path") == "streaming" else "")
             scale = f", time x{row['time_scale']:g}" if row["time_scale"] != 1 else ", real pacing"
             p, e = row["placeholder_ms"], row["edits_per_answer"]
+            for path, calls in row.get("calls_per_answer", {}).items():
+                if calls["answers"]:
+                    yield (
+                        "4 API calls",
+                        f"{name}, {row['answers']} at once{scale}: {int(calls['answers'])} {path}",
+                        f"{calls['total']} calls per answer: "
+                        + ", ".join(f"{m} {n}" for m, n in calls.items() if m not in ("answers", "total")),
+                        "",
+                        "-",
+                    )
             if row["answers"] == 1:
                 t = row["token_visible_ms"]
                 bound = row["edit_interval_s"] * 1000

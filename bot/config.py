@@ -53,6 +53,7 @@ class Settings:
     slack_app_token: str | None = None
     slack_signing_secret: str | None = None
     slack_api_url: str = "https://slack.com/api/"
+    slack_streaming: bool = True  # SLACK_STREAMING=off: answers are edited in place, never natively streamed
     discord_bot_token: str | None = None
     discord_api_base: str = "https://discord.com/api/v10"
     discord_api_base_set: bool = False
@@ -125,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         slack_app_token=env.get("SLACK_APP_TOKEN"),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET"),
         slack_api_url=reader.url("SLACK_API_URL") or "https://slack.com/api/",
+        slack_streaming=reader.choice("SLACK_STREAMING", "on", ("on", "off")) == "on",
         discord_bot_token=env.get("DISCORD_BOT_TOKEN"),
         discord_api_base=(reader.url("DISCORD_API_BASE") or "https://discord.com/api/v10").rstrip("/"),
         discord_api_base_set="DISCORD_API_BASE" in env,

@@ -47,6 +47,7 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 knowledge_channels=knowledge_channels(settings, core.catalog, "slack"),
                 answerer=core.answerer,
                 observer=metrics,
+                streaming=settings.slack_streaming,
             )
         )
     if settings.discord_bot_token:

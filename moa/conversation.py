@@ -85,6 +85,9 @@ class Question:
     is_dm: bool = False
     unprompted: bool = False
     knowledge: bool = True
+    # Slack's assistant pane: the channel the user has open beside the thread the question was asked in (what
+    # team knowledge the answer may draw on). "" elsewhere.
+    context_channel: str = ""
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:

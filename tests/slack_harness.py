@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.slack import SlackAdapter, SlackPacing
-from adapters.slack.formatting import MESSAGE_CHARS, SlackMessage, answer_message, split_answer
+from adapters.slack.formatting import MESSAGE_CHARS, STREAM_CHARS, SlackMessage, answer_message, split_answer
 from moa.answering import Answerer
 from storage import Store
 from tests.core import core_settings, open_test_core
@@ -54,6 +54,7 @@ class SlackBot:
     answerer: Answerer
     adapter: SlackAdapter
     observer: RecordingObserver
+    feedback: list[str]  # "up" / "down", as counted for /metrics
     events_url: str = ""  # HTTP mode: where Slack POSTs
 
     async def settled(self, *acks: Envelope | Awaitable[Any], within: float = 10.0) -> None:
@@ -82,7 +83,9 @@ def answer_messages(text: str, footer: str, limit: int = MESSAGE_CHARS) -> list[
 
 
 def markdown_of(message: Json) -> str:
-    return "\n\n".join(b["text"] for b in message.get("blocks") or [] if b["type"] == "markdown")
+    """A message's Markdown: its markdown blocks, joined; or, while it is a stream, what was streamed so far."""
+    markdown = [b["text"] for b in message.get("blocks") or [] if b["type"] == "markdown"]
+    return "\n\n".join(markdown) if markdown else message.get("markdown_text") or ""
 
 
 def footer_of(message: Json) -> str:
@@ -109,19 +112,44 @@ async def slack_bot(
     presets: Mapping[str, Mapping[str, Any]] | None = None,
     pacing: SlackPacing | None = None,
     script: bool = True,
+    streaming: bool = False,
+    stream_chars: int = STREAM_CHARS,
+    channels: Mapping[str, Mapping[str, Any]] | None = None,
+    system_prompt: str = "",
+    db: str = "moa.sqlite3",
 ) -> AsyncIterator[SlackBot]:
-    """`env`: the service's variables for the core (MOA_USER_RATE is off unless set); `presets`: MOA_CONFIG's."""
+    """`env`: the service's variables for the core (MOA_USER_RATE is off unless set); `presets`, `channels` and
+    `system_prompt`: MOA_CONFIG's. `streaming`: answer by Slack's native streaming (the AI-app tests) instead of
+    paced edits (the path every workspace without streaming gets, which the other tests cover). A bot started again
+    with the same `slack`, `tmp_path` and `db` is the same deployment after a restart."""
     if script:
         script_models(llm)
-    settings = core_settings(llm, tmp_path, presets=presets, **{"MOA_USER_RATE": "off", **(env or {})})
+    settings = core_settings(
+        llm,
+        tmp_path,
+        presets=presets,
+        channels=channels,
+        system_prompt=system_prompt,
+        **{"MOA_USER_RATE": "off", "MOA_DB": str(tmp_path / db), **(env or {})},
+    )
+    feedback: list[str] = []  # what the answerer's feedback hook (the one /metrics counts with) received
     fake = slack or FakeSlack(window_s=WINDOW_S)
     async with contextlib.AsyncExitStack() as stack:
         if slack is None:
             await stack.enter_async_context(fake)
-        core = await stack.enter_async_context(open_test_core(settings))
+        core = await stack.enter_async_context(open_test_core(settings, on_feedback=feedback.append))
         observer = RecordingObserver()
-        adapter = build_adapter(fake, core.answerer, observer, http=http, knowledge=knowledge, pacing=pacing)
-        bot = SlackBot(fake, llm, core.store, core.answerer, adapter, observer)
+        adapter = build_adapter(
+            fake,
+            core.answerer,
+            observer,
+            http=http,
+            knowledge=knowledge,
+            pacing=pacing,
+            streaming=streaming,
+            stream_chars=stream_chars,
+        )
+        bot = SlackBot(fake, llm, core.store, core.answerer, adapter, observer, feedback)
         if http:
             bot.events_url = await stack.enter_async_context(serve(adapter))
         await adapter.start()
@@ -137,6 +165,8 @@ def build_adapter(
     http: bool = False,
     knowledge: Collection[str] = (),
     pacing: SlackPacing | None = None,
+    streaming: bool = False,
+    stream_chars: int = STREAM_CHARS,
 ) -> SlackAdapter:
     return SlackAdapter(
         bot_token=slack.bot_token,
@@ -147,6 +177,8 @@ def build_adapter(
         answerer=answerer,
         observer=observer,
         pacing=pacing or SlackPacing.scaled(slack.window_s),
+        streaming=streaming,
+        stream_chars=stream_chars,
         timeout_s=5.0,
         ping_interval_s=1.0,
         connect_timeout_s=5.0,

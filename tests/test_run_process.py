@@ -237,7 +237,7 @@ async def test_health_follows_slack_going_away_and_coming_back(fake_llm: FakeLLM
                     break
                 await asyncio.sleep(0.05)
             assert done_line in metrics, "metrics count the answer given after Slack came back"
-            assert 'moa_platform_api_calls_total{method="chat.postMessage",outcome="ok",platform="slack"}' in metrics, \
+            assert 'moa_platform_api_calls_total{method="chat.startStream",outcome="ok",platform="slack"}' in metrics, \
                 "metrics count Slack API calls"
     finally:
         await slack.aclose()

@@ -9,6 +9,9 @@ channel + ts are recorded), `forget` and `preset:` are read from the text, and a
 as context (through the loader the question carries). Bolt runs with `process_before_response=True`, so it
 acknowledges Slack once the listener returns, and every piece of longer work (Slack look-ups, the MoA run) lives
 in tasks that `aclose` cancels.
+
+Each answer gets a `StreamingSink` (native streaming, else paced edits); clicks on its buttons go to `Clicks`, and
+the assistant pane's events to `AssistantPane`.
 """
 
 from __future__ import annotations
@@ -34,8 +37,13 @@ from adapters.slack import inbound
 from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, web_client
 from adapters.slack.directory import Directory
 from adapters.slack.addressing import Incoming, addressed, is_human_message
+from adapters.slack.assistant import AssistantPane, pane_thread
+from adapters.slack.clicks import Clicks
+from adapters.slack.formatting import STREAM_CHARS
 from adapters.slack.outbox import Outbox, SlackPacing
+from adapters.slack.refusals import Refusals
 from adapters.slack.sink import SlackSink
+from adapters.slack.streaming import StreamingSink
 from adapters.tasks import TaskOwner
 from adapters.throttle import ThrottledLog
 from moa.answering import Answerer
@@ -84,10 +92,14 @@ class SlackAdapter:
         answerer: Answerer,
         observer: ApiObserver | None = None,
         pacing: SlackPacing = SlackPacing(),
+        streaming: bool = True,
+        stream_chars: int = STREAM_CHARS,
         timeout_s: float = 10.0,
         ping_interval_s: float = 10.0,
         connect_timeout_s: float = 30.0,
     ) -> None:
+        """`streaming`: answer with Slack's native streaming where it is allowed (else always by paced edits);
+        `stream_chars`: the Markdown one streamed message holds."""
         if app_token is None and not signing_secret:
             raise ConfigError("SLACK_SIGNING_SECRET: required in HTTP mode; set it, or set SLACK_APP_TOKEN")
         self._bot_token = bot_token
@@ -103,6 +115,11 @@ class SlackAdapter:
         self._client = web_client(bot_token, api_url, timeout_s)
         self._api = SlackApi(self._client, observer, timeout_s=timeout_s)
         self._outbox = Outbox(self._api, pacing, observer)
+        self._streams = Refusals("native streaming", "answers there are edited in place") if streaming else None
+        self._statuses = Refusals("the thread status", "no status is shown there")
+        self._stream_chars = stream_chars
+        self._pane = AssistantPane(self._outbox, answerer.catalog)
+        self._tasks = TaskOwner(log)
         # reads (names, a thread's earlier messages) lean on slack_sdk's own 429 handling
         self._reads = web_client(bot_token, api_url, timeout_s, observer=observer, read_retries=READ_RETRIES)
         self._directory = Directory(SlackApi(self._reads, observer, timeout_s=timeout_s * (READ_RETRIES + 1)))
@@ -121,10 +138,14 @@ class SlackAdapter:
         self._session: aiohttp.ClientSession | None = None
         self._identity: Identity | None = None
         self._running = False
-        self._tasks = TaskOwner(log)
-        self._sinks: set[SlackSink] = set()
+        self._sinks: set[StreamingSink | SlackSink] = set()
 
     # ------------------------------------------------------------------------------------ Adapter protocol
+
+    @property
+    def streaming(self) -> bool:
+        """Answers stream natively wherever Slack allows it (else they are edited in place)."""
+        return self._streams is not None
 
     @property
     def socket_mode(self) -> bool:
@@ -190,7 +211,21 @@ class SlackAdapter:
         )
         if not (team and channel and ts):
             return None
-        return self._sink(team, channel, placeholder.get("thread_ts") or ts, placeholder_ts=ts)
+        if placeholder.get("stream"):  # the answer was a stream: end it, so that Slack shows it as a message again
+            try:
+                await self._outbox.stop_stream(channel, ts, [], None)
+            except (SlackCallError, RetryLater) as exc:
+                log.info("stream %s of an earlier run not stopped (%s); editing it", ts, exc)
+        sink = SlackSink(
+            self._outbox,
+            team=team,
+            channel=channel,
+            thread_ts=placeholder.get("thread_ts") or ts,
+            placeholder_ts=ts,
+            on_closed=self._sinks.discard,
+        )
+        self._sinks.add(sink)
+        return sink
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -218,13 +253,19 @@ class SlackAdapter:
         if session is not None:
             await session.close()
 
-    def _sink(self, team: str, channel: str, thread_ts: str, **kwargs: Any) -> SlackSink:
-        sink = SlackSink(
+    def _sink(self, team: str, channel: str, thread_ts: str, asker: str, **kwargs: Any) -> StreamingSink:
+        sink = StreamingSink(
             self._outbox,
             team=team,
             channel=channel,
             thread_ts=thread_ts,
+            asker=asker,
+            # Slack's stop control on a stream is the asker's (the stream's recipient)
+            stop=lambda run_id: self._answerer.stop(run_id, by=asker),
+            streams=self._streams,
+            statuses=self._statuses,
             on_closed=self._sinks.discard,
+            max_chars=self._stream_chars,
             **kwargs,
         )
         self._sinks.add(sink)
@@ -241,9 +282,13 @@ class SlackAdapter:
             process_before_response=True,  # ack after our quick bookkeeping; the work runs in our own tasks
         )
         bolt.middleware(self._only_people)
+        bolt.middleware(self._only_whole_pane_events)
         bolt.event("app_mention")(self._on_event)
         bolt.event("message")(self._on_event)
+        bolt.event("assistant_thread_started")(self._on_assistant_thread)
+        bolt.event("assistant_thread_context_changed")(self._on_assistant_thread)
         bolt.command(COMMAND)(self._on_command)
+        Clicks(self._answerer, self._outbox, self._tasks.spawn).register(bolt)
         return bolt
 
     async def _only_people(
@@ -260,6 +305,18 @@ class SlackAdapter:
         await next()
         return None
 
+    async def _only_whole_pane_events(
+        self, body: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Global middleware: an assistant pane event without its thread stops here, acked (bolt's own
+        middleware for these events would raise on it)."""
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        if isinstance(event, dict) and str(event.get("type")).startswith("assistant_thread_"):
+            if pane_thread(event) is None:
+                return BoltResponse(status=200, body="")
+        await next()
+        return None
+
     async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         if not self._running:
             raise RuntimeError("the Slack adapter is not running")  # 500: Slack delivers it again later
@@ -267,6 +324,15 @@ class SlackAdapter:
         incoming = addressed(body, bot_user_id=bot_user_id, knowledge_channels=self._knowledge)
         if incoming is not None:
             self._tasks.spawn(self._handle(incoming, bot_user_id), f"slack-{incoming.event_id or incoming.ts}")
+
+    async def _on_assistant_thread(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if not self._running:
+            raise RuntimeError("the Slack adapter is not running")  # 500: Slack delivers it again later
+        if event.get("type") == "assistant_thread_context_changed":
+            self._pane.context_changed(event)
+            return
+        team = str(body.get("team_id") or "")
+        self._tasks.spawn(self._pane.started(team, event), f"slack-assistant-{body.get('event_id', '')}")
 
     async def _on_command(
         self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], context: AsyncBoltContext
@@ -307,6 +373,8 @@ class SlackAdapter:
     async def _handle(self, incoming: Incoming, bot_user_id: str) -> None:
         try:
             text = await self._directory.question(incoming.text, bot_user_id=bot_user_id)
+            # in the assistant pane: the channel the user looks at; its threads are the bot's own, never read back
+            viewing = self._pane.context(incoming.channel, incoming.thread_ts)
             question = Question(
                 ConversationKey(PLATFORM, incoming.team, incoming.channel, incoming.thread_ts),
                 incoming.user,
@@ -314,9 +382,16 @@ class SlackAdapter:
                 event_id=incoming.event_id,
                 # the same message arrives as `app_mention` and as `message`, with two event ids but one ts
                 also_delivered_as=(incoming.message_key,),
-                context=self._thread_reader(incoming, bot_user_id) if incoming.in_thread else None,
+                context=(
+                    self._thread_reader(incoming, bot_user_id) if incoming.in_thread and viewing is None else None
+                ),
+                context_channel=viewing or "",
             )
-            sink = self._sink(incoming.team, incoming.channel, incoming.thread_ts)
+            if viewing is not None:
+                self._tasks.spawn(
+                    self._pane.title(incoming.team, incoming.channel, incoming.thread_ts, text), "slack-title"
+                )
+            sink = self._sink(incoming.team, incoming.channel, incoming.thread_ts, incoming.user)
             await self._answerer.answer(question, sink)
         except (SlackCallError, RetryLater) as exc:
             log.warning("could not answer %s in %s: %s", incoming.ts, incoming.channel, exc)
@@ -348,7 +423,7 @@ class SlackAdapter:
                 return
             # The question is posted in the channel ("… asked: …") and answered in its thread, so the
             # conversation's thread is known only once the sink opens; until then it is the channel's.
-            sink = self._sink(team, channel, "", response_url=response_url, asked=(user, text))
+            sink = self._sink(team, channel, "", user, response_url=response_url, asked=(user, text))
             question = Question(
                 ConversationKey(PLATFORM, team, channel), user, text,
                 # a trigger id is unique per invocation: a replayed or redelivered /moa repeats it

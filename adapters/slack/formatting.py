@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
-from adapters.render import Fence, fence_of, preview, split_markdown
+from adapters.render import Fence, close_fences, fence_of, preview, split_markdown
+from moa.answering import short_model
+from moa.conversation import ModelStatus
+from moa.store import ProposalRecord
 
 MESSAGE_CHARS = 3_500  # Markdown per message, interim or final
 FALLBACK_CHARS = 3_900  # the mrkdwn `text` fallback, after escaping; Slack answers msg_too_long near 4,000
@@ -61,8 +64,13 @@ class SlackMessage:
         }
 
     def ephemeral(self) -> dict[str, Any]:
-        """The body of an ephemeral reply through a slash command's response_url, sealed the same way."""
-        return {"response_type": "ephemeral", "replace_original": False, "text": self.payload()["text"]}
+        """The body of an ephemeral reply through a response_url (a slash command's or a click's), sealed the
+        same way."""
+        payload = self.payload()
+        body: dict[str, Any] = {"response_type": "ephemeral", "replace_original": False, "text": payload["text"]}
+        if payload["blocks"]:
+            body["blocks"] = payload["blocks"]
+        return body
 
     def plain(self) -> SlackMessage:
         """The mrkdwn `text` alone, for a workspace that refuses the blocks (the footer is in the text too)."""
@@ -310,17 +318,22 @@ def _context_block(mrkdwn: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn}]}
 
 
-def status_message(status: str) -> SlackMessage:
-    """Placeholder and progress: one italic line, no blocks."""
-    return SlackMessage(f"_{escape(neutralize(status))}_")
+def status_message(status: str, stop: str = "") -> SlackMessage:
+    """Placeholder and progress: one italic line; with `stop` (a run id), a Stop button under it."""
+    line = f"_{escape(neutralize(status))}_"
+    if not stop:
+        return SlackMessage(line)
+    return SlackMessage(line, [{"type": "section", "text": {"type": "mrkdwn", "text": line}}, _stop_block(stop)])
 
 
-def streaming_message(text: str, status: str, limit: int = MESSAGE_CHARS) -> SlackMessage:
-    """The answer so far (its first `limit` characters while it is longer), with the status under it."""
+def streaming_message(text: str, status: str, limit: int = MESSAGE_CHARS, stop: str = "") -> SlackMessage:
+    """The answer so far (its first `limit` characters while it is longer), with the status under it; with `stop`
+    (a run id), a Stop button."""
     shown = preview(neutralize(text), limit)  # neutralized before measuring: the seal then adds nothing
     if not shown.strip():
-        return status_message(status)
-    return SlackMessage(_fallback(shown), [_markdown_block(shown), _context_block(f"_{escape(status)}_")])
+        return status_message(status, stop)
+    blocks = [_markdown_block(shown), _context_block(f"_{escape(status)}_")]
+    return SlackMessage(_fallback(shown), [*blocks, _stop_block(stop)] if stop else blocks)
 
 
 def notice_message(text: str) -> SlackMessage:
@@ -335,11 +348,11 @@ def split_answer(text: str, limit: int = MESSAGE_CHARS) -> list[str]:
     return pieces or [""]
 
 
-def answer_message(piece: str, footer: str = "") -> SlackMessage:
-    """One piece of the final answer (from `split_answer`); the last piece carries the footer."""
+def answer_message(piece: str, footer: str = "", run_id: str = "") -> SlackMessage:
+    """One piece of the final answer (from `split_answer`); the last piece carries the footer and, with `run_id`,
+    the answer's buttons (`answer_blocks`)."""
     blocks: list[Block] = [_markdown_block(piece)] if piece.strip() else []
-    if footer:
-        blocks.append(_context_block(escape(footer)))
+    blocks += answer_blocks(footer, run_id)
     text = (
         _fallback(piece, footer)
         if piece.strip()
@@ -354,3 +367,195 @@ def asked_message(user: str, question: str, limit: int = 2_900) -> SlackMessage:
     if len(shown) > limit:
         shown = shown[:limit].rstrip() + "…"
     return SlackMessage(f"<@{user}> asked: {escape(shown)}", mentions=frozenset({user}))
+
+
+# ---------------------------------------------------------------------------------------------- buttons
+
+STOP_ACTION = "moa_stop"  # value: the run id
+FEEDBACK_ACTION = "moa_feedback"  # values: "up:<run id>", "down:<run id>"
+DRAFTS_ACTION = "moa_drafts"  # value: the run id
+
+
+def _button(action_id: str, label: str, value: str, **extra: str) -> Block:
+    return {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": label}, "value": value,
+            **extra}  # fmt: skip
+
+
+def _stop_block(run_id: str) -> Block:
+    return {"type": "actions", "elements": [_button(STOP_ACTION, "Stop", run_id, style="danger")]}
+
+
+def answer_blocks(footer: str, run_id: str) -> list[Block]:
+    """What goes under a final answer: the footer, then (naming the run, so a click works after a restart)
+    👍/👎 feedback buttons and "Show drafts"."""
+    blocks = [_context_block(escape(footer))] if footer else []
+    if run_id:
+        feedback = {
+            "type": "feedback_buttons",
+            "action_id": FEEDBACK_ACTION,
+            "positive_button": {"text": {"type": "plain_text", "text": "👍"}, "value": f"up:{run_id}"},
+            "negative_button": {"text": {"type": "plain_text", "text": "👎"}, "value": f"down:{run_id}"},
+        }
+        blocks.append({"type": "context_actions", "elements": [feedback]})
+        blocks.append({"type": "actions", "elements": [_button(DRAFTS_ACTION, "Show drafts", run_id)]})
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------- streams
+
+STREAM_CHARS = 12_000  # Markdown one streamed message holds (Slack's markdown_text limit); more continues after it
+TASK_CHARS = 256  # a task card's title, details and output; the plan's title
+Chunk = dict[str, Any]
+
+_TASK_STATUS = {"done": "complete", "failed": "error", "cut_off": "error"}  # anything else is under way
+
+
+def seal_plain(text: str, limit: int = TASK_CHARS) -> str:
+    """A plain-text field (a task card, the thread's status, a title, a suggested prompt) as it leaves: sealed
+    like Markdown (zero-width spaces where a ping could form; nothing visible changes), at most `limit` long."""
+    sealed = seal_markdown(text)
+    return sealed if len(sealed) <= limit else sealed[: limit - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task card of a streamed message (`task_update`): one per model of the run."""
+
+    id: str
+    title: str
+    status: str  # pending | in_progress | complete | error
+
+
+def model_tasks(models: Sequence[ModelStatus]) -> tuple[Task, ...]:
+    """A card per model, in the order they started: "Llama-3.3-70B-Instruct-Turbo: done in 3.1 s, 412 tokens"."""
+    rounds = any(m.role == "proposer" and m.layer > 1 for m in models)
+    tasks = []
+    for i, model in enumerate(models):
+        name = short_model(model.model)
+        if rounds and model.role == "proposer":
+            name = f"Round {model.layer} · {name}"
+        tasks.append(Task(f"model-{i}", f"{name}: {_model_state(model)}", _TASK_STATUS.get(model.state, "in_progress")))
+    return tuple(tasks)
+
+
+def _model_state(model: ModelStatus) -> str:
+    if model.state == "done":
+        took = f"done in {model.seconds:.1f} s" if model.seconds is not None else "done"
+        return took if model.tokens is None else f"{took}, {model.tokens} tokens"
+    if model.state == "cut_off":
+        return f"cut off: {model.detail or 'too slow'}"
+    if model.state == "failed":
+        why = "error" if model.role == "proposer" else "failed"
+        return f"{why}: {model.detail}" if model.detail else why
+    if model.state == "synthesizing" and model.detail:
+        detail = model.detail
+        return f"synthesizing {detail}" if detail.endswith("drafts") else f"synthesizing ({detail})"
+    return model.state
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    """What a streamed message shows at one moment: its Markdown, a card per model, the plan's title."""
+
+    markdown: str = ""
+    tasks: tuple[Task, ...] = ()
+    plan: str = ""
+
+    def sealed(self) -> StreamFrame:
+        """The frame as Slack may see it: the Markdown sealed as a whole (each call sends a part of it), the
+        cards and the plan's title sealed and within Slack's 256 characters."""
+        tasks = tuple(replace(task, title=seal_plain(task.title)) for task in self.tasks)
+        return StreamFrame(seal_markdown(self.markdown), tasks, seal_plain(self.plan))
+
+    def chunks_since(self, shown: StreamFrame) -> list[Chunk] | None:
+        """The chunks that turn the message from `shown` into this frame (both sealed): the Markdown added, the
+        cards that changed, a new plan title. None when this Markdown does not extend `shown`'s: a stream cannot
+        take back what it showed."""
+        if not self.markdown.startswith(shown.markdown):
+            return None
+        chunks: list[Chunk] = []
+        if self.plan and self.plan != shown.plan:
+            chunks.append({"type": "plan_update", "title": self.plan})
+        before = {task.id: task for task in shown.tasks}
+        for task in self.tasks:
+            if before.get(task.id) != task:
+                chunks.append({"type": "task_update", "id": task.id, "title": task.title, "status": task.status})
+        added = self.markdown[len(shown.markdown) :]
+        if added:
+            chunks.append({"type": "markdown_text", "text": added})
+        return chunks
+
+
+def stream_cut(text: str) -> int:
+    """How much of a growing answer is settled: everything up to its last whitespace (the last word may still
+    grow, and a mention or link is only whole once followed by a space)."""
+    match = re.search(r"\S*\Z", text)
+    return match.start() if match is not None else len(text)
+
+
+def open_fence(markdown: str) -> str:
+    """The line that opened a code block still open at the end of `markdown` ("" when none is)."""
+    opener, fence = "", None
+    for line in markdown.split("\n"):
+        if fence is None:
+            fence = fence_of(line)
+            opener = line if fence is not None else ""
+        elif fence.closed_by(line):
+            fence, opener = None, ""
+    return opener
+
+
+def stream_split(text: str, start: int, limit: int, fits: Callable[[str], bool]) -> int:
+    """Where a streamed message of at most about `limit` characters that cannot hold all of `text` ends: at the last
+    paragraph break, else line break, else space between `start` (what it shows already) and `limit` where `fits`
+    accepts what it would hold (any open code block closed); `start` when none does."""
+    for separator in ("\n\n", "\n", " "):
+        at = text.rfind(separator, start, limit)
+        while at >= start:
+            if at > 0 and fits(close_fences(text[:at])):
+                return at
+            at = text.rfind(separator, start, at)
+    return start
+
+
+# ---------------------------------------------------------------------------------------------- drafts
+
+DRAFTS_MARKDOWN = 11_000  # of the 12,000 characters of markdown blocks one message may hold
+DRAFTS_BLOCKS = 45  # of Slack's 50 blocks
+
+
+def drafts_messages(question: str, proposals: Sequence[ProposalRecord]) -> list[SlackMessage]:
+    """"Show drafts": each proposer's draft with its model, time and tokens, and which were cut off or failed, in
+    as many ephemeral messages as Slack's limits need."""
+    rounds = any(p.layer > 1 for p in proposals)
+    heading = f"Drafts for: {escape(neutralize(question[:200]))}{'…' if len(question) > 200 else ''}"
+    blocks: list[Block] = [_context_block(heading)]
+    for proposal in proposals:
+        blocks.append(_context_block(_draft_line(proposal, rounds)))
+        for piece in split_markdown(neutralize(proposal.text), MESSAGE_CHARS) if proposal.text.strip() else []:
+            blocks.append(_markdown_block(piece))
+    messages: list[list[Block]] = [[]]
+    markdown = 0
+    for block in blocks:
+        size = len(block["text"]) if block["type"] == "markdown" else 0
+        if messages[-1] and (markdown + size > DRAFTS_MARKDOWN or len(messages[-1]) >= DRAFTS_BLOCKS):
+            messages.append([])
+            markdown = 0
+        messages[-1].append(block)
+        markdown += size
+    return [SlackMessage(heading, part) for part in messages]
+
+
+def _draft_line(proposal: ProposalRecord, rounds: bool) -> str:
+    parts = [f"*{escape(short_model(proposal.model))}*"]
+    if rounds:
+        parts.append(f"round {proposal.layer}")
+    if proposal.straggler:
+        parts.append(f"cut off after {proposal.latency_s:.1f} s (too slow)")
+    elif proposal.error:
+        parts.append(f"failed after {proposal.latency_s:.1f} s: {escape(proposal.error[:300])}")
+    else:
+        parts.append(f"{proposal.latency_s:.1f} s")
+        if proposal.usage.completion_tokens:
+            parts.append(f"{proposal.usage.completion_tokens} tokens")
+    return " · ".join(parts)

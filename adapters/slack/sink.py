@@ -1,21 +1,24 @@
-"""One answer in one Slack thread: the `ReplySink` the core drives, on the shared delivery core.
+"""One answer in one Slack thread by paced edits: the fallback of native streaming, on the shared delivery core.
 
-`open` posts the placeholder in the thread at once (for `/moa`, first the "… asked: …" message it answers under);
-interim views become coalesced, paced `chat.update`s of it; the final view replaces it with the first piece of the
-answer and posts the rest as further thread replies (`adapters.delivery`). What is Slack's own is here: the
-messages' shapes, and which of Slack's errors mean "too long" and "gone".
+`open` posts the placeholder in the thread at once; interim views become coalesced, paced `chat.update`s of it
+(with a Stop button while the answer is written); the final view replaces it with the first piece of the answer and
+posts the rest as further thread replies (`adapters.delivery`), the last one with the footer, 👍/👎 and "Show
+drafts". The streaming sink (`streaming.py`) drives one of these wherever streaming is refused or stops taking
+text, or for the part of an answer that one streamed message cannot hold; crash recovery (`SlackAdapter.reopen`)
+edits a stored placeholder with one. What is Slack's own is here: the messages' shapes, and which of Slack's errors
+mean "too long" and "gone".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from adapters.delivery import Delivery
 from adapters.slack.api import SlackCallError
 from adapters.slack.formatting import (
     SlackMessage,
     answer_message,
-    asked_message,
     notice_message,
     split_answer,
     status_message,
@@ -23,6 +26,8 @@ from adapters.slack.formatting import (
 )
 from adapters.slack.outbox import Outbox
 from moa.conversation import Phase, ReplyView
+
+T = TypeVar("T")
 
 _PLACEHOLDER_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 
@@ -57,18 +62,14 @@ class SlackSink:
         channel: str,
         thread_ts: str,
         placeholder_ts: str | None = None,
-        response_url: str | None = None,
-        asked: tuple[str, str] | None = None,
         on_closed: Callable[[SlackSink], None] | None = None,
     ) -> None:
-        """`response_url`: a slash command's, where refusals go (ephemeral). `asked`: (user, question) of a
-        slash command, posted in the channel as "… asked: …" when the sink opens; the answer goes in its thread."""
+        """`placeholder_ts`: a message of the bot's that the answer edits (a stored placeholder, a stream that
+        stopped taking text); without it `open` posts one."""
         self.team = team
         self._outbox = outbox
         self._thread = _Thread(outbox, channel, thread_ts)
         self._delivery = Delivery(self._thread, outbox.budgets(team, channel), placeholder=placeholder_ts)
-        self._response_url = response_url
-        self._asked = asked
         self._on_closed = on_closed
         self._shown: SlackMessage | None = None
 
@@ -80,6 +81,10 @@ class SlackSink:
     def thread_ts(self) -> str:
         return self._thread.thread_ts
 
+    @thread_ts.setter
+    def thread_ts(self, value: str) -> None:
+        self._thread.thread_ts = value
+
     @property
     def ts(self) -> str | None:
         """The placeholder's ts, once posted."""
@@ -87,39 +92,28 @@ class SlackSink:
 
     def placeholder(self) -> dict[str, str]:
         """Where the answer is, for crash recovery (`SlackAdapter.reopen`)."""
-        return {
-            "platform": "slack",
-            "team": self.team,
-            "channel": self.channel,
-            "ts": self.ts or "",
-            "thread_ts": self.thread_ts,
-        }
+        return placeholder_of(self.team, self.channel, self.ts or "", self.thread_ts)
+
+    def attach(self, ts: str) -> None:
+        """Edits go to the bot's message `ts` from now on (a streamed message that takes no more text)."""
+        self._delivery.attach(ts)
+
+    async def send(self, write: Callable[[], Awaitable[T]]) -> T:
+        """A write in this thread that must land, within the channel's posting budget."""
+        return await self._delivery.send(write)
 
     async def open(self, view: ReplyView) -> dict[str, str]:
-        asked_ts = None
-        if self._asked is not None:
-            asked = asked_message(*self._asked)
-            asked_ts = await self._delivery.send(lambda: self._outbox.post(self.channel, asked))
-            self._thread.thread_ts = asked_ts
-        message = status_message(view.status)
-        try:
-            await self._delivery.open(message)
-        except BaseException:
-            if asked_ts is not None:  # a question nobody will answer must not stay in the channel
-                await self._outbox.delete(self.channel, asked_ts)
-            raise
+        message = status_message(view.status, view.run_id)
+        await self._delivery.open(message)
         self._shown = message
-        opened = self.placeholder()
-        if asked_ts is not None:
-            opened["thread"] = asked_ts
-        return opened
+        return self.placeholder()
 
     async def show(self, view: ReplyView) -> None:
         if not view.final:
             message = (
-                streaming_message(view.text, view.status)
+                streaming_message(view.text, view.status, stop=view.run_id)
                 if view.phase is Phase.STREAMING
-                else status_message(view.status)
+                else status_message(view.status, view.run_id)
             )
             if message != self._shown:
                 self._shown = message
@@ -127,18 +121,17 @@ class SlackSink:
             return
         try:
             if view.has_answer:
-                await self._delivery.deliver(
-                    split_answer(view.text), lambda piece, last: answer_message(piece, view.footer if last else "")
-                )
+
+                def render(piece: str, last: bool) -> SlackMessage:
+                    return answer_message(piece, view.footer, view.run_id) if last else answer_message(piece)
+
+                await self._delivery.deliver(split_answer(view.text), render)
             else:  # FAILED / INTERRUPTED: the message says what failed and what to do
                 await self._delivery.replace(notice_message(f":warning: {view.text}"))
         finally:
             await self.aclose()
 
     async def refuse(self, message: str) -> None:
-        if self._response_url:
-            await self._outbox.respond(self._response_url, notice_message(message).text)
-            return
         await self._delivery.send(lambda: self._thread.post(notice_message(message)))
 
     async def aclose(self) -> None:
@@ -146,3 +139,8 @@ class SlackSink:
         await self._delivery.aclose()
         if self._on_closed is not None:
             self._on_closed(self)
+
+
+def placeholder_of(team: str, channel: str, ts: str, thread_ts: str) -> dict[str, str]:
+    """Where an answer is, as the core stores it for crash recovery."""
+    return {"platform": "slack", "team": team, "channel": channel, "ts": ts, "thread_ts": thread_ts}
