@@ -51,9 +51,20 @@ def _knowledge_store(store: Storage) -> Store:
     if not isinstance(store, Store):
         raise ConfigError(
             "MOA_DB: the PostgreSQL backend keeps conversations and runs, but not yet the team-knowledge index; "
-            "use a SQLite MOA_DB for `moa-bot run`, `ask` and `knowledge` until it does"
+            "use a SQLite MOA_DB for knowledge channels, MOA_EMBEDDING_MODEL and `moa-bot knowledge` until it does"
         )
     return store
+
+
+async def _knowledge_index(settings: Settings, catalog: Catalog, store: Storage) -> Store:
+    """The store as the team-knowledge index; on PostgreSQL, which does not keep one yet, an empty one in memory
+    that nothing adds to when no knowledge channel and no embedding model is configured (so that replicas can
+    serve a PostgreSQL database meanwhile)."""
+    unused = not (settings.knowledge_channels or catalog.knowledge_channels("slack")
+                  or catalog.knowledge_channels("discord") or settings.embedding_model)
+    if isinstance(store, Store) or not unused:
+        return _knowledge_store(store)
+    return await Store(":memory:").start()
 
 
 def _registry(settings: Settings, catalog: Catalog) -> ProviderRegistry:
@@ -116,10 +127,17 @@ async def open_core(
             "models use your own providers; to try moa-bot without a key: moa-bot ask --demo QUESTION"
         )
     registry = _registry(settings, catalog)
-    store = open_store(settings.database, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB)
+    store = open_store(
+        settings.database,
+        vectors=bool(settings.embedding_model),
+        cache_mib=CACHE_MIB,
+        concurrent_answers=settings.max_concurrent,
+    )
     await store.start(exclusive=exclusive)
+    index: Store | None = None
     try:
-        librarian = await _librarian(settings, _knowledge_store(store), registry)
+        index = await _knowledge_index(settings, catalog, store)
+        librarian = await _librarian(settings, index, registry)
         answerer = Answerer(
             Orchestrator(registry, backoff=backoff),
             store,
@@ -139,10 +157,13 @@ async def open_core(
             redact=Redactor(settings.secrets),
             librarian=librarian,
             no_sources=settings.knowledge_no_sources,
+            replica=settings.replica_id,
         )
         yield Core(settings, catalog, store, registry, answerer, librarian, librarian.worker)
     finally:
         await registry.aclose()
+        if index is not None and index is not store:
+            await index.aclose()
         await store.aclose()
 
 
