@@ -45,8 +45,10 @@ def build_app(
             healthy = healthy and up
             if isinstance(adapter, Sharded):
                 shards[adapter.name] = {str(shard): state for shard, state in sorted(adapter.shards.items())}
+        # a replica that is stopping says so, and load balancers send the next questions elsewhere
+        status = ("ok" if accepting() else "draining") if healthy else "unavailable"
         body: dict[str, object] = {
-            "status": "ok" if healthy else "unavailable",
+            "status": status,
             "replica": replica,
             "accepting": accepting(),
             "answers_in_flight": in_flight(),
@@ -54,7 +56,7 @@ def build_app(
         }
         if shards:
             body["shards"] = shards
-        return web.json_response(body, status=200 if healthy else 503, dumps=json.dumps)
+        return web.json_response(body, status=200 if status == "ok" else 503, dumps=json.dumps)
 
     async def metrics_view(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(in_flight()), headers={"Content-Type": CONTENT_TYPE})

@@ -263,13 +263,11 @@ class Answerer:
     async def _first_delivery(self, question: Question) -> bool:
         """False when any id of this delivery was seen before. A database that cannot record it does not stop
         the question: the store refuses it a moment later with a message the user sees."""
-        fresh = True
-        for delivery in question.delivery_ids:
-            try:
-                fresh = await self._store.first_time(question.key.platform, delivery) and fresh
-            except StorageError as exc:
-                log.warning("could not record event %s: %s", delivery, exc)
-        return fresh
+        try:
+            return await self._store.first_time(question.key.platform, *question.delivery_ids)
+        except StorageError as exc:
+            log.warning("could not record event %s: %s", question.event_id, exc)
+            return True
 
     async def _forget(self, question: Question, sink: ReplySink) -> None:
         refusal = self.policy.access_refusal(question)
@@ -320,14 +318,20 @@ class Answerer:
         """Wait up to `timeout_s` for answers in flight; interrupt the rest, or with `hand_over` stop them and
         leave them unfinished for another replica to answer again. Returns how many did not finish."""
         self.stop_intake(hand_over=hand_over)
-        pending = set(self._in_flight)
-        if not pending:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        late: set[asyncio.Task[object]] = set()
+        # again and again: questions handed over while the others finish are in flight too
+        while pending := set(self._in_flight):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                late = pending
+                break
+            await asyncio.wait(pending, timeout=remaining)
+        if not late:
             return 0
-        _, late = await asyncio.wait(pending, timeout=timeout_s)
         for task in late:
             task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=INTERRUPT_TIMEOUT_S)
+        await asyncio.wait(late, timeout=INTERRUPT_TIMEOUT_S)
         return len(late)
 
     @asynccontextmanager

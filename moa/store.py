@@ -120,4 +120,8 @@ class ConversationStore(Protocol):
         """A person's 👍 ("up") or 👎 ("down") on a run, replacing their earlier one; False for an unknown run."""
         ...
 
-    async def first_time(self, platform: str, event_id: str) -> bool: ...
+    async def first_time(self, platform: str, *delivery_ids: str) -> bool:
+        """Record every id one delivery goes by (its event id, its message id, a slash command's trigger id), all
+        at once; False when any was recorded before: a retry, or the same message delivered again under another
+        id. Of deliveries offered at once, to one process or several, at most one is told it is new."""
+        ...

@@ -365,14 +365,20 @@ class Store(KnowledgeTables):
     # dedup and housekeeping ------------------------------------------------------------------------------
 
     @operation
-    async def first_time(self, platform: str, event_id: str) -> bool:
-        """Record an event id; False when it was recorded before (a retry or a duplicate delivery)."""
+    async def first_time(self, platform: str, *delivery_ids: str) -> bool:
+        """Record every id one delivery goes by (event id, message id, a slash command's trigger id) in one
+        statement; False when any was recorded before."""
+        ids = list(dict.fromkeys(delivery_ids))
+        if not ids:
+            return True
+        now = time.time()
         rowcount = await self._execute(
-            "INSERT OR IGNORE INTO processed_events (platform, event_id, seen_at) VALUES (?, ?, ?)",
-            (platform, event_id, time.time()),
+            "INSERT OR IGNORE INTO processed_events (platform, event_id, seen_at) VALUES "
+            + ", ".join("(?, ?, ?)" for _ in ids),
+            [value for event_id in ids for value in (platform, event_id, now)],
         )
         await self.db.commit()
-        return rowcount == 1
+        return rowcount == len(ids)
 
     @operation
     async def purge(self, *, older_than_days: float, events_older_than_days: float = EVENTS_KEPT_DAYS) -> int:

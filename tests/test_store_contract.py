@@ -270,6 +270,16 @@ async def test_an_event_offered_many_times_at_once_is_new_once(store: Storage) -
     assert sorted(answers) == [False] * 9 + [True]
 
 
+async def test_a_message_delivered_again_and_again_to_two_processes_is_new_once(target: str | Path) -> None:
+    # Slack sends a mention as `app_mention` and as `message` (two event ids, one message), and retries each
+    async with open_store(target) as one, open_store(target) as two:
+        answers = await asyncio.gather(
+            *(store.first_time("slack", event, "message:C1:1.2") for store in (one, two) for event in ("Ev1", "Ev2")
+              for _ in range(3))
+        )
+    assert sorted(answers) == [False] * 11 + [True]
+
+
 async def test_many_answers_at_once_share_the_store_safely(store: Storage) -> None:
     async def answer(i: int) -> None:
         key = ConversationKey("slack", "T1", "C1", str(i))

@@ -406,19 +406,24 @@ class PostgresStore:
     # dedup and housekeeping ------------------------------------------------------------------------------
 
     @_operation
-    async def first_time(self, conn: Connection, platform: str, event_id: str) -> bool:
-        """Record an event id; False when it was recorded before (a retry or a duplicate delivery).
+    async def first_time(self, conn: Connection, platform: str, *delivery_ids: str) -> bool:
+        """Record every id one delivery goes by (event id, message id, a slash command's trigger id); False when
+        any was recorded before.
 
-        One unique insert: of several processes offered the same event, exactly one is told it is new.
+        One unique insert of them all: of several processes offered the same event, or the same message under
+        two event ids, at most one inserts every id, and only that one is told it is new.
         """
+        ids = list(dict.fromkeys(delivery_ids))
+        if not ids:
+            return True
         status = await conn.execute(
-            "INSERT INTO processed_events (platform, event_id, seen_at) VALUES ($1, $2, $3)"
+            "INSERT INTO processed_events (platform, event_id, seen_at) SELECT $1, id, $3 FROM unnest($2::text[]) id"
             " ON CONFLICT (platform, event_id) DO NOTHING",
             platform,
-            event_id,
+            ids,
             time.time(),
         )
-        return _count(status) == 1
+        return _count(status) == len(ids)
 
     @_operation
     async def purge(
