@@ -85,6 +85,9 @@ class Question:
     is_dm: bool = False
     unprompted: bool = False
     knowledge: bool = True
+    # The knowledge source of the question's own message when it is indexed too (a knowledge channel's messages
+    # are indexed as they arrive): it matches itself best, and is never a source for its own answer.
+    source: str = ""
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:
