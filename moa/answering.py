@@ -240,10 +240,11 @@ class Answerer:
         window_budget = HistoryBudget(limit=4 * self._librarian.policy.window_chars)
         try:
             window = await self._store.load_history(question.key, window_budget)
-            return await self._librarian.find(question.text, window, audience_of(question))
+            passages = await self._librarian.find(question.text, window, audience_of(question))
         except StorageError as exc:
             log.error("could not search team knowledge for %s: %s", question.key, exc)
             return []
+        return [p for p in passages if p.source != question.source]
 
     async def _first_delivery(self, question: Question) -> bool:
         """False when any id of this delivery was seen before. A database that cannot record it does not stop

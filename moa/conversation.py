@@ -88,6 +88,9 @@ class Question:
     # Slack's assistant pane: the channel the user has open beside the thread the question was asked in (what
     # team knowledge the answer may draw on). "" elsewhere.
     context_channel: str = ""
+    # The knowledge source of the question's own message when it is indexed too (a knowledge channel's messages
+    # are indexed as they arrive): it matches itself best, and is never a source for its own answer.
+    source: str = ""
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:
