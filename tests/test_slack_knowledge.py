@@ -472,6 +472,7 @@ async def test_a_message_in_a_knowledge_channel_is_not_its_own_source(
     fake_llm: FakeLLM, slack: FakeSlack, tmp_path: Path
 ) -> None:
     async with slack_bot(fake_llm, tmp_path, slack=slack, knowledge={KC}, index=True) as bot:
+        await bot.indexed()  # the channel's (empty) backfill is done
         said = sp.event_callback(sp.message("Deploy freezes start on Friday.", channel=KC))
         await bot.indexed(slack.push_event(said))
         assert "<source" not in prompts(fake_llm), "its answer is not given the message itself"
@@ -501,3 +502,30 @@ def test_the_manifest_asks_for_what_team_knowledge_uses() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for scope in ("channels:read", "files:read", "reactions:read", "reactions:write"):
         assert f"`{scope}`" in readme, f"README says why the app needs {scope}"
+
+
+async def test_a_cited_answer_longer_than_one_stream_lists_its_sources_in_the_continuation(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    paragraphs = "\n\n".join(f"Paragraph {i}: " + "lorem ipsum " * 30 for i in range(4))
+    long = f"Deploys run at ten [1].\n\n{paragraphs}\n\nFrom the bastion [1]."  # a marker in each part
+    script_models(fake_llm, reply=lambda body: long if citing(body).endswith("[1]") else "no sources")
+    async with (
+        FakeSlack(window_s=WINDOW_S, stream_max_total_chars=1_000) as slack,
+        slack_bot(fake_llm, tmp_path, slack=slack, knowledge={KC}, index=True, streaming=True,
+                  stream_chars=1_000, script=False) as bot,
+    ):
+        fact = sp.event_callback(sp.message("Deploys run at ten, from the bastion.", channel=KC))
+        await bot.indexed(slack.push_event(fact))
+        body = mention("when do deploys run?")
+        await bot.settled(slack.push_event(body))
+        first, *rest = bot.thread(CH, ts_of(body))
+        link = await permalink(slack, KC, ts_of(fact))
+        stream = slack.stream(first["ts"])
+        assert stream.state == "stopped" and rest, "the answer went on below the full stream"
+        assert stream.markdown.startswith("Deploys run at ten [1].\n\nParagraph 0: ")
+        continued = "\n".join(markdown_of(m) for m in rest)
+        assert "Paragraph 0: " not in continued, "the continuation does not repeat what was streamed"
+        assert continued.endswith(f"From the bastion [[1]]({link}).\n\n**Sources**\n"
+                                  f"- [1] [Deploys run at ten, from the bastion.]({link}) — alice · "
+                                  f"{time.strftime('%Y-%m-%d', time.gmtime(float(ts_of(fact))))}")

@@ -86,6 +86,7 @@ class SlackKnowledge:
         self._locks: dict[str, asyncio.Lock] = {}
         self._changed: OrderedDict[str, float] = OrderedDict()  # source -> when a live event last changed it
         self._live_tasks: set[asyncio.Task[Any]] = set()
+        self._awaiting: set[str] = set()  # messages that are questions, indexed once answered
 
     @property
     def pending(self) -> int:
@@ -129,7 +130,14 @@ class SlackKnowledge:
         """For a message that is also a question: what indexes it once it is answered, so that its answer never
         cites the question itself (an edit or deletion arriving meanwhile wins)."""
         seen_at = time.monotonic()
-        return lambda: self.message(team, event, seen_at=seen_at)
+        awaiting = message_source(team, str(event.get("channel") or ""), str(event.get("ts") or ""))
+        self._awaiting.add(awaiting)  # a backfill page holding it leaves it too
+
+        def index() -> None:
+            self._awaiting.discard(awaiting)
+            self.message(team, event, seen_at=seen_at)
+
+        return index
 
     def reaction(self, event: Json) -> None:
         """A `reaction_added` / `reaction_removed` event: a ✅ on one of the bot's answers (un)verifies it."""
@@ -338,7 +346,11 @@ class SlackKnowledge:
                 if document is not None:
                     found[document.source] = (document, message)  # a broadcast reply comes twice
         async with self._locks.setdefault(channel, asyncio.Lock()):
-            fresh = [(d, m) for d, m in found.values() if not self._changed_since(d.source, read_at)]
+            fresh = [
+                (d, m)
+                for d, m in found.values()
+                if not self._changed_since(d.source, read_at) and d.source not in self._awaiting
+            ]
             await self._librarian.index_messages([d for d, _ in fresh])
             for document, message in fresh:
                 for file in _files(message):
