@@ -46,6 +46,8 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 api_url=settings.slack_api_url,
                 knowledge_channels=knowledge_channels(settings, core.catalog, "slack"),
                 answerer=core.answerer,
+                librarian=core.librarian,
+                backfill_days=settings.knowledge_backfill_days,
                 observer=metrics,
                 streaming=settings.slack_streaming,
             )

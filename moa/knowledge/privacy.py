@@ -6,6 +6,8 @@
 - Direct messages see public knowledge only. A Discord DM has no guild (its workspace is "@dm", where nothing is
   indexed), so it sees the deployment-wide local documents and nothing else; a Slack DM sees its workspace's
   public knowledge.
+- Slack's assistant pane is a DM beside a channel: the channel the asker has open there counts as where they ask,
+  so its knowledge (private or not: they are looking at it) is theirs to use.
 - Local documents are read by the whole deployment, unless added with `--scope CHANNEL`: then only questions in
   that channel (or its threads) see them, on any platform (channel ids of Slack and Discord never collide).
 - The terminal (`moa-bot ask`, `chat`) is the operator's: public knowledge of every workspace and the
@@ -43,8 +45,9 @@ def can_see(audience: Audience, item: Document | Passage) -> bool:
 
 
 def audience_of(question: Question) -> Audience:
-    """Who asks `question`: its workspace, its channel (and a thread's parent channel), whether it is a DM."""
+    """Who asks `question`: its workspace, its channel (and a thread's parent channel, or the channel in view
+    beside the assistant pane), whether it is a DM (the pane's, with a channel in view, is asked from there)."""
     key = question.key
-    channels = frozenset(c for c in (key.channel, question.parent_channel) if c)
+    channels = frozenset(c for c in (key.channel, question.parent_channel, question.context_channel) if c)
     workspace = None if key.platform == TERMINAL else key.workspace
-    return Audience(key.platform, workspace, channels, question.is_dm)
+    return Audience(key.platform, workspace, channels, question.is_dm and not question.context_channel)
