@@ -29,8 +29,8 @@ from moa.errors import StorageError
 from storage.errors import describe, describe_postgres
 from storage.postgres.connection import COPYING, LOCK_SPACE, Connection
 from storage.postgres.knowledge import excluded, without_nul
-from storage.postgres.operation import count
-from storage.postgres.store import DRIVER_ERRORS, PostgresStore
+from storage.postgres.operation import DRIVER_ERRORS, count
+from storage.postgres.store import PostgresStore
 from storage.shared import CURSOR_COLUMNS, DOCUMENT_COLUMNS, RUN_SOURCE_COLUMNS
 from storage.store import Store
 
