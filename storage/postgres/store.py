@@ -23,6 +23,7 @@ from storage.interface import EVENTS_KEPT_DAYS, UNFINISHED, SchemaStatus
 from storage.lock import DatabaseInUse
 from storage.postgres import migrations
 from storage.postgres.connection import LOCK_SPACE, SERVING, Connection, PostgresUrl
+from storage.postgres.knowledge import KnowledgeTables
 from storage.shared import (
     PROPOSAL_COLUMNS,
     RUN_COLUMNS,
@@ -80,7 +81,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore:
+class PostgresStore(KnowledgeTables):
     """Opened with `start()` (or `async with`), closed with `aclose()`; nothing happens in `__init__`.
 
     Every statement is bounded by `timeout_s` (migrations by `migration_timeout_s`), and so is the wait for a
