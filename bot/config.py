@@ -13,7 +13,7 @@ from moa.errors import ConfigError
 from moa.knowledge.model import NoSources
 from moa.policy import UserRate
 from moa.presets import load_catalog
-from moa.store import HistoryBudget
+from moa.persistence import HistoryBudget
 from storage.postgres.connection import PostgresUrl, is_postgres_url
 
 DEFAULT_DB = Path("data/moa.sqlite3")
