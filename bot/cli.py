@@ -380,7 +380,7 @@ async def _knowledge(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if action == "search":
             # what `moa-bot ask` would be given: local and public knowledge
-            audience = Audience(TERMINAL, None, frozenset({_console_key("").channel}))
+            audience = Audience(TERMINAL, None)
             passages = await librarian.search(" ".join(args.query), audience, max(1, args.limit))
             for number, passage in enumerate(passages, start=1):
                 print(_passage_lines(number, passage))

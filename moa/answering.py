@@ -48,7 +48,7 @@ from moa.knowledge.privacy import audience_of
 from moa.policy import AccessPolicy, ConcurrencyGate, TurnLocks
 from moa.presets import Catalog, Preset
 from moa.prompts import NO_SOURCES_NOTE
-from moa.store import ConversationStore, HistoryBudget, ProposalRecord, RunRecord
+from moa.persistence import ConversationStore, HistoryBudget, ProposalRecord, RunRecord
 
 log = logging.getLogger("moa.answer")
 

@@ -1,6 +1,6 @@
 """The one storage contract: what every backend (SQLite, PostgreSQL) offers the bot.
 
-`moa.store.ConversationStore` and `moa.knowledge.model.KnowledgeIndex` (team knowledge) are the parts the core
+`moa.persistence.ConversationStore` and `moa.knowledge.model.KnowledgeIndex` (team knowledge) are the parts the core
 needs; `Storage` adds what the process around it needs: opening and closing, the run record for operators,
 retention, upkeep, health and the schema's state. Both backends pass the same contract tests
 (tests/test_store_contract.py, and for team knowledge tests/test_knowledge_index.py); semantic search is SQLite's
@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from moa.knowledge.model import KnowledgeIndex
-from moa.store import ConversationStore
+from moa.persistence import ConversationStore
 
 # Runs in these states were in flight when the process stopped.
 UNFINISHED = ("pending", "running")

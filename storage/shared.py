@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from moa.conversation import ConversationKey
 from moa.events import Message, Usage
 from moa.knowledge.model import Cursor, Document, DocumentInfo, GivenSource, Kind, Passage, Shelf, Visibility
-from moa.store import HistoryBudget, ProposalRecord, RunRecord
+from moa.persistence import HistoryBudget, ProposalRecord, RunRecord
 
 # the columns `run_record` reads, in its order (with the conversation's as `c`, the run's as `r`)
 RUN_COLUMNS = (

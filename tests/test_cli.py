@@ -25,7 +25,7 @@ from moa.events import Usage
 from moa.knowledge import Audience, Cursor, Document, Kind, Librarian
 from moa.knowledge.privacy import shelves
 from moa.presets import BUILTIN_PRESETS
-from moa.store import HistoryBudget, ProposalRecord
+from moa.persistence import HistoryBudget, ProposalRecord
 from storage import PostgresStore, Store
 from storage.lock import DatabaseInUse
 from storage.migrations import MIGRATIONS

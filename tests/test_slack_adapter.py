@@ -23,7 +23,7 @@ from bot.config import Settings
 from bot.platform_checks import check_platforms
 from moa.conversation import Phase, ReplyView
 from moa.prompts import NO_SOURCES_NOTE
-from moa.store import RunRecord
+from moa.persistence import RunRecord
 from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM, Failure
 from tests.fakes.slack import Envelope, FakeSlack, sign_request

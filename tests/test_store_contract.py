@@ -22,7 +22,7 @@ import pytest
 from moa.conversation import ConversationKey
 from moa.errors import StorageError
 from moa.events import Usage
-from moa.store import HistoryBudget, ProposalRecord
+from moa.persistence import HistoryBudget, ProposalRecord
 from storage import Storage, open_store
 from storage.lock import DatabaseInUse
 from storage.migrations import MIGRATIONS

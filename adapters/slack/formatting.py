@@ -40,7 +40,7 @@ from adapters.render import Fence, close_fences, fence_of, preview, split_markdo
 from moa.answering import short_model
 from moa.conversation import ModelStatus, SourceRef
 from moa.knowledge.citations import SOURCES_HEADING
-from moa.store import ProposalRecord
+from moa.persistence import ProposalRecord
 
 MESSAGE_CHARS = 3_500  # Markdown per message, interim or final
 FALLBACK_CHARS = 3_900  # the mrkdwn `text` fallback, after escaping; Slack answers msg_too_long near 4,000

@@ -17,7 +17,7 @@ import asyncpg
 from moa.conversation import ConversationKey
 from moa.errors import StorageError
 from moa.events import Message, Usage
-from moa.store import HistoryBudget, ProposalRecord, RunRecord
+from moa.persistence import HistoryBudget, ProposalRecord, RunRecord
 from storage.errors import describe_postgres
 from storage.interface import EVENTS_KEPT_DAYS, UNFINISHED, SchemaStatus
 from storage.lock import DatabaseInUse
