@@ -24,7 +24,7 @@ from moa.orchestrator import Orchestrator
 from moa.policy import AccessPolicy, ConcurrencyGate, UserRate
 from moa.presets import Catalog, Preset
 from moa.providers.registry import ProviderRegistry
-from moa.store import ConversationStore
+from moa.persistence import ConversationStore
 from tests.fakes.llm import count_tokens
 
 ROOT = Path(__file__).resolve().parent.parent

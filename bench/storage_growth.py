@@ -16,7 +16,7 @@ from typing import Any
 from bench.common import summary, text_of_chars
 from moa.conversation import ConversationKey
 from moa.events import Usage
-from moa.store import HistoryBudget, ProposalRecord
+from moa.persistence import HistoryBudget, ProposalRecord
 from storage import Store
 
 QUESTION_CHARS = 300

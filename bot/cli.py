@@ -380,7 +380,7 @@ async def _knowledge(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if action == "search":
             # what `moa-bot ask` would be given: local and public knowledge
-            audience = Audience(TERMINAL, None, frozenset({_console_key("").channel}))
+            audience = Audience(TERMINAL, None)
             passages = await librarian.search(" ".join(args.query), audience, max(1, args.limit))
             for number, passage in enumerate(passages, start=1):
                 print(_passage_lines(number, passage))
@@ -393,7 +393,8 @@ async def _knowledge(settings: Settings, args: argparse.Namespace) -> int:
             print(f"removed {removed} document{'s' if removed != 1 else ''}" if removed
                   else f"nothing indexed as {args.source!r} (see `moa-bot knowledge list`)")
             return 0 if removed else 1
-        return _print_stats(await librarian.stats(), settings)
+        schema = await knowledge.store.schema_status()
+        return _print_stats(await librarian.stats(), settings, schema.location, semantic=librarian.embedder is not None)
 
 
 def _print_report(report: AddReport) -> None:
@@ -418,13 +419,15 @@ def _passage_lines(number: int, passage: Passage) -> str:
     return f"{number}. [{passage.score:.3g}] {passage.title} ({about}) {passage.source}\n   {snippet}"
 
 
-def _print_stats(stats: IndexStats, settings: Settings) -> int:
+def _print_stats(stats: IndexStats, settings: Settings, location: str, *, semantic: bool) -> int:
     kinds = ", ".join(f"{n} {kind}" for kind, n in stats.documents.items()) or "none"
     print(f"documents: {sum(stats.documents.values())} ({kinds})")
     print(f"chunks: {stats.chunks} ({stats.chars / 1e6:.2f} M characters)")
-    print(f"database: {stats.database_bytes / 1e6:.1f} MB ({settings.db_path})")
-    if settings.embedding_model:
+    print(f"database: {stats.database_bytes / 1e6:.1f} MB ({location})")
+    if semantic:
         print(f"embeddings ({settings.embedding_model}): {stats.embedded} chunks, {stats.pending_embeddings} waiting")
+    elif settings.embedding_model:
+        print("embeddings: off (semantic search needs SQLite; on PostgreSQL, full-text search only)")
     else:
         print("embeddings: off (set MOA_EMBEDDING_MODEL for semantic search)")
     for c in stats.cursors:

@@ -15,7 +15,7 @@ from moa.errors import ConfigError
 from moa.knowledge.model import NoSources
 from moa.policy import UserRate
 from moa.presets import load_catalog
-from moa.store import HistoryBudget
+from moa.persistence import HistoryBudget
 from storage.postgres.connection import PostgresUrl, is_postgres_url
 
 DEFAULT_DB = Path("data/moa.sqlite3")
@@ -197,7 +197,7 @@ def _api_keys(env: Mapping[str, str], config_path: Path | None) -> tuple[ApiKey,
                 f"{config.key_env}: not set, and [api.keys.{config.name}] in {config_path} names it as the "
                 "variable holding that key; set it, or remove the table"
             )
-        found.append((ApiKey(config.name, secret, config.rate), config.key_env))
+        found.append((ApiKey(config.name, secret, config.rate, config.scope), config.key_env))
     seen: set[str] = set()
     for key, variable in found:
         if len(key.secret) < MIN_API_KEY_CHARS:

@@ -52,6 +52,8 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 api_url=settings.slack_api_url,
                 knowledge_channels=knowledge_channels(settings, core.catalog, "slack"),
                 answerer=core.answerer,
+                librarian=core.librarian,
+                backfill_days=settings.knowledge_backfill_days,
                 observer=metrics,
                 streaming=settings.slack_streaming,
             )
@@ -69,6 +71,8 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 gateway_url=settings.discord_gateway_url,
                 guild_ids=settings.discord_guild_ids,
                 knowledge_channels=knowledge_channels(settings, core.catalog, "discord"),
+                librarian=core.librarian,
+                backfill_days=settings.knowledge_backfill_days,
                 shard_count=settings.discord_shard_count,
                 shard_ids=settings.discord_shard_ids,
             )
@@ -163,8 +167,11 @@ class Service:
         return 0
 
     async def purge_knowledge(self) -> str:
-        """Knowledge channels taken out of MOA_KNOWLEDGE_CHANNELS leave the index."""
-        removed = await self.core.librarian.purge_unconfigured(self.settings.knowledge_channels)
+        """Knowledge channels taken out of MOA_KNOWLEDGE_CHANNELS (and the file's `knowledge = true`) leave the
+        index."""
+        settings, catalog = self.settings, self.core.catalog
+        configured = knowledge_channels(settings, catalog, "slack") | knowledge_channels(settings, catalog, "discord")
+        removed = await self.core.librarian.purge_unconfigured(configured)
         return f"{removed} documents of channels no longer in MOA_KNOWLEDGE_CHANNELS removed"
 
     def stop(self) -> None:

@@ -3,6 +3,7 @@ closes it."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -22,6 +23,8 @@ from moa.redaction import Redactor
 from moa.retry import Backoff
 from storage import Storage, Store, open_store
 
+log = logging.getLogger("bot.wiring")
+
 # SQLite's page cache: team-knowledge searches read the same index pages every time (benchmark 7: at 100,000
 # chunks a 64 MiB cache makes full-text search 40% faster and the vector scan six times faster)
 CACHE_MIB = 64
@@ -31,7 +34,7 @@ CACHE_MIB = 64
 class Core:
     settings: Settings
     catalog: Catalog
-    store: Storage  # on SQLite, also the team-knowledge index (`moa.knowledge.KnowledgeIndex`)
+    store: Storage  # also the team-knowledge index (`moa.knowledge.KnowledgeIndex`)
     registry: ProviderRegistry
     answerer: Answerer
     librarian: Librarian  # what adapters and the CLI call to add to team knowledge
@@ -42,29 +45,8 @@ class Core:
 class Knowledge:
     """Team knowledge alone, for `moa-bot knowledge ...` (no chat model, no API key needed)."""
 
-    store: Store
+    store: Storage
     librarian: Librarian
-
-
-def _knowledge_store(store: Storage) -> Store:
-    """The store as the team-knowledge index; only the SQLite backend has one so far."""
-    if not isinstance(store, Store):
-        raise ConfigError(
-            "MOA_DB: the PostgreSQL backend keeps conversations and runs, but not yet the team-knowledge index; "
-            "use a SQLite MOA_DB for knowledge channels, MOA_EMBEDDING_MODEL and `moa-bot knowledge` until it does"
-        )
-    return store
-
-
-async def _knowledge_index(settings: Settings, catalog: Catalog, store: Storage) -> Store:
-    """The store as the team-knowledge index; on PostgreSQL, which does not keep one yet, an empty one in memory
-    that nothing adds to when no knowledge channel and no embedding model is configured (so that replicas can
-    serve a PostgreSQL database meanwhile)."""
-    unused = not (settings.knowledge_channels or catalog.knowledge_channels("slack")
-                  or catalog.knowledge_channels("discord") or settings.embedding_model)
-    if isinstance(store, Store) or not unused:
-        return _knowledge_store(store)
-    return await Store(":memory:").start()
 
 
 def _registry(settings: Settings, catalog: Catalog) -> ProviderRegistry:
@@ -75,10 +57,15 @@ def _registry(settings: Settings, catalog: Catalog) -> ProviderRegistry:
     )
 
 
-async def _librarian(settings: Settings, store: Store, registry: ProviderRegistry) -> Librarian:
-    """The librarian over `store`; with MOA_EMBEDDING_MODEL, vectors from that model too."""
+async def _librarian(settings: Settings, store: Storage, registry: ProviderRegistry) -> Librarian:
+    """The librarian over `store`; with MOA_EMBEDDING_MODEL, vectors from that model too (SQLite only)."""
     embedder = worker = None
-    if settings.embedding_model:
+    if settings.embedding_model and not isinstance(store, Store):
+        log.warning(
+            "MOA_EMBEDDING_MODEL is set, but semantic search needs SQLite (sqlite-vec): on PostgreSQL team "
+            "knowledge is searched by full text only, and no chunk is embedded"
+        )
+    elif settings.embedding_model:
         provider, model = registry.resolve(settings.embedding_model)
         embedder = Embedder(provider, model, settings.embedding_model)
         await store.prepare_vectors(settings.embedding_model)
@@ -134,10 +121,8 @@ async def open_core(
         concurrent_answers=settings.max_concurrent,
     )
     await store.start(exclusive=exclusive)
-    index: Store | None = None
     try:
-        index = await _knowledge_index(settings, catalog, store)
-        librarian = await _librarian(settings, index, registry)
+        librarian = await _librarian(settings, store, registry)
         answerer = Answerer(
             Orchestrator(registry, backoff=backoff),
             store,
@@ -162,8 +147,6 @@ async def open_core(
         yield Core(settings, catalog, store, registry, answerer, librarian, librarian.worker)
     finally:
         await registry.aclose()
-        if index is not None and index is not store:
-            await index.aclose()
         await store.aclose()
 
 
@@ -171,7 +154,7 @@ async def open_core(
 async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
     catalog = load_catalog(settings.config_path)
     registry = _registry(settings, catalog)
-    store = _knowledge_store(open_store(settings.database, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB))
+    store = open_store(settings.database, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB)
     await store.start()
     try:
         yield Knowledge(store, await _librarian(settings, store, registry))

@@ -48,7 +48,7 @@ from moa.knowledge.privacy import audience_of
 from moa.policy import AccessPolicy, ConcurrencyGate, TurnLocks, rate_refusal
 from moa.presets import Catalog, Preset
 from moa.prompts import NO_SOURCES_NOTE
-from moa.store import ConversationStore, HistoryBudget, ProposalRecord, RunRecord
+from moa.persistence import ConversationStore, HistoryBudget, ProposalRecord, RunRecord
 
 log = logging.getLogger("moa.answer")
 
@@ -255,10 +255,11 @@ class Answerer:
         window_budget = HistoryBudget(limit=4 * self._librarian.policy.window_chars)
         try:
             window = await self._store.load_history(question.key, window_budget)
-            return await self._librarian.find(question.text, window, audience_of(question))
+            passages = await self._librarian.find(question.text, window, audience_of(question))
         except StorageError as exc:
             log.error("could not search team knowledge for %s: %s", question.key, exc)
             return []
+        return [p for p in passages if p.source != question.source]
 
     async def _first_delivery(self, question: Question) -> bool:
         """False when any id of this delivery was seen before. A database that cannot record it does not stop

@@ -85,9 +85,12 @@ class Question:
     is_dm: bool = False
     unprompted: bool = False
     knowledge: bool = True
-    # Slack's assistant pane: the channel the user has open beside the thread the question was asked in (what
-    # team knowledge the answer may draw on). "" elsewhere.
+    # The channel whose team knowledge the answer may draw on besides where it is asked: in Slack's assistant pane,
+    # the channel the user has open beside it; for the API, the channel its key is scoped to. "" elsewhere.
     context_channel: str = ""
+    # The knowledge source of the question's own message when it is indexed too (a knowledge channel's messages
+    # are indexed as they arrive): it matches itself best, and is never a source for its own answer.
+    source: str = ""
 
     @property
     def delivery_ids(self) -> tuple[str, ...]:

@@ -12,7 +12,7 @@
 
 The adapters add their own branches under `MoaError`: `adapters.pacing.RetryLater` (a platform said "later"),
 `adapters.slack.api.SlackCallError`, `adapters.discord.api.DiscordSetupError` (a `ConfigError`), and so on.
-SDK exceptions are mapped into this tree in one place per SDK (`moa.providers.together.map_error`,
+SDK exceptions are mapped into this tree in one place per SDK (`moa.providers.openai_compatible.map_error`,
 `adapters.slack.api.SlackApi.call`, `adapters.discord.api.write`).
 """
 

@@ -1,6 +1,6 @@
 """Who may ask what, how often, and how many answers run at once: one place, shared by every adapter.
 
-How often is counted by the store (`moa.store.ConversationStore.admit`), so that every process serving one
+How often is counted by the store (`moa.persistence.ConversationStore.admit`), so that every process serving one
 database counts the same questions.
 """
 

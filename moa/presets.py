@@ -55,11 +55,13 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
 @dataclass(frozen=True)
 class ApiKeyConfig:
     """A key of the OpenAI-compatible API, `[api.keys.NAME]`: the variable holding it (never the key itself:
-    the file is not a place for secrets) and, optionally, a rate of its own instead of MOA_USER_RATE."""
+    the file is not a place for secrets) and, optionally, a rate of its own instead of MOA_USER_RATE and a channel
+    whose team knowledge (private or not) its answers may use besides the public knowledge every key sees."""
 
     name: str
     key_env: str
     rate: UserRate | None = None
+    scope: str = ""
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 _KIND_NAMES = {(list,): "a list", (str,): "a string", (int,): "a whole number", (int, float): "a number"}
 _PROVIDER_KEYS = {"base_url", "api_key_env"}
-_API_KEY_KEYS = {"key_env", "rate"}
+_API_KEY_KEYS = {"key_env", "rate", "scope"}
 
 
 def split_model(model: str, providers: dict[str, ProviderConfig]) -> tuple[str, str]:
@@ -249,7 +251,7 @@ def _parse_api(api: Any, source: str) -> dict[str, ApiKeyConfig]:
         where = f"{source}: [api.keys.{name}]"
         for key, value in table.items():
             if key not in _API_KEY_KEYS:
-                raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: key_env, rate")
+                raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: key_env, rate, scope")
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{where}: {key} must be a non-empty string")
         if "key_env" not in table:
@@ -261,7 +263,7 @@ def _parse_api(api: Any, source: str) -> dict[str, ApiKeyConfig]:
             rate = UserRate.parse(table["rate"]) if "rate" in table else None
         except ValueError as exc:
             raise ConfigError(f"{where}: rate {exc}") from None
-        keys[name] = ApiKeyConfig(name, table["key_env"].strip(), rate)
+        keys[name] = ApiKeyConfig(name, table["key_env"].strip(), rate, table.get("scope", "").strip())
     return keys
 
 

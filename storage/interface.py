@@ -1,8 +1,10 @@
 """The one storage contract: what every backend (SQLite, PostgreSQL) offers the bot.
 
-`moa.store.ConversationStore` is the part the core needs; `Storage` adds what the process around it needs: opening
-and closing, the run record for operators, retention, upkeep, health and the schema's state. Both backends pass
-the same contract tests (tests/test_store_contract.py).
+`moa.persistence.ConversationStore` and `moa.knowledge.model.KnowledgeIndex` (team knowledge) are the parts the core
+needs; `Storage` adds what the process around it needs: opening and closing, the run record for operators,
+retention, upkeep, health and the schema's state. Both backends pass the same contract tests
+(tests/test_store_contract.py, and for team knowledge tests/test_knowledge_index.py); semantic search is SQLite's
+alone (sqlite-vec): on PostgreSQL `search_vector` finds nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
-from moa.store import ConversationStore, RunRecord
+from moa.knowledge.model import KnowledgeIndex
+from moa.persistence import ConversationStore, RunRecord
 
 # Runs in these states were in flight when the process stopped.
 UNFINISHED = ("pending", "running")
@@ -56,7 +59,7 @@ class SchemaStatus:
         return f"{self.engine} at {self.location}, schema {self.version} ({state})"
 
 
-class Storage(ConversationStore, Protocol):
+class Storage(ConversationStore, KnowledgeIndex, Protocol):
     """Opened with `start()` (or `async with`), closed with `aclose()`; nothing happens in `__init__`.
 
     Every failure is a `moa.errors.StorageError` whose message says what is wrong in plain words.

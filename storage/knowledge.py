@@ -6,15 +6,14 @@ nearest few hundred, which are then ranked by exact cosine distance on the float
 binary vectors costs a few milliseconds where float ones would cost over a hundred.
 
 Implements `moa.knowledge.model.KnowledgeIndex` as part of `storage.Store` (one connection, one operation at a
-time). The SQL is plain so it ports: `chunks_fts MATCH ... ORDER BY bm25(...)` would become a tsvector query with
-`ts_rank` in PostgreSQL, and the privacy shelves become the same WHERE clause.
+time). PostgreSQL's implementation (`storage.postgres.knowledge`) shares the row shapes and the privacy filter
+(`storage.shared`), with a tsvector column and `ts_rank` standing in for FTS5 and bm25.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from moa.knowledge.model import (
     Cursor,
@@ -22,63 +21,45 @@ from moa.knowledge.model import (
     DocumentInfo,
     GivenSource,
     IndexStats,
-    Kind,
     Passage,
     PendingChunk,
     RunOrigin,
     Shelf,
     Upsert,
-    Visibility,
 )
 from storage.database import Database, operation
+from storage.shared import (
+    CHAT_KINDS,
+    CURSOR_COLUMNS,
+    DOCUMENT_COLUMNS,
+    DOCUMENT_INFO_COLUMNS,
+    PASSAGE_COLUMNS,
+    PREFIX_END,
+    RUN_ORIGIN_COLUMNS,
+    RUN_SOURCE_COLUMNS,
+    cursor_record,
+    cursor_row,
+    document_info,
+    document_row,
+    given_rows,
+    passage,
+    shelf_filter,
+)
 from storage.vectors import MAX_K, VEC_TABLE, pack, pad
 
-CHAT_KINDS = ("message", "file")
 TEXT_SHORTLIST = 4  # full-text matches ranked per passage asked, before the privacy filter
-COARSE = 4  # binary-quantized candidates per passage asked, ranked again by exact cosine distance  # what a knowledge channel holds (verified answers are kept when it goes)
-_PASSAGE_COLUMNS = (
-    "c.id, d.source, d.kind, d.platform, d.workspace, d.channel, d.visibility, d.title, d.author, d.created_at,"
-    " d.link, c.text"
-)
-_PREFIX_END = "\U0010ffff"  # sources starting with a prefix P are those in [P, P + this)
+COARSE = 4  # binary-quantized candidates per passage asked, ranked again by exact cosine distance
 
 
 def _shelf_filter(shelves: Sequence[Shelf]) -> tuple[str, list[object]]:
-    """The privacy shelves as a WHERE clause on `documents d`; nothing is readable without a shelf."""
-    clauses: list[str] = []
+    """The privacy shelves as a WHERE clause on `documents d`, with its parameters."""
     params: list[object] = []
-    for shelf in shelves:
-        parts: list[str] = []
-        for column, value in (("platform", shelf.platform), ("workspace", shelf.workspace),
-                              ("visibility", shelf.visibility)):
-            if value is not None:
-                parts.append(f"d.{column} = ?")
-                params.append(str(value))
-        if shelf.channels is not None:
-            channels = sorted(shelf.channels)
-            parts.append(f"d.channel IN ({', '.join('?' * len(channels))})" if channels else "0")
-            params.extend(channels)
-        clauses.append(f"({' AND '.join(parts) or '1'})")
-    return " OR ".join(clauses) or "0", params
 
+    def bind(value: object) -> str:
+        params.append(value)
+        return "?"
 
-def _passage(row: Sequence[Any], score: float, similarity: float | None = None) -> Passage:
-    return Passage(
-        chunk_id=int(row[0]),
-        source=row[1],
-        kind=Kind(row[2]),
-        platform=row[3],
-        workspace=row[4],
-        channel=row[5],
-        visibility=Visibility(row[6]),
-        title=row[7],
-        author=row[8],
-        created_at=float(row[9]),
-        link=row[10],
-        text=row[11],
-        score=score,
-        similarity=similarity,
-    )
+    return shelf_filter(shelves, bind), params
 
 
 def _parts(values: Sequence[str], size: int = 500) -> list[Sequence[str]]:
@@ -131,11 +112,8 @@ class KnowledgeTables(Database):
             await self._delete_documents(f"d.source IN ({', '.join('?' * len(part))})", part)
         now = time.time()
         await self._execute_many(
-            "INSERT INTO documents (source, kind, platform, workspace, channel, visibility, title, author,"
-            " created_at, link, thread, digest, chars, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(d.source, d.kind.value, d.platform, d.workspace, d.channel, d.visibility.value, d.title, d.author,
-              d.created_at, d.link, d.thread, digest, len(d.text), now)
-             for d, _, digest in (latest[s] for s in changed)],
+            f"INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            [document_row(d, digest, now) for d, _, digest in (latest[s] for s in changed)],
         )
         ids: dict[str, int] = {}
         for part in _parts(changed):
@@ -157,7 +135,7 @@ class KnowledgeTables(Database):
 
     @operation
     async def remove_sources(self, prefix: str) -> int:
-        removed = await self._delete_documents("d.source >= ? AND d.source < ?", (prefix, prefix + _PREFIX_END))
+        removed = await self._delete_documents("d.source >= ? AND d.source < ?", (prefix, prefix + PREFIX_END))
         await self.db.commit()
         return removed
 
@@ -201,13 +179,13 @@ class KnowledgeTables(Database):
         )
         ranks = {int(chunk): float(rank) for chunk, rank in ranked}
         rows = await self._rows(
-            f"SELECT {_PASSAGE_COLUMNS} FROM chunks c CROSS JOIN documents d"
+            f"SELECT {PASSAGE_COLUMNS} FROM chunks c CROSS JOIN documents d"
             f" WHERE c.id IN ({', '.join('?' * len(ranks))}) AND d.id = c.document_id AND ({visible})",
             (*ranks, *params),
         ) if ranks else []
         if len(rows) < limit and len(ranked) == limit * TEXT_SHORTLIST:
             rows = await self._rows(
-                f"SELECT {_PASSAGE_COLUMNS}, bm25(chunks_fts) AS rank FROM chunks_fts"
+                f"SELECT {PASSAGE_COLUMNS}, bm25(chunks_fts) AS rank FROM chunks_fts"
                 " CROSS JOIN chunks c CROSS JOIN documents d"
                 f" WHERE chunks_fts MATCH ? AND c.id = chunks_fts.rowid AND d.id = c.document_id AND ({visible})"
                 " ORDER BY rank LIMIT ?",
@@ -215,7 +193,7 @@ class KnowledgeTables(Database):
             )
             ranks = {int(row[0]): float(row[12]) for row in rows}
         # bm25 is lower for better matches; a passage's score is higher for better ones
-        passages = [_passage(row, -ranks[int(row[0])]) for row in rows]
+        passages = [passage(row, -ranks[int(row[0])]) for row in rows]
         return sorted(passages, key=lambda p: -p.score)[:limit]
 
     @operation
@@ -226,13 +204,13 @@ class KnowledgeTables(Database):
         # the nearest first, then only what the audience may read: ask for more than needed
         rows = await self._rows(
             f"WITH coarse AS (SELECT rowid FROM {VEC_TABLE} WHERE embedding MATCH vec_quantize_binary(?) AND k = ?)"
-            f" SELECT {_PASSAGE_COLUMNS}, vec_distance_cosine(e.vector, ?) AS distance FROM coarse"
+            f" SELECT {PASSAGE_COLUMNS}, vec_distance_cosine(e.vector, ?) AS distance FROM coarse"
             " CROSS JOIN chunk_embeddings e CROSS JOIN chunks c CROSS JOIN documents d"
             " WHERE e.chunk_id = coarse.rowid AND c.id = coarse.rowid AND d.id = c.document_id"
             f" AND ({visible}) ORDER BY distance LIMIT ?",
             (pack(pad(vector)), min(MAX_K, limit * COARSE), pack(vector), *params, limit),
         )
-        return [_passage(row, 1.0 - float(row[12]), 1.0 - float(row[12])) for row in rows]
+        return [passage(row, 1.0 - float(row[12]), 1.0 - float(row[12])) for row in rows]
 
     # --- embeddings -----------------------------------------------------------------------------------------
 
@@ -306,15 +284,10 @@ class KnowledgeTables(Database):
     @operation
     async def documents(self, prefix: str = "") -> list[DocumentInfo]:
         rows = await self._rows(
-            "SELECT d.source, d.kind, d.platform, d.workspace, d.channel, d.visibility, d.title,"
-            " (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id), d.chars, d.indexed_at"
-            " FROM documents d WHERE d.source >= ? AND d.source < ? ORDER BY d.source",
-            (prefix, prefix + _PREFIX_END),
+            f"SELECT {DOCUMENT_INFO_COLUMNS} FROM documents d WHERE d.source >= ? AND d.source < ? ORDER BY d.source",
+            (prefix, prefix + PREFIX_END),
         )
-        return [
-            DocumentInfo(r[0], Kind(r[1]), r[2], r[3], r[4], Visibility(r[5]), r[6], int(r[7]), int(r[8]), r[9])
-            for r in rows
-        ]
+        return [document_info(row) for row in rows]
 
     @operation
     async def stats(self) -> IndexStats:
@@ -339,11 +312,10 @@ class KnowledgeTables(Database):
 
     async def _cursors(self, where: str, params: Sequence[object]) -> list[Cursor]:
         rows = await self._rows(
-            "SELECT platform, workspace, channel, cursor, done, messages, oldest, updated_at FROM backfill_cursors"
-            f" WHERE {where} ORDER BY platform, workspace, channel",
+            f"SELECT {CURSOR_COLUMNS} FROM backfill_cursors WHERE {where} ORDER BY platform, workspace, channel",
             params,
         )
-        return [Cursor(r[0], r[1], r[2], r[3], bool(r[4]), int(r[5]), float(r[6]), float(r[7])) for r in rows]
+        return [cursor_record(row) for row in rows]
 
     @operation
     async def get_cursor(self, platform: str, workspace: str, channel: str) -> Cursor | None:
@@ -352,14 +324,12 @@ class KnowledgeTables(Database):
 
     @operation
     async def set_cursor(self, cursor: Cursor) -> None:
-        c = cursor
         await self._execute(
-            "INSERT INTO backfill_cursors (platform, workspace, channel, cursor, done, messages, oldest, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (platform, workspace, channel) DO UPDATE SET"
+            f"INSERT INTO backfill_cursors ({CURSOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (platform, workspace, channel) DO UPDATE SET"
             " cursor = excluded.cursor, done = excluded.done, messages = excluded.messages,"
             " oldest = excluded.oldest, updated_at = excluded.updated_at",
-            (c.platform, c.workspace, c.channel, c.cursor, int(c.done), c.messages, c.oldest,
-             c.updated_at or time.time()),
+            cursor_row(cursor, time.time()),
         )
         await self.db.commit()
 
@@ -368,13 +338,8 @@ class KnowledgeTables(Database):
     @operation
     async def record_sources(self, run_id: str, given: Sequence[GivenSource]) -> None:
         await self._execute_many(
-            "INSERT OR REPLACE INTO run_sources (run_id, number, chunk_id, source, title, author, created_at, link,"
-            " score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (run_id, g.number, g.passage.chunk_id, g.passage.source, g.passage.title, g.passage.author,
-                 g.passage.created_at, g.passage.link, g.passage.score)
-                for g in given
-            ],
+            f"INSERT OR REPLACE INTO run_sources ({RUN_SOURCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            given_rows(run_id, given),
         )
         await self.db.commit()
 
@@ -399,8 +364,7 @@ class KnowledgeTables(Database):
     @operation
     async def run_for_message(self, platform: str, channel: str, message: str) -> RunOrigin | None:
         rows = await self._rows(
-            "SELECT r.id, c.platform, c.workspace, c.channel, c.thread, r.user_id, r.question, r.answer, r.status"
-            " FROM runs r JOIN conversations c ON c.id = r.conversation_id"
+            f"SELECT {RUN_ORIGIN_COLUMNS} FROM runs r JOIN conversations c ON c.id = r.conversation_id"
             " WHERE json_extract(r.placeholder, '$.message') = ? AND json_extract(r.placeholder, '$.channel') = ?"
             " AND c.platform = ? ORDER BY r.created_at DESC LIMIT 1",
             (message, channel, platform),

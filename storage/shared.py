@@ -1,14 +1,16 @@
-"""What both backends do the same way once their rows are read: history budgets and the shapes of records."""
+"""What both backends do the same way around their SQL: history budgets, the shapes of records and rows, and the
+privacy shelves as a WHERE clause."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from moa.conversation import ConversationKey
 from moa.events import Message, Usage
-from moa.store import HistoryBudget, ProposalRecord, RunRecord
+from moa.knowledge.model import Cursor, Document, DocumentInfo, GivenSource, Kind, Passage, Shelf, Visibility
+from moa.persistence import HistoryBudget, ProposalRecord, RunRecord
 
 # the columns `run_record` reads, in its order (with the conversation's as `c`, the run's as `r`)
 RUN_COLUMNS = (
@@ -103,3 +105,104 @@ def rate_wait(counted: int, oldest: float | None, limit: int, per_s: float, now:
     if counted < limit or oldest is None:
         return None
     return max(0.0, oldest + per_s - now)
+
+
+# --- team knowledge --------------------------------------------------------------------------------------------
+
+# what a knowledge channel holds, as SQL (verified answers are kept when it goes)
+CHAT_KINDS = "('message', 'file')"
+# sources starting with a prefix P are those in [P, P + this), in byte order (SQLite's, and PostgreSQL's "C")
+PREFIX_END = "\U0010ffff"
+# the columns `passage` reads, in its order (with the chunk's as `c`, its document's as `d`)
+PASSAGE_COLUMNS = (
+    "c.id, d.source, d.kind, d.platform, d.workspace, d.channel, d.visibility, d.title, d.author, d.created_at,"
+    " d.link, c.text"
+)
+# the columns `document_row` fills, in its order
+DOCUMENT_COLUMNS = (
+    "source, kind, platform, workspace, channel, visibility, title, author, created_at, link, thread, digest, chars,"
+    " indexed_at"
+)
+# the columns `document_info` reads, in its order (the document's as `d`)
+DOCUMENT_INFO_COLUMNS = (
+    "d.source, d.kind, d.platform, d.workspace, d.channel, d.visibility, d.title,"
+    " (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id), d.chars, d.indexed_at"
+)
+# the columns of `backfill_cursors` that `cursor_row` fills and `cursor_record` reads, in their order
+CURSOR_COLUMNS = "platform, workspace, channel, cursor, done, messages, oldest, updated_at"
+# the columns `given_rows` fills, in its order
+RUN_SOURCE_COLUMNS = "run_id, number, chunk_id, source, title, author, created_at, link, score"
+# the columns `RunOrigin` takes, in its order (the run's as `r`, its conversation's as `c`)
+RUN_ORIGIN_COLUMNS = "r.id, c.platform, c.workspace, c.channel, c.thread, r.user_id, r.question, r.answer, r.status"
+
+
+def shelf_filter(shelves: Sequence[Shelf], bind: Callable[[object], str]) -> str:
+    """The privacy shelves as a WHERE clause on `documents d`; nothing is readable without a shelf.
+
+    `bind` adds a parameter and returns its placeholder ("?" for SQLite, "$3" for PostgreSQL).
+    """
+    clauses: list[str] = []
+    for shelf in shelves:
+        parts: list[str] = []
+        for column, value in (("platform", shelf.platform), ("workspace", shelf.workspace),
+                              ("visibility", shelf.visibility)):
+            if value is not None:
+                parts.append(f"d.{column} = {bind(str(value))}")
+        if shelf.channels is not None:
+            channels = sorted(shelf.channels)
+            parts.append(f"d.channel IN ({', '.join(bind(c) for c in channels)})" if channels else "FALSE")
+        clauses.append(f"({' AND '.join(parts) or 'TRUE'})")
+    return " OR ".join(clauses) or "FALSE"
+
+
+def passage(row: Row, score: float, similarity: float | None = None) -> Passage:
+    """A `PASSAGE_COLUMNS` row."""
+    return Passage(
+        chunk_id=int(row[0]),
+        source=row[1],
+        kind=Kind(row[2]),
+        platform=row[3],
+        workspace=row[4],
+        channel=row[5],
+        visibility=Visibility(row[6]),
+        title=row[7],
+        author=row[8],
+        created_at=float(row[9]),
+        link=row[10],
+        text=row[11],
+        score=score,
+        similarity=similarity,
+    )
+
+
+def document_row(document: Document, digest: str, indexed_at: float) -> tuple[object, ...]:
+    """Values for `DOCUMENT_COLUMNS`."""
+    d = document
+    return (d.source, d.kind.value, d.platform, d.workspace, d.channel, d.visibility.value, d.title, d.author,
+            d.created_at, d.link, d.thread, digest, len(d.text), indexed_at)
+
+
+def document_info(row: Row) -> DocumentInfo:
+    """A `DOCUMENT_INFO_COLUMNS` row."""
+    return DocumentInfo(row[0], Kind(row[1]), row[2], row[3], row[4], Visibility(row[5]), row[6], int(row[7]),
+                        int(row[8]), row[9])
+
+
+def cursor_row(cursor: Cursor, now: float) -> tuple[object, ...]:
+    """Values for `CURSOR_COLUMNS`; updated now unless the cursor says when."""
+    c = cursor
+    return (c.platform, c.workspace, c.channel, c.cursor, int(c.done), c.messages, c.oldest, c.updated_at or now)
+
+
+def cursor_record(row: Row) -> Cursor:
+    """A `CURSOR_COLUMNS` row."""
+    return Cursor(row[0], row[1], row[2], row[3], bool(row[4]), int(row[5]), float(row[6]), float(row[7]))
+
+
+def given_rows(run_id: str, given: Iterable[GivenSource]) -> list[tuple[object, ...]]:
+    """Rows for `RUN_SOURCE_COLUMNS`."""
+    return [
+        (run_id, g.number, g.passage.chunk_id, g.passage.source, g.passage.title, g.passage.author,
+         g.passage.created_at, g.passage.link, g.passage.score)
+        for g in given
+    ]

@@ -17,7 +17,7 @@ import aiosqlite
 from moa.conversation import ConversationKey
 from moa.errors import StorageError
 from moa.events import Message, Usage
-from moa.store import HistoryBudget, ProposalRecord, RunRecord
+from moa.persistence import HistoryBudget, ProposalRecord, RunRecord
 from storage import vectors
 from storage.database import operation
 from storage.errors import REPLACED, describe

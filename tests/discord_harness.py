@@ -26,6 +26,7 @@ from adapters.discord import DiscordAdapter, DiscordPacing
 from adapters.render import close_fences
 from bot.config import Settings
 from moa.answering import Answerer
+from moa.knowledge import Librarian
 from storage import Store
 from tests.core import TomlValue, core_settings, open_test_core
 from tests.fakes.discord import FakeDiscord, StoredMessage
@@ -39,6 +40,8 @@ PACING = DiscordPacing(
     channel_count=5,
     channel_per_s=1.2,  # the same margin under the fake's limit as production keeps under Discord's
     ack_within_s=1.5,
+    backfill_per_s=100.0,
+    backfill_retry_s=0.1,
 )
 NO_PINGS = {"parse": []}
 
@@ -65,6 +68,7 @@ class DiscordBot:
     observer: RecordingObserver
     settings: Settings  # what the core was built from (a "restarted" core is built from the same)
     feedback: list[str] = field(default_factory=list)  # what the answerer reported for /metrics, in order
+    librarian: Librarian | None = None  # team knowledge, as the adapter was given it
 
     async def settled(self, within: float = 10.0) -> None:
         """Wait until every event the adapter took is fully handled."""
@@ -143,12 +147,15 @@ async def discord_bot(
                 "api_base": dc.api_base,
                 "guild_ids": (dc.guild_id,),
                 "knowledge_channels": {str(c) for c in knowledge(dc)} if knowledge else frozenset(),
+                "librarian": core.librarian,
+                "backfill_days": settings.knowledge_backfill_days,
                 "pacing": pacing,
                 "guild_ready_timeout": 0.05,
                 **(adapter or {}),
             }
             bot_adapter = DiscordAdapter(bot_token=dc.token, answerer=core.answerer, observer=observer, **options)
-            bot = DiscordBot(dc, llm, core.store, core.answerer, bot_adapter, observer, settings, feedback)
+            bot = DiscordBot(dc, llm, core.store, core.answerer, bot_adapter, observer, settings, feedback,
+                             core.librarian)
             try:
                 await bot_adapter.start()
                 yield bot

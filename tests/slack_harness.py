@@ -25,10 +25,11 @@ from aiohttp import web
 from adapters.slack import SlackAdapter, SlackPacing
 from adapters.slack.formatting import MESSAGE_CHARS, STREAM_CHARS, SlackMessage, answer_message, split_answer
 from moa.answering import Answerer
+from moa.knowledge import Librarian
 from storage import Store
 from tests.core import core_settings, open_test_core
 from tests.fakes import slack_payloads as sp
-from tests.fakes.llm import FakeLLM
+from tests.fakes.llm import FakeLLM, default_reply
 from tests.fakes.slack import Envelope, FakeSlack
 from tests.helpers import eventually
 
@@ -56,12 +57,20 @@ class SlackBot:
     observer: RecordingObserver
     feedback: list[str]  # "up" / "down", as counted for /metrics
     events_url: str = ""  # HTTP mode: where Slack POSTs
+    librarian: Librarian | None = None  # team knowledge, when the bot indexes its knowledge channels
 
     async def settled(self, *acks: Envelope | Awaitable[Any], within: float = 10.0) -> None:
         """Wait for the acks, then until every question the adapter took is fully handled."""
         for ack in acks:
             await asyncio.wait_for(ack, within)  # type: ignore[arg-type]
         await eventually(lambda: self.adapter.in_progress == 0, within, "all questions handled")
+
+    async def indexed(self, *acks: Envelope | Awaitable[Any], within: float = 10.0) -> None:
+        """Wait for the acks, then until every question is answered and team knowledge has taken in everything
+        (a message that is also a question is indexed once answered; backfills included)."""
+        for ack in acks:
+            await asyncio.wait_for(ack, within)  # type: ignore[arg-type]
+        await eventually(lambda: self.adapter.in_progress == self.adapter.indexing == 0, within, "all indexed")
 
     def thread(self, channel: str, thread_ts: str) -> list[Json]:
         """The bot's messages in a thread, oldest first (the thread's root left out)."""
@@ -94,6 +103,13 @@ def footer_of(message: Json) -> str:
     )
 
 
+def citing(body: Json) -> str:
+    """The aggregator's answer citing the first team source when it was given one (else the default answer)."""
+    answer = default_reply("agg/x", body)
+    given = any('<source n="1">' in str(m.get("content")) for m in body.get("messages") or [])
+    return f"{answer} [1]" if given else answer
+
+
 def script_models(llm: FakeLLM, *, reply: Any = None, tokens_per_s: float | None = None) -> None:
     llm.script("p/a")
     llm.script("p/b")
@@ -117,11 +133,13 @@ async def slack_bot(
     channels: Mapping[str, Mapping[str, Any]] | None = None,
     system_prompt: str = "",
     db: str = "moa.sqlite3",
+    index: bool = False,
 ) -> AsyncIterator[SlackBot]:
     """`env`: the service's variables for the core (MOA_USER_RATE is off unless set); `presets`, `channels` and
     `system_prompt`: MOA_CONFIG's. `streaming`: answer by Slack's native streaming (the AI-app tests) instead of
     paced edits (the path every workspace without streaming gets, which the other tests cover). A bot started again
-    with the same `slack`, `tmp_path` and `db` is the same deployment after a restart."""
+    with the same `slack`, `tmp_path` and `db` is the same deployment after a restart. `index`: feed team knowledge
+    (the knowledge channels, backfilled MOA_KNOWLEDGE_BACKFILL_DAYS back, and ✅ reactions), as `moa-bot run` does."""
     if script:
         script_models(llm)
     settings = core_settings(
@@ -148,8 +166,11 @@ async def slack_bot(
             pacing=pacing,
             streaming=streaming,
             stream_chars=stream_chars,
+            librarian=core.librarian if index else None,
+            backfill_days=settings.knowledge_backfill_days,
         )
         bot = SlackBot(fake, llm, core.store, core.answerer, adapter, observer, feedback)
+        bot.librarian = core.librarian if index else None
         if http:
             bot.events_url = await stack.enter_async_context(serve(adapter))
         await adapter.start()
@@ -167,6 +188,8 @@ def build_adapter(
     pacing: SlackPacing | None = None,
     streaming: bool = False,
     stream_chars: int = STREAM_CHARS,
+    librarian: Librarian | None = None,
+    backfill_days: int = 365,
 ) -> SlackAdapter:
     return SlackAdapter(
         bot_token=slack.bot_token,
@@ -175,6 +198,8 @@ def build_adapter(
         api_url=slack.api_url,
         knowledge_channels=knowledge,
         answerer=answerer,
+        librarian=librarian,
+        backfill_days=backfill_days,
         observer=observer,
         pacing=pacing or SlackPacing.scaled(slack.window_s),
         streaming=streaming,

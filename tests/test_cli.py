@@ -22,11 +22,14 @@ from bot.db import migrate_to
 from moa.conversation import ConversationKey
 from moa.errors import ConfigError, StorageError
 from moa.events import Usage
+from moa.knowledge import Audience, Cursor, Document, Kind, Librarian
+from moa.knowledge.privacy import shelves
 from moa.presets import BUILTIN_PRESETS
-from moa.store import HistoryBudget, ProposalRecord
+from moa.persistence import HistoryBudget, ProposalRecord
 from storage import PostgresStore, Store
 from storage.lock import DatabaseInUse
 from storage.migrations import MIGRATIONS
+from storage.postgres.connection import PostgresUrl
 from tests.fakes.llm import FakeLLM, Failure
 from tests.helpers import eventually
 from tests.postgres_server import PostgresServer
@@ -476,7 +479,27 @@ async def test_knowledge_commands_add_list_search_remove_and_stats(tmp_path: Pat
     assert (code, out.strip()) == (0, "removed 1 document")
     code, out, _ = await moa_bot("knowledge", "stats", env=env, cwd=tmp_path)
     assert code == 0 and out.splitlines()[:2] == ["documents: 1 (1 local)", "chunks: 1 (0.00 M characters)"]
-    assert "embeddings: off" in out
+    assert f"MB ({tmp_path / 'moa.sqlite3'})\n" in out
+    assert "embeddings: off (set MOA_EMBEDDING_MODEL for semantic search)" in out
+
+
+@pytest.mark.postgres
+async def test_knowledge_commands_on_postgresql_search_full_text_and_say_semantic_search_is_off(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    (tmp_path / "deploy.md").write_text("Billing ships with make ship on Tuesdays.")
+    url = await postgres_server.emptied_database()
+    env = {"MOA_DB": url, "MOA_EMBEDDING_MODEL": "emb/e5"}
+    code, _, err = await moa_bot("knowledge", "add", str(tmp_path / "deploy.md"), env=env, cwd=tmp_path)
+    assert code == 0, err
+    [warning] = [line for line in err.splitlines() if "MOA_EMBEDDING_MODEL" in line]
+    assert "semantic search needs SQLite (sqlite-vec): on PostgreSQL team knowledge is searched by full text" in warning
+    code, out, _ = await moa_bot("knowledge", "search", "billing", "ships", env=env, cwd=tmp_path)
+    assert code == 0 and out.startswith("1. [") and f"local:{tmp_path / 'deploy.md'}" in out
+    code, out, _ = await moa_bot("knowledge", "stats", env=env, cwd=tmp_path)
+    assert code == 0 and out.splitlines()[0] == "documents: 1 (1 local)"
+    assert f"MB ({PostgresUrl(url).location})\n" in out
+    assert "embeddings: off (semantic search needs SQLite; on PostgreSQL, full-text search only)" in out
 
 
 async def test_ask_json_shows_the_sources_given_and_cited(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -525,7 +548,25 @@ async def sqlite_with_data(path: Path) -> tuple[str, str]:
         await store.seed_history(DISCORD, [{"role": "user", "content": "twice"}] * 2)  # a repeat is kept twice
         for event in ("Ev1", "Ev2"):
             assert await store.first_time("slack", event)
+        # team knowledge: two messages, a backfill cursor, the sources given to the run, an embedding model's vector
+        librarian = Librarian(store)
+        await librarian.index_messages([note(1, "WAL is a write-ahead log."), note(2, "Checkpoints fold the log back.")])
+        await librarian.save_cursor(Cursor("slack", "T1", "C1", "abc", messages=2, oldest=1_700_000_001))
+        given = await librarian.find("the log", [], IN_C1)
+        await librarian.record_given(done, given)
+        await librarian.record_cited(done, [2])
+        await store.prepare_vectors("emb/e5")
+        await store.db.execute("INSERT INTO chunk_embeddings (chunk_id, vector) SELECT id, x'0000803f' FROM chunks")
+        await store.db.commit()
     return done, live
+
+
+IN_C1 = Audience("slack", "T1", frozenset({"C1"}))
+
+
+def note(n: int, text: str) -> Document:
+    return Document(f"slack:T1:C1:{n}", Kind.MESSAGE, "slack", "T1", "C1", text, author="ann",
+                    created_at=1_700_000_000 + n)
 
 
 def copied(out: str) -> dict[str, int]:
@@ -539,10 +580,24 @@ async def test_db_migrate_to_copies_sqlite_into_postgresql(tmp_path: Path, postg
     code, out, err = await moa_bot("db", "migrate-to", url, env={"MOA_DB": str(source)}, cwd=tmp_path)
     assert code == 0, err
     assert copied(out) == {
-        "conversations": 2, "messages": 6, "runs": 2, "proposals": 2, "feedback": 1, "processed_events": 2
+        "conversations": 2, "messages": 6, "runs": 2, "proposals": 2, "feedback": 1, "processed_events": 2,
+        "documents": 2, "chunks": 2, "backfill_cursors": 1, "knowledge_meta": 1, "run_sources": 2,
     }
-    assert "Done: 15 rows copied." in out
+    assert "Done: 23 rows copied." in out and "chunk_embeddings" not in out
     async with Store(source) as sqlite, PostgresStore(url) as postgres:
+        assert await postgres.documents() == await sqlite.documents()
+        assert await postgres.get_cursor("slack", "T1", "C1") == await sqlite.get_cursor("slack", "T1", "C1")
+        found = await postgres.search_text(["checkpoints"], shelves(IN_C1), 5)  # PostgreSQL made the tsvector
+        assert [p.source for p in found] == ["slack:T1:C1:2"]
+        async with postgres.pool.acquire() as conn:
+            assert [tuple(r) for r in await conn.fetch("SELECT key, value FROM knowledge_meta")] == [
+                ("embedding_model", "emb/e5")]
+            assert await conn.fetchval("SELECT count(*) FROM chunk_embeddings") == 0
+            # each given source names the target's chunk of its document
+            assert await conn.fetchval(
+                "SELECT count(*) FROM run_sources r JOIN chunks c ON c.id = r.chunk_id"
+                " JOIN documents d ON d.id = c.document_id AND d.source = r.source"
+            ) == 2
         for key in (SLACK, DISCORD):
             history = await postgres.load_history(key, HistoryBudget())
             assert history == await sqlite.load_history(key, HistoryBudget()) and history
@@ -572,13 +627,21 @@ async def test_db_migrate_to_again_copies_only_what_is_new(
     out = await migrate()
     assert set(copied(out).values()) == {0}
     assert "Nothing new to copy: PostgreSQL at " in out and "already has everything in" in out
-    async with Store(source) as sqlite:  # the bot went on answering on SQLite after the first copy
+    async with Store(source) as sqlite:  # the bot went on answering, and indexing, on SQLite after the first copy
         await sqlite.append_turn(SLACK, "And its size?", "Small.", "r2")
+        librarian = Librarian(sqlite)
+        await librarian.index_messages([note(2, "Checkpoints fold the log back, edited."), note(3, "Vacuum.")])
+        await librarian.save_cursor(Cursor("slack", "T1", "C1", "def", messages=3, oldest=1_600_000_000))
     out = await migrate()
-    assert {table: n for table, n in copied(out).items() if n} == {"messages": 2}
-    async with PostgresStore(url) as postgres:
+    assert {table: n for table, n in copied(out).items() if n} == {
+        "messages": 2, "documents": 2, "chunks": 2, "backfill_cursors": 1}
+    async with Store(source) as sqlite, PostgresStore(url) as postgres:
         history = await postgres.load_history(SLACK, HistoryBudget())
+        assert await postgres.documents() == await sqlite.documents()
+        [edited] = await postgres.search_text(["edited"], shelves(IN_C1), 5)
+        cursor = await postgres.get_cursor("slack", "T1", "C1")
     assert [m["content"] for m in history] == ["read", "it", "What is WAL?", "A log.", "And its size?", "Small."]
+    assert edited.text == "Checkpoints fold the log back, edited." and cursor is not None and cursor.cursor == "def"
 
 
 # the refusals, in this process: how the command prints an error and exits is tested above for every command

@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.platform_checks import check_platforms
 from moa.answering import INTERRUPTED_TEXT
 from moa.conversation import Phase, ReplyView
+from moa.prompts import NO_SOURCES_NOTE
 from tests.discord_harness import DiscordBot, discord_bot, eventually
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord import ROUTE_CALLBACK, FakeDiscord, StoredMessage
@@ -164,7 +165,7 @@ def test_built_from_settings() -> None:
 
     def build(settings: Settings, channels: dict[str, dict[str, object]] | None = None) -> DiscordAdapter:
         catalog = parse_catalog({"channels": channels or {}}, source="moa.toml")
-        core = SimpleNamespace(answerer=None, store=None, catalog=catalog)
+        core = SimpleNamespace(answerer=None, store=None, catalog=catalog, librarian=None)
         [adapter] = build_adapters(settings, core, Metrics())  # type: ignore[arg-type]
         assert isinstance(adapter, DiscordAdapter)
         return adapter
@@ -360,7 +361,8 @@ async def test_knowledge_channel_answers_without_mention(fake_llm: FakeLLM, tmp_
         asked = await dc.user_message(dc.other_channel_id, "How do I rotate the keys?")
         await bot.settled()
         (answer,) = dc.bot_messages(asked.id)
-        assert answer_of(answer.content) == "[agg/x] answer to: How do I rotate the keys?"
+        # no team source matched (MOA_KNOWLEDGE_NO_SOURCES=answer): the answer says so
+        assert answer_of(answer.content) == f"[agg/x] answer to: How do I rotate the keys?\n\n{NO_SOURCES_NOTE}"
         assert dc.channel(asked.id)["name"] == "How do I rotate the keys?"
         # in its thread, no mention is needed either, and replies without a ping are read
         await dc.user_message(asked.id, "Which ones first?", author=dc.bob)

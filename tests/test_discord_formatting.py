@@ -28,7 +28,7 @@ from adapters.render import close_fences
 from moa.answering import Drafts
 from moa.conversation import ModelStatus, Phase, ReplyView
 from moa.events import Usage
-from moa.store import ProposalRecord
+from moa.persistence import ProposalRecord
 
 BOT = 111111111111111111
 

@@ -63,6 +63,11 @@ class Recorder(discord.Client):
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
         self.events.append(("thread_delete", payload))
 
+    async def on_guild_channel_update(
+        self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
+    ) -> None:
+        self.events.append(("channel_update", (before, after)))
+
     async def on_message(self, message: discord.Message) -> None:
         self.events.append(("message", message))
 
@@ -169,6 +174,21 @@ async def test_overwrites_tell_private_channels_from_public_ones(dc: FakeDiscord
         with pytest.raises(discord.Forbidden) as caught:
             [m async for m in text_channel(recorder, hidden).history(limit=5)]
         assert caught.value.code == 50001
+
+
+async def test_a_channel_made_private_reaches_discord_py(dc: FakeDiscord, client: Recorder) -> None:
+    guild = client.get_guild(dc.guild_id)
+    assert guild is not None and guild.me is not None
+    await dc.set_channel_private(dc.channel_id)
+    await until(lambda: client.named("channel_update"))
+    ((before, after),) = client.named("channel_update")
+    assert before.permissions_for(guild.default_role).view_channel is True
+    assert after.permissions_for(guild.default_role).view_channel is False
+    assert after.permissions_for(guild.me).view_channel is True  # the bot keeps its way in
+    await dc.set_channel_private(dc.channel_id, False)
+    await until(lambda: len(client.named("channel_update")) == 2)
+    assert text_channel(client, dc.channel_id).permissions_for(guild.default_role).view_channel is True
+    assert text_channel(client, dc.channel_id).overwrites == {}
 
 
 async def test_archived_and_active_threads_are_listed(dc: FakeDiscord) -> None:

@@ -162,8 +162,16 @@ EXPECTED = {
     "discord DM channel id of the hidden channel": (Audience("discord", "@dm", frozenset({"200"}), is_dm=True),
                                                     {"local-everyone", "local-scoped-200"}),
     "another guild": (Audience("discord", "G2", frozenset({"200"})), {"local-everyone", "local-scoped-200"}),
-    "terminal": (Audience("console", None, frozenset({"cli"})),
+    "terminal": (Audience("console", None),
                  {"slack-public", "slack-other-team", "slack-verified", "discord-public", "local-everyone"}),
+    "api key": (Audience("api", None),
+                {"slack-public", "slack-other-team", "slack-verified", "discord-public", "local-everyone"}),
+    "api key scoped to private channel CP": (Audience("api", None, frozenset({"CP"})),
+                                             {"slack-public", "slack-private", "slack-other-team", "slack-verified",
+                                              "discord-public", "local-everyone"}),
+    "api key scoped to hidden channel 200": (Audience("api", None, frozenset({"200"})),
+                                             {"slack-public", "slack-other-team", "slack-verified", "discord-public",
+                                              "discord-hidden", "local-everyone", "local-scoped-200"}),
 }
 
 
@@ -178,7 +186,16 @@ def test_the_audience_of_a_question() -> None:
     assert audience_of(thread) == Audience("discord", "G1", frozenset({"300", "200"}))
     dm = Question(ConversationKey("slack", "T1", "D1", "1.2"), "U", "q", is_dm=True)
     assert audience_of(dm) == Audience("slack", "T1", frozenset({"D1"}), is_dm=True)
-    assert audience_of(Question(ConversationKey("console", "local", "cli", "t"), "local", "q")).workspace is None
+    assert audience_of(Question(ConversationKey("console", "local", "cli", "t"), "local", "q")) == Audience(
+        "console", None)
+
+
+def test_an_api_callers_own_ids_do_not_widen_what_it_reads() -> None:
+    # the conversation's channel is the request's `user` field: a caller could name a private channel there
+    asked = Question(ConversationKey("api", "webui", "CP", "chatcmpl-1"), "webui", "q")
+    assert audience_of(asked) == Audience("api", None)
+    scoped = Question(ConversationKey("api", "webui", "CP", "chatcmpl-1"), "webui", "q", context_channel="C9")
+    assert audience_of(scoped) == Audience("api", None, frozenset({"C9"}))
 
 
 # --- retrieval ----------------------------------------------------------------------------------------------

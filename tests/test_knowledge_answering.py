@@ -1,4 +1,5 @@
-"""Answers grounded in team sources, end to end through the answerer, with the fake LLM recording every prompt."""
+"""Answers grounded in team sources, end to end through the answerer, with the fake LLM recording every prompt;
+on SQLite and PostgreSQL alike (the databases of tests/test_store_contract.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from moa.knowledge import Document, Kind, Librarian, Visibility
 from moa.knowledge.model import NoSources
 from moa.orchestrator import Orchestrator
 from moa.presets import Catalog
-from storage import Store
+from storage import open_store
 from tests.fakes.llm import FakeLLM
 from tests.helpers import FAST_BACKOFF, preset, registry_for
+from tests.test_store_contract import BACKENDS, database_for
 
 PUBLIC = ConversationKey("slack", "T1", "C1", "1.1")
 PRIVATE_FACT = "ZEBRA-7731"
@@ -53,12 +55,12 @@ def doc(ts: str, text: str, *, channel: str = "C1", visibility: Visibility = Vis
                     author="ann", created_at=1_700_000_000 + float(ts), link=link)
 
 
-@pytest.fixture
-async def knowledge(fake_llm: FakeLLM, tmp_path: Path):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=BACKENDS)
+async def knowledge(request: pytest.FixtureRequest, fake_llm: FakeLLM, tmp_path: Path):  # type: ignore[no-untyped-def]
     for model in MODELS:
         fake_llm.script(model)
     registry = registry_for(fake_llm)
-    async with Store(tmp_path / "moa.sqlite3") as store:
+    async with open_store(await database_for(request.param, request, tmp_path)) as store:
         librarian = Librarian(store)
 
         def answerer(no_sources: NoSources = NoSources.ANSWER) -> Answerer:

@@ -1,19 +1,25 @@
-"""The knowledge index in SQLite, through the Librarian: FTS5 search, updates, removal, cursors, verified
-answers, local documents, and vectors (sqlite-vec) with the fake LLM's embeddings."""
+"""The team-knowledge index's contract, through the Librarian, on SQLite and PostgreSQL alike (the databases of
+tests/test_store_contract.py): full-text search, updates, removal, cursors, verified answers, local documents, the
+privacy shelves. Then what only SQLite does: vectors (sqlite-vec) with the fake LLM's embeddings.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
 from moa.conversation import ConversationKey
+from moa.errors import StorageError
 from moa.knowledge import Audience, Cursor, Document, Kind, Librarian, Upsert, Verification, Visibility
 from moa.knowledge.embedding import Embedder, EmbeddingWorker
+from moa.knowledge.privacy import shelves
 from moa.providers.registry import ProviderRegistry
-from storage import Store
+from storage import Storage, Store, open_store
 from tests.fakes.llm import FakeLLM
+from tests.test_store_contract import BACKENDS, database_for
 
 CHANNEL = Audience("slack", "T1", frozenset({"C1"}))
 EMBEDDING_MODEL = "emb/hash-64"
@@ -25,10 +31,20 @@ def message(ts: str, text: str, *, channel: str = "C1", author: str = "ann", cre
                     author=author, created_at=created_at, link=f"https://t1.slack.com/archives/{channel}/p{ts}")
 
 
+@pytest.fixture(params=BACKENDS)
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    return await database_for(request.param, request, tmp_path)
+
+
 @pytest.fixture
-async def librarian(tmp_path: Path):  # type: ignore[no-untyped-def]
-    async with Store(tmp_path / "moa.sqlite3") as store:
-        yield Librarian(store, curators={"UCURATOR"})
+async def store(target: str | Path):  # type: ignore[no-untyped-def]
+    async with open_store(target) as opened:
+        yield opened
+
+
+@pytest.fixture
+def librarian(store: Storage) -> Librarian:
+    return Librarian(store, curators={"UCURATOR"})
 
 
 async def test_full_text_search_ranks_the_best_match_first(librarian: Librarian) -> None:
@@ -107,13 +123,12 @@ async def test_purging_a_channel_keeps_other_channels_and_verified_answers(libra
     assert await librarian.cursor("slack", "T1", "C1") is None
 
 
-async def test_a_backfill_cursor_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "moa.sqlite3"
-    async with Store(path) as store:
+async def test_a_backfill_cursor_survives_a_restart(target: str | Path) -> None:
+    async with open_store(target) as store:
         librarian = Librarian(store)
         await librarian.save_cursor(Cursor("discord", "G1", "100", "9876", messages=200, oldest=1_690_000_000))
         await librarian.save_cursor(Cursor("discord", "G1", "100", "5432", messages=400, oldest=1_680_000_000))
-    async with Store(path) as store:
+    async with open_store(target) as store:
         cursor = await Librarian(store).cursor("discord", "G1", "100")
         stats = await store.stats()
     assert cursor is not None and (cursor.cursor, cursor.messages, cursor.done) == ("5432", 400, False)
@@ -129,8 +144,6 @@ async def test_a_private_channel_is_searched_only_from_itself(librarian: Librari
 
 
 async def test_readable_matches_are_found_behind_many_better_unreadable_ones(librarian: Librarian) -> None:
-    from moa.knowledge.privacy import shelves
-
     for i in range(12):  # short and dense: they rank above the public one
         await librarian.index_message(message(f"p{i}", "deploy deploy", channel="CP", visibility=Visibility.PRIVATE))
     await librarian.index_message(message("1", "A long public note that mentions how we deploy, once, among others."))
@@ -138,19 +151,83 @@ async def test_readable_matches_are_found_behind_many_better_unreadable_ones(lib
     assert [p.source for p in found] == ["slack:T1:C1:1"]
 
 
+async def test_search_terms_are_never_read_as_query_syntax(store: Storage) -> None:
+    # neither FTS5's syntax nor PostgreSQL's tsquery: each term is words to find, and "nothing" is in no text
+    await store.upsert_documents([(message("1", "Deploy notes"), ["Deploy notes"], "d1")])
+    readable = shelves(CHANNEL)
+    for term in ('nothing" OR "deploy', "nothing' | 'deploy", "nothing | deploy:*", "!nothing", "nothing <-> deploy",
+                 "nothing NEAR deploy", "(", "'"):
+        assert await store.search_text([term], readable, 5) == [], term
+    assert [p.source for p in await store.search_text(["nothing", "deploy"], readable, 5)] == ["slack:T1:C1:1"]
+
+
+async def test_one_source_indexed_from_several_places_at_once_is_one_document(store: Storage) -> None:
+    for ts in ("1", "2", "3"):  # new sources: every writer of one finds it missing, and all but one wait
+        versions = [message(ts, f"Deploy note, version {i}.") for i in range(8)]
+        await asyncio.gather(*(store.upsert_documents([(d, [d.text], f"digest {i}")]) for i, d in enumerate(versions)))
+    assert [d.chunks for d in await store.documents()] == [1, 1, 1]
+    found = await store.search_text(["version"], shelves(CHANNEL), 10)
+    assert sorted([await store.document_hash(p.source) for p in found]) == sorted(
+        [f"digest {p.text[-2]}" for p in found])
+    assert len(found) == 3
+
+
+async def test_a_page_that_fails_leaves_nothing_behind(store: Storage) -> None:
+    good, bad = message("1", "Deploy notes."), message("2", "Rollback notes.")
+    with pytest.raises(StorageError):  # the second document's chunk breaks NOT NULL, after the first is written
+        await store.upsert_documents([(good, [good.text], "d1"), (bad, [None], "d2")])  # type: ignore[list-item]
+    assert await store.documents() == []
+
+
+async def test_a_nul_character_in_a_text_is_no_failure(librarian: Librarian) -> None:
+    assert await librarian.index_message(message("1", "Deploy\x00 notes for billing.")) is Upsert.ADDED
+    assert [p.source for p in await librarian.find("billing deploy notes", [], CHANNEL)] == ["slack:T1:C1:1"]
+
+
+async def test_documents_are_listed_in_byte_order_and_removed_by_a_literal_prefix(store: Storage) -> None:
+    sources = ["local:/docs/a_b.md", "local:/docs/a%b.md", "local:/docs/B.md", "local:/docs/sub/c.md",
+               "local:/docs/é.md", "local:/docsX/d.md"]
+    await store.upsert_documents(
+        [(Document(s, Kind.LOCAL, "local", "", "", f"text of {s}"), [f"text of {s}"], s) for s in sources])
+    assert [d.source for d in await store.documents("local:/docs/")] == sorted(sources[:-1])
+    assert await store.remove_sources("local:/docs/a_") == 1  # "_" is no wildcard
+    assert await store.remove_sources("local:/docs/") == 4
+    assert [d.source for d in await store.documents()] == ["local:/docsX/d.md"]
+
+
+async def test_stats_count_documents_by_kind_chunks_characters_and_cursors(librarian: Librarian,
+                                                                         store: Storage) -> None:
+    await librarian.index_message(message("1", "Deploy notes."))
+    await store.upsert_documents([(Document("local:/a.md", Kind.LOCAL, "local", "", "", "abc"), ["a", "bc"], "d")])
+    await librarian.save_cursor(Cursor("slack", "T1", "C1", "abc"))
+    stats = await store.stats()
+    assert (stats.documents, stats.chunks, stats.chars, stats.embedded, stats.pending_embeddings) == (
+        {"local": 1, "message": 1}, 3, 16, 0, 0)
+    assert stats.database_bytes > 0 and [(c.channel, c.cursor) for c in stats.cursors] == [("C1", "abc")]
+
+
+async def test_indexed_channels_are_chat_channels_with_documents_or_a_cursor(librarian: Librarian,
+                                                                           store: Storage) -> None:
+    await librarian.index_message(message("1", "deploy note", channel="C2"))
+    await librarian.save_cursor(Cursor("discord", "G1", "100", "abc"))
+    await store.upsert_documents([
+        (Document("verified:R1", Kind.VERIFIED, "slack", "T1", "C3", "Q: deploy? A: yes"), ["Q: deploy? A: yes"], "d"),
+        (Document("local:/a.md", Kind.LOCAL, "local", "", "C4", "deploy"), ["deploy"], "d"),
+    ])
+    assert await store.indexed_channels() == [("discord", "G1", "100"), ("slack", "T1", "C2")]
+
+
 # --- verified answers ------------------------------------------------------------------------------------------
 
 
-async def _answered(store: Store, question: str, answer: str, *, user: str = "UASKER") -> str:
+async def _answered(store: Storage, question: str, answer: str, *, user: str = "UASKER") -> str:
     run_id = await store.create_run(ConversationKey("slack", "T1", "C1", "1.1"), user, question, "default", "")
     await store.set_placeholder(run_id, {"platform": "slack", "channel": "C1", "message": "1700.0001"})
     await store.finish_run(run_id, status="done", answer=f"{answer}\n\n**Sources**\n- [1] old")
     return run_id
 
 
-async def test_a_check_mark_by_the_asker_or_a_curator_verifies_an_answer(librarian: Librarian) -> None:
-    store = librarian.index
-    assert isinstance(store, Store)
+async def test_a_check_mark_by_the_asker_or_a_curator_verifies_an_answer(librarian: Librarian, store: Storage) -> None:
     run_id = await _answered(store, "How do we rotate the vault token?", "Run vault-rotate on the bastion.")
     assert await librarian.verify("slack", "C1", "1700.0001", "USOMEONE", private=False) is Verification.NOT_ALLOWED
     assert await librarian.verify("slack", "C1", "9999.0001", "UASKER", private=False) is Verification.NOT_AN_ANSWER
@@ -162,14 +239,44 @@ async def test_a_check_mark_by_the_asker_or_a_curator_verifies_an_answer(librari
     assert await librarian.find("rotate vault token", [], CHANNEL) == []
 
 
-async def test_a_verified_answer_ranks_above_an_ordinary_message_with_the_same_match(librarian: Librarian) -> None:
-    store = librarian.index
-    assert isinstance(store, Store)
+async def test_a_verified_answer_ranks_above_an_ordinary_message_with_the_same_match(
+    librarian: Librarian, store: Storage
+) -> None:
     await librarian.index_message(message("1", "Rotate the vault token with vault-rotate on the bastion host."))
     run_id = await _answered(store, "How do we rotate the vault token?", "vault-rotate on the bastion host.")
     await librarian.verify("slack", "C1", "1700.0001", "UASKER", private=False)
     assert [p.source for p in await librarian.find("rotate vault token", [], CHANNEL)] == [
         f"verified:{run_id}", "slack:T1:C1:1"]
+
+
+async def test_the_run_a_message_answered_is_found_by_platform_channel_and_message(store: Storage) -> None:
+    run_id = await _answered(store, "How do we ship?", "With make ship.")
+    origin = await store.run_for_message("slack", "C1", "1700.0001")
+    assert origin is not None and origin.answer.startswith("With make ship.")
+    assert (origin.run_id, origin.workspace, origin.channel, origin.thread, origin.user, origin.question,
+            origin.status) == (run_id, "T1", "C1", "1.1", "UASKER", "How do we ship?", "done")
+    for elsewhere in (("discord", "C1", "1700.0001"), ("slack", "C2", "1700.0001"), ("slack", "C1", "1700.0002")):
+        assert await store.run_for_message(*elsewhere) is None
+
+
+async def test_the_sources_given_to_a_run_and_those_cited_are_kept_with_it(librarian: Librarian,
+                                                                         store: Storage) -> None:
+    await librarian.index_messages([message("1", "Deploys run make ship."), message("2", "Deploys need a build.")])
+    found = await librarian.find("deploys", [], CHANNEL)
+    run_id = await _answered(store, "How do deploys work?", "See [2].")
+    await librarian.record_given(run_id, found)
+    await librarian.record_cited(run_id, [2])
+    record = await store.get_run(run_id)
+    assert record is not None
+    assert [(s["number"], s["source"], s["cited"]) for s in record["sources"]] == [  # type: ignore[attr-defined]
+        (1, found[0].source, 0), (2, found[1].source, 1)]
+    first = record["sources"][0]  # type: ignore[index]
+    assert (first["title"], first["author"], first["created_at"], first["link"]) == (
+        found[0].title, "ann", 1_700_000_000, found[0].link)
+    assert first["score"] == pytest.approx(found[0].score)
+    await librarian.record_given(run_id, found)  # given again: not yet cited
+    record = await store.get_run(run_id)
+    assert record is not None and [s["cited"] for s in record["sources"]] == [0, 0]  # type: ignore[attr-defined]
 
 
 # --- local documents ---------------------------------------------------------------------------------------
@@ -233,8 +340,7 @@ async def test_semantic_search_with_sqlite_vec_merges_with_full_text(fake_llm: F
             found = await librarian.find("upgrade saturday kubernetes", [], CHANNEL)
             assert [p.source for p in found] == ["slack:T1:C1:1"]
             assert found[0].score == pytest.approx(1 / 61 + 1 / 61)  # first in both rankings
-            near = await store.search_vector(await embedder.embed_query("cluster upgrade"),
-                                             librarian_shelves(CHANNEL), 10)
+            near = await store.search_vector(await embedder.embed_query("cluster upgrade"), shelves(CHANNEL), 10)
             assert [p.source for p in near][:1] == ["slack:T1:C1:1"]  # the private one is not among them
             assert "slack:T1:CP:3" not in [p.source for p in near]
             assert await librarian.delete("slack:T1:C1:1") == 1
@@ -249,12 +355,6 @@ async def test_semantic_search_with_sqlite_vec_merges_with_full_text(fake_llm: F
             assert (await store.stats()).pending_embeddings == 2
     finally:
         await registry.aclose()
-
-
-def librarian_shelves(audience: Audience):  # type: ignore[no-untyped-def]
-    from moa.knowledge.privacy import shelves
-
-    return shelves(audience)
 
 
 async def test_semantic_search_falls_back_to_full_text_when_embeddings_fail(fake_llm: FakeLLM, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from adapters.openai_api.sink import RESTART_NOTE
 from bot.http import build_app, start_site
 from bot.metrics import Metrics
 from moa.answering import Answerer
+from moa.knowledge import Document, Kind, Librarian, Visibility
 from moa.policy import UserRate
 from storage import Store
 from tests.core import core_settings, open_test_core
@@ -36,6 +37,7 @@ from tests.test_cli import moa_bot
 KEY = "team-key-0123456789abcdef"
 OTHER_KEY = "other-key-0123456789abcdef"
 LIMITED_KEY = "limited-key-0123456789abcdef"
+SCOPED_KEY = "scoped-key-0123456789abcdef"
 KEEPALIVE_S = 0.2
 QUESTION = [{"role": "user", "content": "What is WAL?"}]
 
@@ -45,6 +47,7 @@ class Api:
     port: int
     answerer: Answerer
     store: Store
+    librarian: Librarian
     llm: FakeLLM
     session: aiohttp.ClientSession
     clients: list[openai.AsyncOpenAI] = field(default_factory=list)
@@ -88,12 +91,13 @@ async def api(fake_llm: FakeLLM, tmp_path: Path) -> AsyncIterator[Api]:
     )
     async with open_test_core(settings) as core, aiohttp.ClientSession() as session:
         answerer, store = core.answerer, core.store
-        keys = [ApiKey("team", KEY), ApiKey("other", OTHER_KEY), ApiKey("limited", LIMITED_KEY, UserRate(1, 60.0))]
+        keys = [ApiKey("team", KEY), ApiKey("other", OTHER_KEY), ApiKey("limited", LIMITED_KEY, UserRate(1, 60.0)),
+                ApiKey("ops", SCOPED_KEY, scope="CPRIV")]
         adapter = OpenAIAdapter(keys=keys, answerer=answerer, keepalive_s=KEEPALIVE_S)
         app = build_app(store=store, adapters=[adapter], metrics=Metrics(), in_flight=lambda: answerer.in_flight,
                         accepting=lambda: answerer.accepting)
         runner, port = await start_site(app, "127.0.0.1", 0)
-        api = Api(port, answerer, store, fake_llm, session)
+        api = Api(port, answerer, store, core.librarian, fake_llm, session)
         try:
             yield api
         finally:
@@ -494,3 +498,34 @@ async def test_an_api_run_left_by_a_crash_is_marked_interrupted(fake_llm: FakeLL
         service.stop()
         assert await task == 0
     assert record is not None and record["status"] == "interrupted"
+
+
+# --- team knowledge -----------------------------------------------------------------------------------------
+
+
+def _message(channel: str, text: str, visibility: Visibility) -> Document:
+    return Document(f"slack:T1:{channel}:1.1", Kind.MESSAGE, "slack", "T1", channel, text, visibility,
+                    author="ann", created_at=time.time())
+
+
+@pytest.mark.parametrize(
+    ("key", "user", "sees_private"),
+    [(KEY, None, False), (KEY, "CPRIV", False), (SCOPED_KEY, None, True)],
+    ids=["a key sees public knowledge", "the user field does not open a private channel",
+         "a key scoped to a channel sees its private knowledge"],
+)
+async def test_api_answers_use_public_team_knowledge_and_the_keys_scope(
+    api: Api, key: str, user: str | None, sees_private: bool
+) -> None:
+    await api.librarian.index_messages([
+        _message("CPUB", "The staging deploy runs from the release-train pipeline every Tuesday.", Visibility.PUBLIC),
+        _message("CPRIV", "The staging deploy password rotates with the release-train pipeline.", Visibility.PRIVATE),
+    ])
+    body = {"model": "test", "messages": [{"role": "user", "content": "How does the staging deploy pipeline run?"}]}
+    if user is not None:
+        body["user"] = user
+    status, _, _ = await api.post(body, key=key)
+    assert status == 200
+    prompt = json.dumps(api.llm.requests_for("p/a")[-1].messages)
+    assert "every Tuesday" in prompt
+    assert ("password rotates" in prompt) is sees_private

@@ -19,16 +19,19 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import Store
 from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack, sign_request
+from moa.prompts import NO_SOURCES_NOTE
 from tests import helpers
-from tests.slack_harness import markdown_of, script_models
+from tests.slack_harness import citing, markdown_of, script_models
 from tests.test_cli import moa_bot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -369,6 +372,176 @@ async def test_http_mode_refuses_junk_quietly_and_answers_a_replayed_command_onc
         assert refusals[1].startswith("refused 502 unsigned requests to /slack/events"), "the summary counts them"
         assert "(missing signature: 499, " in refusals[1], "the summary counts them by reason"
         assert secret not in bot.log.read_text(), "the signing secret never reaches the log"
+
+
+# team knowledge ------------------------------------------------------------------------------------------
+
+KC = sp.KNOWLEDGE_CHANNEL_ID
+
+
+def logged(bot: BotProcess) -> list[str]:
+    return [json.loads(line)["message"] for line in bot.log.read_text().splitlines() if line.startswith("{")]
+
+
+async def answers(bot: BotProcess, count: int) -> None:
+    """Until `count` answers are recorded finished (the log's line per answer comes after the run record)."""
+    await eventually(lambda: sum(m.startswith("answer run=") for m in logged(bot)) >= count,
+                     what=f"{count} answers recorded")
+
+
+async def ask(slack: FakeSlack, event: dict[str, object]) -> str:
+    await asyncio.wait_for(slack.push_event(event), 10)
+    return str(event["event"]["ts"])  # type: ignore[index]
+
+
+def reply_to(slack: FakeSlack, asked: str, channel: str = sp.CHANNEL_ID) -> dict[str, Any]:
+    """The bot's one message in the thread of the question `asked`."""
+    [reply] = [m for m in slack.bot_messages(channel, thread_ts=asked) if m["ts"] != asked]
+    return reply
+
+
+def prompts_since(llm: FakeLLM, count: int) -> str:
+    return "\n".join(json.dumps(r.body) for r in llm.completions[count:])
+
+
+async def indexed(db: str, source: str, *, present: bool = True, not_hash: str | None = None) -> str | None:
+    """Poll the database (as `moa-bot knowledge list` reads it) until `source` is indexed (with another content
+    than `not_hash`), or gone."""
+    async with Store(db) as store:
+        for _ in range(400):
+            found = await store.document_hash(source)
+            if (found is not None and found != not_hash) if present else found is None:
+                return found
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{source} never {'indexed' if present else 'removed'}")
+
+
+async def test_a_knowledge_channel_is_backfilled_across_a_restart_then_kept_up_to_date(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    script_models(fake_llm, reply=citing)  # the answer cites its first team source
+    port = free_port()
+    facts = {0: "The deploy window is Tuesday at ten UTC.", 249: "The VPN password is ZEBRA-9."}
+    async with FakeSlack(tier3_per_minute=1) as slack:  # one history page a minute, at first
+        seeded = slack.seed_history(KC, 250, days=30, threads_every=250, replies=1,
+                                    text=lambda i: facts.get(i, f"chatter {i}"))
+        env = bot_env(fake_llm, slack, tmp_path, port, MOA_KNOWLEDGE_CHANNELS=KC)
+        source = functools.partial("slack:{}:{}:{}".format, sp.TEAM_ID, KC)
+        async with running_bot(env, tmp_path, port) as bot:
+            await eventually(lambda: slack.rate_limited["conversations.history"], what="a second page refused")
+            started = time.monotonic()
+            assert await bot.signal(signal.SIGTERM) == 0
+            assert time.monotonic() - started < 10, "a backfill waiting on Slack does not hold the shutdown up"
+        code, out, _ = await moa_bot("knowledge", "stats", env=env, cwd=tmp_path)
+        assert code == 0 and f"backfill slack {sp.TEAM_ID} {KC}: in progress, 200 messages" in out, \
+            "the backfill's progress is on record, and stats show it"
+        first, refused = slack.calls_to("conversations.history")
+        assert "cursor" not in first.params and refused.params["cursor"] and refused.status == 429
+        slack.tier_limits[3] = 50
+        slack.reset_limits()
+        async with running_bot(env, tmp_path, port) as bot:
+            await eventually(lambda: f"knowledge: backfill of slack channel {KC} done: 251 messages" in logged(bot),
+                             what="the backfill done")
+            resumed = slack.calls_to("conversations.history")[2:]
+            assert [c.params.get("cursor") for c in resumed] == [refused.params["cursor"]], \
+                "the restarted backfill resumes from its stored cursor: no page is read twice"
+
+            # a cited answer, from a message the resumed backfill read, links to it
+            window = await ask(slack, sp.event_callback(sp.app_mention("when is the deploy window?")))
+            await answers(bot, 1)
+            answer = reply_to(slack, window)
+            client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+            link = (await client.chat_getPermalink(channel=KC, message_ts=seeded[0]["ts"]))["permalink"]
+            [listed] = [b for b in slack.stream(answer["ts"]).final_blocks or [] if b["type"] == "section"]
+            assert markdown_of(answer).endswith("[1]") and listed["text"]["text"].startswith(
+                f"*Sources*\n[1] <{link}|The deploy window is Tuesday at ten UTC.> — "
+            ), "the streamed answer cites [1] and ends with a Sources block linking Slack's permalink"
+
+            # a deleted message is never in a prompt again
+            vpn = await ask(slack, sp.event_callback(sp.app_mention("what is the VPN password?")))
+            await answers(bot, 2)
+            assert "ZEBRA-9" in prompts_since(fake_llm, 0), "the backfilled message is used..."
+            await asyncio.wait_for(slack.push_event(slack.delete_message(KC, seeded[249]["ts"])), 10)
+            await indexed(env["MOA_DB"], source(seeded[249]["ts"]), present=False)
+            asked = len(fake_llm.completions)
+            await ask(slack, sp.event_callback(sp.app_mention("what is the VPN password?", channel=sp.OTHER_CHANNEL_ID)))
+            await answers(bot, 3)
+            assert "ZEBRA-9" not in prompts_since(fake_llm, asked), "...until it is deleted: then never again"
+
+            # a live message is indexed, and an edit indexes it again
+            note = await ask(slack, sp.event_callback(sp.message("Billing deploys need two approvals.", channel=KC)))
+            await answers(bot, 4)  # a knowledge channel answers it, then indexes it
+            first_hash = await indexed(env["MOA_DB"], source(note))
+            await asyncio.wait_for(
+                slack.push_event(slack.edit_message(KC, note, "Billing deploys need three approvals.")), 10)
+            await indexed(env["MOA_DB"], source(note), not_hash=first_hash)
+            asked = len(fake_llm.completions)
+            approvals = await ask(slack, sp.event_callback(sp.app_mention("how many approvals do billing deploys need?")))
+            await answers(bot, 5)
+            assert "three approvals" in prompts_since(fake_llm, asked), "the live message, as edited, is used"
+            assert "two approvals" not in prompts_since(fake_llm, asked), "its text before the edit is not"
+
+            # a ✅ by the asker verifies an answer; by someone else who does not curate, it does nothing
+            verified, refused_ts = reply_to(slack, approvals)["ts"], reply_to(slack, vpn)["ts"]
+            await asyncio.wait_for(slack.push_event(slack.react(sp.CHANNEL_ID, verified, "white_check_mark")), 10)
+            await asyncio.wait_for(slack.push_event(slack.react(sp.CHANNEL_ID, refused_ts, "white_check_mark",
+                                                                user=sp.OTHER_USER_ID)), 10)
+            await eventually(lambda: sum("✅ added" in m for m in logged(bot)) == 2, what="both ✅ handled")
+            outcomes = [m for m in logged(bot) if "✅ added" in m]
+            assert f"knowledge: ✅ added on {verified} in {sp.CHANNEL_ID} by {sp.USER_ID}: verified" in outcomes, \
+                "the asker's ✅ verifies the answer"
+            assert f"knowledge: ✅ added on {refused_ts} in {sp.CHANNEL_ID} by {sp.OTHER_USER_ID}: not_allowed" \
+                in outcomes, "a ✅ by someone who neither asked nor curates is refused"
+            asked = len(fake_llm.completions)
+            await ask(slack, sp.event_callback(sp.app_mention("how many approvals do billing deploys need?",
+                                                             channel=sp.OTHER_CHANNEL_ID, user=sp.OTHER_USER_ID)))
+            await answers(bot, 6)
+            assert "Q: how many approvals do billing deploys need?" in prompts_since(fake_llm, asked), \
+                "the verified answer is team knowledge now"
+            assert await bot.signal(signal.SIGTERM) == 0
+
+
+async def test_private_knowledge_stays_in_its_channel_and_unmatched_questions_follow_the_no_sources_mode(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    script_models(fake_llm)
+    port = free_port()
+    private = sp.PRIVATE_CHANNEL_ID
+    async with FakeSlack() as slack:
+        env = bot_env(fake_llm, slack, tmp_path, port, MOA_KNOWLEDGE_CHANNELS=f"{KC},{private}")
+        async with running_bot(env, tmp_path, port) as bot:
+            fact = sp.event_callback(sp.message("The launch codename is BLUEHERON.", channel=private,
+                                                channel_type="group"))
+            await ask(slack, fact)
+            await answers(bot, 1)
+            await indexed(env["MOA_DB"], f"slack:{sp.TEAM_ID}:{private}:{fact['event']['ts']}")
+            asked = len(fake_llm.completions)
+            for event in (sp.app_mention("what is the launch codename?"),
+                          sp.dm_message("what is the launch codename?"),
+                          sp.app_mention("what is the launch codename?", channel=KC)):
+                await ask(slack, sp.event_callback(event))
+            await answers(bot, 4)
+            assert len(fake_llm.completions) == asked + 9 and "BLUEHERON" not in prompts_since(fake_llm, asked), \
+                "a private channel's fact reaches no model for a question from another channel or a DM"
+            asked = len(fake_llm.completions)
+            await ask(slack, sp.event_callback(sp.app_mention("what is the launch codename?", channel=private)))
+            await answers(bot, 5)
+            assert "BLUEHERON" in prompts_since(fake_llm, asked), "asked in the private channel, it is used"
+
+            umbrella = await ask(slack, sp.event_callback(sp.message("anyone seen my umbrella?", channel=KC)))
+            await answers(bot, 6)
+            assert markdown_of(reply_to(slack, umbrella, KC)).endswith(NO_SOURCES_NOTE), "MOA_KNOWLEDGE_NO_SOURCES=answer: answered, with a note"
+            assert await bot.signal(signal.SIGTERM) == 0
+        reads = len(slack.calls_to("conversations.history"))
+        async with running_bot({**env, "MOA_KNOWLEDGE_NO_SOURCES": "silent"}, tmp_path, port) as bot:
+            # (the umbrella question is team knowledge now: this one shares no word with anything indexed)
+            scarf = await ask(slack, sp.event_callback(sp.message("is the coffee machine fixed?", channel=KC)))
+            await eventually(lambda: slack.message(KC, scarf)["reactions"], what="a reaction")
+            assert slack.message(KC, scarf)["reactions"] == {"shrug": [sp.BOT_USER_ID]}, \
+                "MOA_KNOWLEDGE_NO_SOURCES=silent: a 🤷 on the question..."
+            assert await bot.signal(signal.SIGTERM) == 0
+        assert [m for m in slack.bot_messages(KC, thread_ts=scarf) if m["ts"] != scarf] == [], "...and no reply"
+        assert len(slack.calls_to("conversations.history")) == reads, "finished backfills are not read again"
 
 
 # the database under faults -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from bot.metrics import Metrics
 from bot.service import Service
 from bot.wiring import Core
 from moa.conversation import ConversationKey, Phase, Question
-from moa.store import RunRecord
+from moa.persistence import RunRecord
 from storage import Store
 from tests.core import core_settings, open_test_core
 from tests.fakes.llm import FakeLLM

@@ -22,7 +22,8 @@ from adapters.slack.outbox import Outbox, SlackPacing
 from bot.config import Settings
 from bot.platform_checks import check_platforms
 from moa.conversation import Phase, ReplyView
-from moa.store import RunRecord
+from moa.prompts import NO_SOURCES_NOTE
+from moa.persistence import RunRecord
 from tests.fakes import slack_payloads as sp
 from tests.fakes.llm import FakeLLM, Failure
 from tests.fakes.slack import Envelope, FakeSlack, sign_request
@@ -116,6 +117,7 @@ async def test_the_run_is_recorded_with_its_event_and_placeholder(answered: Answ
         "team": sp.TEAM_ID,
         "channel": CH,
         "ts": reply["ts"],
+        "message": reply["ts"],  # what a ✅ on the answer finds its run by
         "thread_ts": ts_of(answered.body),
     }
 
@@ -301,7 +303,8 @@ async def test_knowledge_channel_needs_no_mention(fake_llm: FakeLLM, tmp_path: P
         kc = sp.KNOWLEDGE_CHANNEL_ID
         top = sp.event_callback(sp.message("how do I rotate keys?", channel=kc))
         await bot.settled(bot.slack.push_event(top))
-        assert bot.answer(kc, ts_of(top)) == EXPECTED.format("how do I rotate keys?")
+        # answered unasked, and no team source matched: the answer says so
+        assert bot.answer(kc, ts_of(top)) == f"{EXPECTED.format('how do I rotate keys?')}\n\n{NO_SOURCES_NOTE}"
         reply = sp.event_callback(sp.thread_reply("and for the app token?", thread_ts=ts_of(top), channel=kc))
         await bot.settled(bot.slack.push_event(reply))
         assert len(fake_llm.requests_for("p/a")[-1].messages) == 3  # continued with the thread's history

@@ -459,7 +459,7 @@ def test_slack_streaming_is_on_unless_set_off() -> None:
     from moa.presets import parse_catalog
 
     tokens = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
-    core = SimpleNamespace(catalog=parse_catalog({}, source="moa.toml"))
+    core = SimpleNamespace(catalog=parse_catalog({}, source="moa.toml"), librarian=None)
     core.answerer = SimpleNamespace(catalog=core.catalog)
     for value, streaming in ((None, True), ("on", True), ("OFF", False)):
         settings = load_settings({**tokens, **({"SLACK_STREAMING": value} if value else {})}, dotenv=None)

@@ -24,7 +24,7 @@ from adapters.slack.formatting import (
 )
 from moa.conversation import ModelStatus
 from moa.events import Usage
-from moa.store import ProposalRecord
+from moa.persistence import ProposalRecord
 
 
 def test_a_frame_sends_only_what_changed_since_the_shown_one() -> None:

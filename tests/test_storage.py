@@ -17,7 +17,7 @@ import pytest
 
 from moa.conversation import ConversationKey
 from moa.errors import StorageError
-from moa.store import HistoryBudget
+from moa.persistence import HistoryBudget
 from storage import Store
 from storage.errors import describe
 from storage.lock import DatabaseInUse

@@ -1,14 +1,17 @@
-"""What only the PostgreSQL store does: choosing it by MOA_DB, its migrations, and PostgreSQL's own failures.
+"""What only the PostgreSQL store does: choosing it by MOA_DB, its migrations, team knowledge without semantic
+search, sources in byte order whatever the database's collation, and PostgreSQL's own failures.
 
-Everything both backends do is in tests/test_store_contract.py.
+Everything both backends do is in tests/test_store_contract.py and tests/test_knowledge_index.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import re
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -18,15 +21,21 @@ import pytest
 from asyncpg.exceptions import DiskFullError
 
 from bot.config import load_settings
-from moa.conversation import ConversationKey
+from moa.conversation import ConversationKey, Question
 from moa.errors import ConfigError, StorageError
+from moa.knowledge import Document, Kind
+from moa.knowledge.model import Audience
+from moa.knowledge.privacy import shelves
 from storage import PostgresStore, Store, open_store
 from storage.errors import describe_postgres
 from storage.migrations import MIGRATIONS
 from storage.postgres import migrations as pg_migrations
 from storage.postgres.connection import PostgresUrl
 from tests import postgres_server as test_server
+from tests.core import core_settings, open_test_core
+from tests.fakes.llm import FakeLLM
 from tests.postgres_server import PostgresServer, free_port
+from tests.test_knowledge_answering import Sink
 
 REPO = Path(__file__).resolve().parents[1]
 URL = "postgresql://moa:s3cret%21@db.internal:6432/moa"
@@ -77,6 +86,49 @@ def test_a_moa_db_that_is_neither_is_one_clear_line(value: str, words: str) -> N
     with pytest.raises(ConfigError, match=words) as raised:
         load_settings({"MOA_DB": value})
     assert "pw" not in str(raised.value)
+
+
+# team knowledge -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_the_core_on_postgresql_answers_from_team_knowledge_by_full_text_alone(
+    fake_llm: FakeLLM, tmp_path: Path, postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    for model in ("p/a", "p/b", "agg/x", "emb/e5"):
+        fake_llm.script(model)
+    url = await postgres_server.emptied_database()
+    settings = core_settings(fake_llm, tmp_path, MOA_DB=url, MOA_EMBEDDING_MODEL="emb/e5")
+    with caplog.at_level(logging.WARNING):
+        async with open_test_core(settings) as core:  # as `moa-bot run`, `ask` and `chat` build it
+            assert core.librarian.embedder is None and core.embedding is None
+            await core.librarian.index_message(Document("slack:T1:C1:1", Kind.MESSAGE, "slack", "T1", "C1",
+                                                        "Billing deploys run make ship from the bastion."))
+            run_id = await core.answerer.answer(Question(KEY, "U1", "How do billing deploys work?"), Sink())
+            record = await core.store.get_run(run_id)
+            assert await core.store.search_vector([1.0] * 8, shelves(Audience("slack", "T1")), 5) == []
+            assert (await core.store.stats()).pending_embeddings == 0
+    assert record is not None and [s["source"] for s in record["sources"]] == ["slack:T1:C1:1"]  # type: ignore[attr-defined]
+    assert fake_llm.requests_for("emb/e5") == []
+    [warning] = [r for r in caplog.records if "MOA_EMBEDDING_MODEL" in r.getMessage()]
+    assert "on PostgreSQL team knowledge is searched by full text only" in warning.getMessage()
+
+
+@pytest.mark.postgres
+async def test_sources_keep_byte_order_in_a_database_that_sorts_like_a_language(postgres_server: PostgresServer) -> None:
+    # as on SQLite: in en-US "a" comes before "B", in bytes after; a prefix must be a range either way
+    name = f"moa_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(postgres_server.admin_url, timeout=10)
+    try:
+        await admin.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+    finally:
+        await admin.close()
+    postgres_server.created.append(name)
+    sources = ["local:/docs/a.md", "local:/docs/B.md", "local:/docs/sub/c.md", "local:/docs-old/d.md"]
+    async with PostgresStore(postgres_server.url(name)) as store:
+        await store.upsert_documents([(Document(s, Kind.LOCAL, "local", "", "", s), [s], s) for s in sources])
+        assert [d.source for d in await store.documents("local:/docs/")] == sorted(sources[:3])
+        assert await store.remove_sources("local:/docs/") == 3
 
 
 # migrations -------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The storage contract: every test here runs against SQLite and PostgreSQL alike.
 
 `target` is what MOA_DB would name: a SQLite file under tmp_path, or a PostgreSQL database on the test server
-(tests/postgres_server.py), emptied for each test. `query` reads and writes behind the store's back on a connection
-of its own, so what it sees was committed.
+(tests/postgres_server.py), emptied for each test. The team-knowledge index's part of the contract is in
+tests/test_knowledge_index.py, on the same databases (`BACKENDS`, `database_for`). `query` reads and writes behind
+the store's back on a connection of its own, so what it sees was committed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from moa.conversation import ConversationKey
 from moa.errors import StorageError
 from moa.events import Usage
-from moa.store import HistoryBudget, ProposalRecord
+from moa.persistence import HistoryBudget, ProposalRecord
 from storage import Storage, open_store
 from storage.migrations import MIGRATIONS
 
@@ -29,12 +30,20 @@ KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
 DAY = 86400
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
-    if request.param == "sqlite":
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+async def database_for(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """What MOA_DB would name for `backend`: a new SQLite file, or the test server's database, emptied."""
+    if backend == "sqlite":
         return tmp_path / "sub" / "moa.sqlite3"
     server = request.getfixturevalue("postgres_server")
     return str(await server.emptied_database())
+
+
+@pytest.fixture(params=BACKENDS)
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    return await database_for(request.param, request, tmp_path)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ class Target:
     parent_channel: str = ""  # a thread's channel, for allow-lists
     open_thread: bool = False  # start a thread on the message and answer there
     thread_name: str = ""
+    unprompted: bool = False  # answered only because it was posted in a knowledge channel (or its thread)
 
 
 def is_from_a_person(message: discord.Message) -> bool:
@@ -73,7 +74,8 @@ def classify(
         # in a knowledge channel's threads nobody has to mention the bot; empty messages (a picture) are left alone
         if not addressed and not (parent in knowledge_channels and text):
             return None
-        return Target(ConversationKey(PLATFORM, guild, str(channel.id)), text, parent_channel=parent)
+        key = ConversationKey(PLATFORM, guild, str(channel.id))
+        return Target(key, text, parent_channel=parent, unprompted=not addressed)
     channel_id = str(message.channel.id)
     if not addressed and not (channel_id in knowledge_channels and text):
         return None
@@ -85,9 +87,10 @@ def classify(
             parent_channel=channel_id,
             open_thread=True,
             thread_name=thread_name(text, fallback),
+            unprompted=not addressed,
         )
     # voice-channel chats and the like have no threads: answer in place, as a conversation of its own
-    return Target(ConversationKey(PLATFORM, guild, channel_id, str(message.id)), text)
+    return Target(ConversationKey(PLATFORM, guild, channel_id, str(message.id)), text, unprompted=not addressed)
 
 
 def interaction_target(interaction: discord.Interaction, question: str) -> Target:

@@ -195,3 +195,15 @@ async def check_token(
     if status != 200 or not isinstance(body, dict):
         return False, f"GET /users/@me answered {status}; Discord may be having trouble, try again"
     return True, f"logged in as {body.get('username', '?')} (id {body.get('id', '?')})"
+
+
+async def resolved_channel(client: discord.Client, message: discord.Message) -> object:
+    """The channel of a guild message as discord.py models it: a thread it has not cached (a `PartialMessageable`)
+    is fetched, so that thread rules apply; left as it is when Discord cannot say."""
+    channel: object = message.channel
+    if isinstance(channel, discord.PartialMessageable) and message.guild is not None:
+        try:
+            channel = await client.fetch_channel(channel.id)
+        except discord.HTTPException as exc:
+            log.warning("could not look up channel %s: %s", channel.id, exc.text)
+    return channel

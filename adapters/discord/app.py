@@ -30,17 +30,20 @@ from adapters.discord.api import (
     DiscordSetupError,
     discover_gateway,
     observing_trace,
+    resolved_channel,
 )
 from adapters.discord.addressing import classify, forget_target, interaction_target, is_from_a_person
 from adapters.discord.clicks import Clicks
 from adapters.discord.commands import install_commands, sync_commands
 from adapters.discord.controls import AnswerButton
 from adapters.discord.interaction import InteractionSink
+from adapters.discord.knowledge import DiscordKnowledge
 from adapters.discord.pacing import ChannelBudgets, DiscordPacing
 from adapters.discord.sink import NO_PINGS, DiscordSink, MessageSink, SinkContext
 from adapters.tasks import TaskOwner
 from moa.answering import Answerer
 from moa.conversation import Question, ReplySink
+from moa.knowledge import Librarian
 
 log = logging.getLogger("adapters.discord")
 
@@ -86,6 +89,39 @@ class _Client(discord.AutoShardedClient):
     async def on_message(self, message: discord.Message) -> None:
         self.adapter._tasks.spawn(self.adapter._on_message(message), f"discord-message-{message.id}")
 
+    # Team knowledge: each event goes to the knowledge channels' keeper, which starts what it needs in a task
+    # the adapter owns. Without knowledge channels there is none (and no reaction events are asked for).
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        if self.adapter.knowledge is not None:
+            self.adapter.knowledge.on_edit(payload)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        if self.adapter.knowledge is not None:
+            self.adapter.knowledge.on_delete(payload)
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        if self.adapter.knowledge is not None:
+            self.adapter.knowledge.on_bulk_delete(payload)
+
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        if self.adapter.knowledge is not None:
+            self.adapter.knowledge.on_thread_delete(payload)
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if self.adapter.knowledge is not None:
+            self.adapter.knowledge.on_reaction(payload)
+
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        if self.adapter.knowledge is not None:
+            self.adapter.knowledge.on_reaction(payload)
+
+    async def on_guild_channel_update(
+        self, before: discord.abc.GuildChannel, after: discord.abc.GuildChannel
+    ) -> None:
+        if self.adapter.knowledge is not None:
+            self.adapter.knowledge.on_channel_update(before, after)
+
     async def clicked(self, interaction: discord.Interaction, action: str, run_id: str) -> None:
         # runs in discord.py's view task: hand over to a task the adapter owns
         self.adapter._tasks.spawn(
@@ -108,6 +144,8 @@ class DiscordAdapter:
         gateway_url: str | None = None,
         guild_ids: Sequence[int] = (),
         knowledge_channels: Collection[str] = frozenset(),
+        librarian: Librarian | None = None,
+        backfill_days: int = 365,
         message_content: bool | None = None,
         pacing: DiscordPacing = DiscordPacing(),
         guild_ready_timeout: float = 2.0,
@@ -123,6 +161,8 @@ class DiscordAdapter:
             guild_ids: DISCORD_GUILD_IDS; slash commands are synced there (instantly) instead of globally.
             knowledge_channels: channel ids where every top-level message is answered without a mention (ids
                 that are not Discord's, such as Slack's, are ignored).
+            librarian: team knowledge; with knowledge channels, their messages and files are indexed through it
+                (live and backfilled `backfill_days` back), and a ✅ on an answer verifies it.
             message_content: ask for the privileged Message Content intent; default: when knowledge channels are
                 set (mentions and DMs carry their content without it).
             guild_ready_timeout: discord.py's wait for GUILD_CREATEs after READY (tests shrink it).
@@ -139,6 +179,9 @@ class DiscordAdapter:
         # MOA_KNOWLEDGE_CHANNELS may list Slack channels too; Discord's ids are numbers (snowflakes)
         self.knowledge_channels = frozenset(c for c in knowledge_channels if c.isdigit())
         self._message_content = bool(self.knowledge_channels) if message_content is None else message_content
+        self._librarian = librarian if self.knowledge_channels else None
+        self._backfill_days = backfill_days
+        self.knowledge: DiscordKnowledge | None = None  # while started, with knowledge channels
         self.pacing = pacing
         self._guild_ready_timeout = guild_ready_timeout
         self._start_timeout_s = start_timeout_s
@@ -151,6 +194,7 @@ class DiscordAdapter:
         self._runner: asyncio.Task[None] | None = None
         self._shards_up: dict[int, bool] = {}  # READY or RESUMED seen, no disconnect since
         self._tasks = TaskOwner(log)
+        self._background = TaskOwner(log)  # backfills: not events, so not counted in `in_progress`
         self._saved_settings: tuple[str, yarl.URL] | None = None
 
     # --- the Adapter protocol -------------------------------------------------------------------------
@@ -163,12 +207,14 @@ class DiscordAdapter:
         intents.guild_messages = True
         intents.dm_messages = True
         intents.message_content = self._message_content
+        intents.guild_reactions = self._librarian is not None  # ✅ on answers, only with knowledge channels
         return intents
 
     async def start(self) -> None:
         if self._client is not None:
             raise RuntimeError("the Discord adapter is already started")
         self._tasks.reopen()  # a supervisor starts the adapter again after closing it
+        self._background.reopen()
         gateway, recommended = self._gateway_url, None
         if gateway is None and self._api_base is not None:
             gateway, recommended = await discover_gateway(
@@ -195,11 +241,23 @@ class DiscordAdapter:
         )
         install_commands(client.tree, self._answerer.catalog.presets, self._on_moa, self._on_forget)
         self._client = client
+        if self._librarian is not None:
+            self.knowledge = DiscordKnowledge(
+                client,
+                self._librarian,
+                self.knowledge_channels,
+                backfill_days=self._backfill_days,
+                pacing=self.pacing,
+                events=self._tasks,
+                background=self._background,
+            )
         try:
             await self._connect(client)
         except BaseException:
             await self.aclose()
             raise
+        if self.knowledge is not None:
+            self.knowledge.start()  # after READY: the channels are known
 
     async def _connect(self, client: _Client) -> None:
         try:
@@ -241,6 +299,8 @@ class DiscordAdapter:
     async def aclose(self) -> None:
         # answers first, while the client can still mark them interrupted
         await self._tasks.cancel_all()
+        await self._background.cancel_all()
+        self.knowledge = None
         client, self._client = self._client, None
         runner, self._runner = self._runner, None
         self._shards_up = {}
@@ -259,7 +319,7 @@ class DiscordAdapter:
 
     @property
     def in_progress(self) -> int:
-        """Events being handled right now (questions being answered, forgets)."""
+        """Events being handled right now (questions being answered, forgets, changes to team knowledge)."""
         return len(self._tasks)
 
     @property
@@ -315,13 +375,9 @@ class DiscordAdapter:
         client = self._client
         if client is None or client.user is None or not is_from_a_person(message):
             return
-        channel: object = message.channel
-        if isinstance(channel, discord.PartialMessageable) and message.guild is not None:
-            # a thread discord.py has not cached: ask Discord what it is, so thread rules apply
-            try:
-                channel = await client.fetch_channel(channel.id)
-            except discord.HTTPException as exc:
-                log.warning("could not look up channel %s: %s", message.channel.id, exc.text)
+        channel = await resolved_channel(client, message)
+        # indexed before it is answered, so that the files shared with a question can answer it
+        source = await self.knowledge.message_created(message, channel) if self.knowledge is not None else ""
         role = message.guild.self_role if message.guild is not None else None
         target = classify(
             message,
@@ -346,6 +402,9 @@ class DiscordAdapter:
             event_id=f"message:{message.id}",  # gateway RESUMEs replay events: the core answers each once
             parent_channel=target.parent_channel,
             user_scope=USER_SCOPE,
+            is_dm=message.guild is None,
+            unprompted=target.unprompted,
+            source=source,
         )
         await self._answer(question, sink)
 
@@ -374,6 +433,7 @@ class DiscordAdapter:
                 event_id=f"interaction:{interaction.id}",
                 parent_channel=target.parent_channel,
                 user_scope=USER_SCOPE,
+                is_dm=interaction.guild_id is None,
             )
             await self._answer(question, sink)
         finally:

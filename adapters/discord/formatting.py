@@ -16,7 +16,7 @@ from discord.utils import escape_markdown
 from adapters.render import close_fences, preview, split_markdown
 from moa.answering import Drafts, short_model
 from moa.conversation import ModelStatus, Phase, ReplyView
-from moa.store import ProposalRecord
+from moa.persistence import ProposalRecord
 
 MAX_CONTENT = 2000
 MAX_THREAD_NAME = 100

@@ -29,6 +29,7 @@ from moa.conversation import ReplyView
 log = logging.getLogger("adapters.discord")
 
 NO_PINGS = discord.AllowedMentions.none()
+REACTIONS = {"shrug": "🤷"}  # the core names a reaction; Discord takes the emoji itself
 THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440  # a day without messages, then the thread is archived
 
 
@@ -188,6 +189,21 @@ class MessageSink(DiscordSink):
 
     async def refuse(self, message: str) -> None:
         await self.delivery.send(lambda: self._messages.post(Outgoing(notice(message))))
+
+    async def react(self, name: str) -> None:
+        """A reaction on the question where the core posts no reply (🤷: seen, but no team source matched).
+
+        Best effort: a channel where the bot may not add reactions gets nothing, and the log says why.
+        """
+        emoji = REACTIONS.get(name)
+        if self._source is None or emoji is None:
+            log.warning("no reaction %r on a Discord message", name)
+            return
+        try:
+            await self._source.add_reaction(emoji)
+        except discord.HTTPException as exc:
+            log.warning("could not react on message %s (%s %s: %s)", self._source.id, exc.status, exc.code,
+                        exc.text)
 
     async def _thread_for(self, source: discord.Message) -> int | None:
         """Open a thread on the question; None when it cannot be (then the answer is a reply in the channel)."""

@@ -101,6 +101,7 @@ class OpenAIAdapter:
             history=chat.history,
             overrides=Overrides(chat.temperature, chat.max_tokens),
             rate=caller.rate,
+            context_channel=caller.scope,  # the one channel whose team knowledge this key's answers may use
             authorized=True,  # the key is the access; the allow-lists name chat channels and users
         )
         async with sink.watching():

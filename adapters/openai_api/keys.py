@@ -12,12 +12,13 @@ from moa.policy import UserRate
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A key as configured: its name (what run records, logs and metrics show; never the key) and its own rate,
-    when it has one (None: MOA_USER_RATE)."""
+    """A key as configured: its name (what run records, logs and metrics show; never the key), its own rate,
+    when it has one (None: MOA_USER_RATE), and its scope: a channel whose team knowledge its answers may use."""
 
     name: str
     secret: str = field(repr=False)
     rate: UserRate | None = None
+    scope: str = ""
 
     @classmethod
     def unnamed(cls, secret: str) -> ApiKey:
@@ -31,11 +32,12 @@ class Caller:
 
     name: str
     rate: UserRate | None = None
+    scope: str = ""
 
 
 class Keyring:
     def __init__(self, keys: Sequence[ApiKey]) -> None:
-        self._entries = [(_digest(k.secret), Caller(k.name, k.rate)) for k in keys]
+        self._entries = [(_digest(k.secret), Caller(k.name, k.rate, k.scope)) for k in keys]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -4,7 +4,8 @@ Entry points (SPEC 4):
 - `app_mention` anywhere, or a `message` that mentions the bot (the same message arrives as both when the app
   also subscribes to `message.*`; dedup on team + channel + ts keeps one);
 - every `message` in a direct message with the bot (`channel_type: im`);
-- in a knowledge channel, every top-level message and every reply in a thread, without a mention.
+- in a knowledge channel, every top-level message and every reply in a thread, without a mention (a file shared
+  there without a word is team knowledge, not a question).
 The answer goes in the message's thread, or in a new thread under it: one conversation per thread, in DMs too.
 """
 
@@ -31,6 +32,7 @@ class Incoming:
     thread_ts: str  # the thread the answer goes in (the message's own ts when it starts one)
     text: str  # as Slack sent it: escaped, with <@U…> mentions
     event_id: str
+    in_dm: bool = False  # a direct message with the bot (the assistant pane's too)
 
     @property
     def in_thread(self) -> bool:
@@ -71,12 +73,13 @@ def addressed(
     if not channel or not ts:
         return None
     text = str(event.get("text") or "")
+    in_dm = event.get("channel_type", "im" if channel.startswith("D") else "") == "im"
     kind: Kind
     if event.get("type") == "app_mention" or (bot_user_id and mentions(text, bot_user_id)):
         kind = "mention"
-    elif event.get("channel_type", "im" if channel.startswith("D") else "") == "im":
+    elif in_dm:
         kind = "dm"
-    elif channel in knowledge_channels:
+    elif channel in knowledge_channels and text.strip():
         kind = "knowledge"
     else:
         return None
@@ -90,6 +93,7 @@ def addressed(
         thread_ts=str(event.get("thread_ts") or ts),
         text=text,
         event_id=str(body.get("event_id") or ""),
+        in_dm=in_dm,
     )
 
 

@@ -2,16 +2,17 @@
 
 Flow of one event: in HTTP mode `inbound` checks its signature, then its shape, before anything parses it (401 and
 400, logged at most once a minute); bolt drops this bot's own events; our global middleware drops other bots and
-every message subtype (edits, deletions, joins…); the listener decides whether the message is addressed to the bot
-(`addressing.addressed`) and hands it to a task this adapter owns, which turns it into a `Question` for the core. The
-core decides the rest: a retried, replayed or doubly delivered event is answered once (its event id and its team +
-channel + ts are recorded), `forget` and `preset:` are read from the text, and a thread the bot joins is read once
-as context (through the loader the question carries). Bolt runs with `process_before_response=True`, so it
+every message subtype (edits, deletions, joins…) except in knowledge channels, whose every message event is team
+knowledge (`knowledge.py` indexes it); the listener decides whether the message is addressed to the bot
+(`addressing.addressed`: people's new messages only) and hands it to a task this adapter owns, which turns it into
+a `Question` for the core. The core decides the rest: a retried, replayed or doubly delivered event is answered
+once (its event id and its team + channel + ts are recorded), `forget` and `preset:` are read from the text, and a
+thread the bot joins is read once as context (through the loader the question carries). Bolt runs with `process_before_response=True`, so it
 acknowledges Slack once the listener returns, and every piece of longer work (Slack look-ups, the MoA run) lives
 in tasks that `aclose` cancels.
 
-Each answer gets a `StreamingSink` (native streaming, else paced edits); clicks on its buttons go to `Clicks`, and
-the assistant pane's events to `AssistantPane`.
+Each answer gets a `StreamingSink` (native streaming, else paced edits); clicks on its buttons go to `Clicks`, the
+assistant pane's events to `AssistantPane`, and reactions (a ✅ verifies an answer) to `SlackKnowledge`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from adapters.slack.directory import Directory
 from adapters.slack.addressing import Incoming, addressed, is_human_message
 from adapters.slack.assistant import AssistantPane, pane_thread
 from adapters.slack.clicks import Clicks
+from adapters.slack.documents import Documents
 from adapters.slack.formatting import STREAM_CHARS
+from adapters.slack.knowledge import SlackKnowledge
 from adapters.slack.outbox import Outbox, SlackPacing
 from adapters.slack.refusals import Refusals
 from adapters.slack.sink import SlackSink
@@ -50,6 +53,7 @@ from moa.answering import Answerer
 from moa.conversation import ContextLoader, ConversationKey, Question, ReplySink
 from moa.errors import ConfigError
 from moa.events import Message
+from moa.knowledge import Librarian
 
 log = logging.getLogger("adapters.slack")
 
@@ -90,6 +94,8 @@ class SlackAdapter:
         api_url: str,
         knowledge_channels: Collection[str],
         answerer: Answerer,
+        librarian: Librarian | None = None,
+        backfill_days: int = 365,
         observer: ApiObserver | None = None,
         pacing: SlackPacing = SlackPacing(),
         streaming: bool = True,
@@ -98,15 +104,16 @@ class SlackAdapter:
         ping_interval_s: float = 10.0,
         connect_timeout_s: float = 30.0,
     ) -> None:
-        """`streaming`: answer with Slack's native streaming where it is allowed (else always by paced edits);
-        `stream_chars`: the Markdown one streamed message holds."""
+        """`librarian`: team knowledge, fed with the knowledge channels (backfilled `backfill_days` back) and ✅
+        reactions (None: nothing is indexed); `streaming`: answer with Slack's native streaming where it is
+        allowed (else always by paced edits); `stream_chars`: the Markdown one streamed message holds."""
         if app_token is None and not signing_secret:
             raise ConfigError("SLACK_SIGNING_SECRET: required in HTTP mode; set it, or set SLACK_APP_TOKEN")
         self._bot_token = bot_token
         self._app_token = app_token
         self._signing_secret = signing_secret or ""
         self._api_url = api_url
-        self._knowledge = frozenset(knowledge_channels)
+        self._knowledge_channels = frozenset(knowledge_channels)
         self._answerer = answerer
         self._timeout_s = timeout_s
         self._ping_interval_s = ping_interval_s
@@ -122,7 +129,28 @@ class SlackAdapter:
         self._tasks = TaskOwner(log)
         # reads (names, a thread's earlier messages) lean on slack_sdk's own 429 handling
         self._reads = web_client(bot_token, api_url, timeout_s, observer=observer, read_retries=READ_RETRIES)
-        self._directory = Directory(SlackApi(self._reads, observer, timeout_s=timeout_s * (READ_RETRIES + 1)))
+        reads = SlackApi(self._reads, observer, timeout_s=timeout_s * (READ_RETRIES + 1))
+        self._directory = Directory(reads)
+        self._knowledge: SlackKnowledge | None = None
+        self._documents: Documents | None = None
+        if librarian is not None:
+            self._documents = Documents(
+                reads,
+                self._directory,
+                observer,
+                bot_token=bot_token,
+                api_url=api_url,
+                max_file_bytes=librarian.max_file_bytes,
+                timeout_s=timeout_s,
+            )
+            self._knowledge = SlackKnowledge(
+                librarian,
+                reads,
+                self._documents,
+                channels=self._knowledge_channels,
+                backfill_days=backfill_days,
+                pacing=pacing,
+            )
         self._bolt = self._build_bolt()
         self._unsigned = ThrottledLog(
             log,
@@ -166,6 +194,11 @@ class SlackAdapter:
         """Questions being handled (looked up, answered) right now."""
         return len(self._tasks)
 
+    @property
+    def indexing(self) -> int:
+        """Team-knowledge work under way: messages being indexed, ✅ being recorded, backfills."""
+        return self._knowledge.pending if self._knowledge is not None else 0
+
     async def start(self) -> None:
         if self._running:
             return
@@ -177,6 +210,9 @@ class SlackAdapter:
             self._identity = Identity(
                 str(who.get("team_id", "")), str(who.get("user_id", "")), str(who.get("bot_id", ""))
             )
+            if self._knowledge is not None and self._documents is not None:
+                self._documents.connect(self._session, self._identity.user_id)
+                self._knowledge.start(self._identity.team_id)  # backfills run in the background
             self._running = True  # events may arrive as soon as the socket is up
             if self._app_token is not None:
                 await self._connect_socket(self._app_token)
@@ -246,6 +282,8 @@ class SlackAdapter:
         if handler is not None:
             await handler.close_async()  # type: ignore[no-untyped-call]  # no new events from here on
         await self._tasks.cancel_all()  # answers in flight show "interrupted" on their way out
+        if self._knowledge is not None:
+            await self._knowledge.aclose()  # backfills resume from their cursors next time
         for sink in list(self._sinks):
             await sink.aclose()
         session, self._session = self._session, None
@@ -287,6 +325,8 @@ class SlackAdapter:
         bolt.event("message")(self._on_event)
         bolt.event("assistant_thread_started")(self._on_assistant_thread)
         bolt.event("assistant_thread_context_changed")(self._on_assistant_thread)
+        bolt.event("reaction_added")(self._on_reaction)
+        bolt.event("reaction_removed")(self._on_reaction)
         bolt.command(COMMAND)(self._on_command)
         Clicks(self._answerer, self._outbox, self._tasks.spawn).register(bolt)
         return bolt
@@ -294,12 +334,15 @@ class SlackAdapter:
     async def _only_people(
         self, body: dict[str, Any], next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
-        """Global middleware: other bots and message subtypes (edits, deletions, joins…) stop here, acked."""
+        """Global middleware: other bots and message subtypes (edits, deletions, joins…) stop here, acked; except
+        `message` events of knowledge channels, which the listener hands to team knowledge (`addressed` still
+        takes none of them for a question)."""
         event = body.get("event") if body.get("type") == "event_callback" else None
         if (
             isinstance(event, dict)
             and event.get("type") in ("message", "app_mention")
             and not is_human_message(event)
+            and not (event.get("type") == "message" and self._indexes(event.get("channel")))
         ):
             return BoltResponse(status=200, body="")
         await next()
@@ -317,13 +360,32 @@ class SlackAdapter:
         await next()
         return None
 
+    def _indexes(self, channel: object) -> bool:
+        return self._knowledge is not None and self._knowledge.watches(channel)
+
     async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         if not self._running:
             raise RuntimeError("the Slack adapter is not running")  # 500: Slack delivers it again later
         bot_user_id = self._bot_user_id(context)
-        incoming = addressed(body, bot_user_id=bot_user_id, knowledge_channels=self._knowledge)
+        incoming = addressed(body, bot_user_id=bot_user_id, knowledge_channels=self._knowledge_channels)
+        event = body.get("event") or {}
+        index: Callable[[], None] | None = None
+        if self._knowledge is not None and event.get("type") == "message" and self._indexes(event.get("channel")):
+            team = str(body.get("team_id") or event.get("team") or "")
+            if incoming is None:
+                self._knowledge.message(team, event)
+            else:
+                index = self._knowledge.after_answer(team, event)
         if incoming is not None:
-            self._tasks.spawn(self._handle(incoming, bot_user_id), f"slack-{incoming.event_id or incoming.ts}")
+            name = f"slack-{incoming.event_id or incoming.ts}"
+            if self._tasks.spawn(self._handle(incoming, bot_user_id, index), name) is None and index is not None:
+                index()  # shutting down: no answer, but the message is still team knowledge
+
+    async def _on_reaction(self, event: dict[str, Any]) -> None:
+        if not self._running:
+            raise RuntimeError("the Slack adapter is not running")  # 500: Slack delivers it again later
+        if self._knowledge is not None:
+            self._knowledge.reaction(event)
 
     async def _on_assistant_thread(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if not self._running:
@@ -370,7 +432,8 @@ class SlackAdapter:
 
     # ------------------------------------------------------------------------------------ questions
 
-    async def _handle(self, incoming: Incoming, bot_user_id: str) -> None:
+    async def _handle(self, incoming: Incoming, bot_user_id: str, index: Callable[[], None] | None = None) -> None:
+        """Answer one question; then `index` it as team knowledge, when it was posted in a knowledge channel."""
         try:
             text = await self._directory.question(incoming.text, bot_user_id=bot_user_id)
             # in the assistant pane: the channel the user looks at; its threads are the bot's own, never read back
@@ -386,17 +449,25 @@ class SlackAdapter:
                     self._thread_reader(incoming, bot_user_id) if incoming.in_thread and viewing is None else None
                 ),
                 context_channel=viewing or "",
+                is_dm=incoming.in_dm,
+                # in a knowledge channel a message is answered unasked: with no team source it may get no reply
+                unprompted=incoming.kind == "knowledge",
             )
             if viewing is not None:
                 self._tasks.spawn(
                     self._pane.title(incoming.team, incoming.channel, incoming.thread_ts, text), "slack-title"
                 )
-            sink = self._sink(incoming.team, incoming.channel, incoming.thread_ts, incoming.user)
+            sink = self._sink(
+                incoming.team, incoming.channel, incoming.thread_ts, incoming.user, question_ts=incoming.ts
+            )
             await self._answerer.answer(question, sink)
         except (SlackCallError, RetryLater) as exc:
             log.warning("could not answer %s in %s: %s", incoming.ts, incoming.channel, exc)
         except Exception:  # one question's failure must not stop the adapter
             log.exception("could not answer %s in %s", incoming.ts, incoming.channel)
+        finally:
+            if index is not None:
+                index()
 
     def _thread_reader(self, incoming: Incoming, bot_user_id: str) -> ContextLoader:
         """Reads the thread's earlier messages (the core calls it at most once per conversation)."""

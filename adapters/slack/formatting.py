@@ -38,8 +38,9 @@ from urllib.parse import unquote
 
 from adapters.render import Fence, close_fences, fence_of, preview, split_markdown
 from moa.answering import short_model
-from moa.conversation import ModelStatus
-from moa.store import ProposalRecord
+from moa.conversation import ModelStatus, SourceRef
+from moa.knowledge.citations import SOURCES_HEADING
+from moa.persistence import ProposalRecord
 
 MESSAGE_CHARS = 3_500  # Markdown per message, interim or final
 FALLBACK_CHARS = 3_900  # the mrkdwn `text` fallback, after escaping; Slack answers msg_too_long near 4,000
@@ -202,7 +203,8 @@ _BULLET = re.compile(r"^(\s*)[-*+]\s+")
 _QUOTE = re.compile(r"^(\s*)&gt;\s?")
 _CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`).+?(?<!`)\1(?!`)")
 _HIDDEN = re.compile("\x01([0-9]+)\x01")
-_LINK = re.compile(r"!?\[([^\]\n]+)\]\((\S+?)(?:\s+\"[^\"\n]*\")?\)")
+# a label may hold one level of brackets: the core links a cited source as "[[2]](https://...)"
+_LINK = re.compile(r"!?\[((?:[^\[\]\n]|\[[^\[\]\n]*\])+)\]\((\S+?)(?:\s+\"[^\"\n]*\")?\)")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _ITALIC = re.compile(r"(?<![*\w])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
@@ -367,6 +369,45 @@ def asked_message(user: str, question: str, limit: int = 2_900) -> SlackMessage:
     if len(shown) > limit:
         shown = shown[:limit].rstrip() + "…"
     return SlackMessage(f"<@{user}> asked: {escape(shown)}", mentions=frozenset({user}))
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+SECTION_CHARS = 3_000  # a section block's text
+_LINKED_MARKER = re.compile(r"\[\[(\d{1,3})\]\]\(https?://[^)\s]*\)")
+
+
+def as_written(text: str, sources: Sequence[SourceRef]) -> str:
+    """A final answer that cites team sources as its model wrote it, which is what a stream showed: without the
+    Sources list the core appended, each [n] the core linked back to plain [n]."""
+    if not sources:
+        return text
+    body = text.split(f"\n\n{SOURCES_HEADING}\n", 1)[0]
+    return _LINKED_MARKER.sub(r"[\1]", body)
+
+
+def sources_blocks(sources: Sequence[SourceRef]) -> list[Block]:
+    """The cited sources as a block under a streamed answer: "[n] title — author · date", linked where the source
+    has a web address (a file path is shown as code)."""
+    if not sources:
+        return []
+    lines = ["*Sources*"]
+    size = len(lines[0])
+    for ref in sources:
+        title = escape(" ".join(ref.title.split())[:150] or "untitled")
+        if ref.url:
+            head = f"<{ref.url.replace('|', '%7C').replace('>', '%3E')}|{title}>"
+        elif ref.link:
+            head = f"{title} (`{escape(ref.link)}`)"
+        else:
+            head = title
+        details = " · ".join(escape(part) for part in (ref.author, ref.date) if part)
+        line = f"[{ref.number}] {head}" + (f" — {details}" if details else "")
+        size += len(line) + 1
+        if size > SECTION_CHARS:
+            break
+        lines.append(line)
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]
 
 
 # ---------------------------------------------------------------------------------------------- buttons

@@ -10,8 +10,11 @@ The numbers (Slack's limits are per method, per app, per workspace):
   in bursts of at most 2.
 - The methods of native streaming and the assistant pane have limits per method and workspace too, each its own
   budget: `chat.startStream` and `chat.stopStream` are Tier 2 (about 20 a minute: we spend 16, bursts of 3);
+  `reactions.add` (the 🤷 on a question no team source matched) is Tier 3 (about 50: we spend 40, bursts of 3);
   `chat.appendStream`, `chat.postEphemeral` and `assistant.threads.*` are Tier 4 (100 or more: we spend 90, bursts
-  of 5). The streaming sink takes a start only when one is free right now (else that answer takes the paced path),
+  of 5).
+- Reading a knowledge channel's history (`conversations.history` and `.replies`, Tier 3 each) spends one budget per
+  workspace of 30 reads a minute (`adapters.slack.knowledge`), so that answers reading a thread still find room. The streaming sink takes a start only when one is free right now (else that answer takes the paced path),
   and coalesces appends as edits are.
 - A 429 (or a 5xx, which Slack answers before doing anything) becomes `RetryLater`: `adapters.delivery` pauses the
   budget for its Retry-After and tries again (up to `attempts` times). A post that got no answer at all is not
@@ -46,6 +49,7 @@ T = TypeVar("T")
 _TIERS = {
     "chat.startStream": 2,
     "chat.stopStream": 2,
+    "reactions.add": 3,
     "chat.appendStream": 4,
     "chat.postEphemeral": 4,
     "assistant.threads.setStatus": 4,
@@ -65,8 +69,12 @@ class SlackPacing:
     attempts: int = 8  # tries of a post or final edit that Slack keeps answering 429 / 5xx
     tier2_per_window: int = 16  # each Tier 2 method per workspace (~20): chat.startStream, chat.stopStream
     tier2_burst: int = 3  # 16 + 3 = 19 in any window
+    tier3_per_window: int = 40  # each Tier 3 method of its own per workspace (~50): reactions.add
+    tier3_burst: int = 3
     tier4_per_window: int = 90  # each Tier 4 method per workspace (100+): appends, ephemerals, assistant.threads.*
     tier4_burst: int = 5
+    backfill_reads_per_window: int = 30  # history and replies read for knowledge channels, per workspace
+    backfill_burst: int = 3
 
     @classmethod
     def scaled(cls, window_s: float, **overrides: Any) -> SlackPacing:
@@ -109,12 +117,15 @@ class Outbox:
         return budget
 
     def method_budget(self, team: str, method: str) -> RateBudget:
-        """The workspace's budget for one of the streaming or assistant methods (`_TIERS`)."""
+        """The workspace's budget for one of the streaming, assistant or reaction methods (`_TIERS`)."""
         budget = self._methods.get((team, method))
         if budget is None:
             p = self.pacing
-            tier2 = _TIERS[method] == 2
-            count, burst = (p.tier2_per_window, p.tier2_burst) if tier2 else (p.tier4_per_window, p.tier4_burst)
+            count, burst = {
+                2: (p.tier2_per_window, p.tier2_burst),
+                3: (p.tier3_per_window, p.tier3_burst),
+                4: (p.tier4_per_window, p.tier4_burst),
+            }[_TIERS[method]]
             budget = self._methods[(team, method)] = RateBudget(count, p.window_s, burst=burst)
         return budget
 
@@ -248,6 +259,18 @@ class Outbox:
             lambda: self.post(channel, message, thread_ts=thread_ts),
             attempts=self.pacing.attempts,
         )
+
+    async def react(self, team: str, channel: str, ts: str, name: str) -> None:
+        """An emoji reaction by the bot on a message, within the workspace's budget; best effort: a failure is
+        logged, never raised."""
+        try:
+            await send_within(
+                [self.method_budget(team, "reactions.add")],
+                lambda: self._write("reactions.add", channel=channel, timestamp=ts, name=name),
+                attempts=self.pacing.attempts,
+            )
+        except (SlackCallError, RetryLater) as exc:
+            log.info("reaction %s on %s in %s failed: %s", name, ts, channel, exc)
 
     async def delete(self, channel: str, ts: str) -> None:
         try:

@@ -142,5 +142,6 @@ class SlackSink:
 
 
 def placeholder_of(team: str, channel: str, ts: str, thread_ts: str) -> dict[str, str]:
-    """Where an answer is, as the core stores it for crash recovery."""
-    return {"platform": "slack", "team": team, "channel": channel, "ts": ts, "thread_ts": thread_ts}
+    """Where an answer is, as the core stores it: for crash recovery, and (`message`, the answer's own ts) for a
+    ✅ on it to find its run."""
+    return {"platform": "slack", "team": team, "channel": channel, "ts": ts, "message": ts, "thread_ts": thread_ts}

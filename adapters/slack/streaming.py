@@ -2,7 +2,8 @@
 
 Streaming (`chat.startStream` / `appendStream` / `stopStream`): the answer is one thread reply streamed as Markdown
 for the asker (Slack needs the recipient in channels), with a task card per model ("Llama-3.3-70B: done in 3.1 s,
-412 tokens") in a plan titled with the progress; `stopStream` ends it with the footer, 👍/👎 and "Show drafts".
+412 tokens") in a plan titled with the progress; `stopStream` ends it with the cited team sources (a block of
+links: the [n] markers already streamed stay plain), the footer, 👍/👎 and "Show drafts".
 Appends are coalesced like edits (`PacedMessage`: the value is the whole frame, the send works out what to add) and
 spend the workspace's Tier 4 budget, shared by every answer. Only settled text is streamed (up to its last
 whitespace), sealed as a whole, so that the message is always a sealed text however its appends cut it. While a
@@ -37,11 +38,13 @@ from adapters.slack.formatting import (
     SlackMessage,
     StreamFrame,
     answer_blocks,
+    as_written,
     asked_message,
     model_tasks,
     notice_message,
     open_fence,
     seal_markdown,
+    sources_blocks,
     stream_cut,
     stream_split,
 )
@@ -50,6 +53,7 @@ from adapters.slack.refusals import Refusals
 from adapters.slack.sink import SlackSink, placeholder_of
 from adapters.slack.status import ThreadStatus
 from moa.conversation import Phase, ReplyView
+from moa.knowledge.citations import link_markers, sources_section
 
 log = logging.getLogger("adapters.slack")
 
@@ -68,13 +72,14 @@ class StreamingSink:
         statuses: Refusals,
         response_url: str | None = None,
         asked: tuple[str, str] | None = None,
+        question_ts: str = "",
         on_closed: Callable[[StreamingSink], None] | None = None,
         max_chars: int = STREAM_CHARS,
     ) -> None:
         """`stop(run_id)` stops the run for the asker; `streams`: where streaming was refused (None: streaming is
         off); `statuses`: where the thread status was. `response_url`: a slash command's, where refusals go
         (ephemeral). `asked`: (user, question) of a slash command, posted in the channel as "… asked: …" when the
-        sink opens; the answer goes in its thread."""
+        sink opens; the answer goes in its thread. `question_ts`: the question's message, for a reaction on it."""
         self.team = team
         self.channel = channel
         self._asker = asker
@@ -85,6 +90,7 @@ class StreamingSink:
         self._statuses = statuses
         self._response_url = response_url
         self._asked = asked
+        self._question_ts = question_ts
         self._on_closed = on_closed
         self._max_chars = max_chars
         self._status: ThreadStatus | None = None
@@ -151,6 +157,11 @@ class StreamingSink:
             return
         await self._fallback.refuse(message)
 
+    async def react(self, name: str) -> None:
+        """An emoji reaction on the question (`moa.conversation.Reacting`): the 🤷 where nothing is posted."""
+        if self._question_ts:
+            await self._outbox.react(self.team, self.channel, self._question_ts, name)
+
     async def aclose(self) -> None:
         if self._paced is not None:
             await self._paced.aclose()
@@ -197,7 +208,7 @@ class StreamingSink:
 
     def _frame(self, view: ReplyView) -> StreamFrame:
         """What the streamed message should show for `view`: the settled answer text, a card per model."""
-        text = view.text.strip() if view.has_answer or view.phase is Phase.STREAMING else ""
+        text = as_written(view.text, view.sources).strip() if view.has_answer or view.phase is Phase.STREAMING else ""
         if not view.final:
             text = text[: stream_cut(text)]
         return StreamFrame(text, model_tasks(view.models), view.status)
@@ -250,7 +261,8 @@ class StreamingSink:
             await self._close_full(frame)
             return False
         try:
-            await self._stop(chunks, SlackMessage("", answer_blocks(view.footer, view.run_id)))
+            under = sources_blocks(view.sources) + answer_blocks(view.footer, view.run_id)
+            await self._stop(chunks, SlackMessage("", under))
         except (SlackCallError, RetryLater) as exc:
             await self._leave(f"the stream could not be finished: {exc}", stop_stream=False)
             return False
@@ -321,12 +333,15 @@ class StreamingSink:
         if self._split is None or not (view.has_answer or view.phase is Phase.STREAMING):
             return view
         head, reopen = self._split
-        text = view.text.strip()
+        text = as_written(view.text, view.sources).strip()
         if not text.startswith(head):
-            return replace(view, text=text)  # rewritten since (a retry): the continuation shows all of it
+            return replace(view, text=view.text.strip())  # rewritten since (a retry): the continuation shows all
         rest = text[len(head) :]
         rest = rest[1:] if rest.startswith(" ") else rest.lstrip("\n")
-        return replace(view, text=f"{reopen}\n{rest}" if reopen else rest)
+        rest = f"{reopen}\n{rest}" if reopen else rest
+        if view.sources:  # edited messages show the sources as the core wrote them: markers linked, a list below
+            rest = f"{link_markers(rest, view.sources).rstrip()}\n\n{sources_section(view.sources)}"
+        return replace(view, text=rest)
 
 
 def _chunks(frame: StreamFrame, shown: StreamFrame) -> list[Chunk]:

@@ -90,8 +90,8 @@ class Passage:
 class Audience:
     """Who asks: what decides which passages they may see (`moa.knowledge.privacy`).
 
-    `workspace` None is the deployment's own terminal (`moa-bot ask`, `chat`): public knowledge of every
-    workspace and the deployment's local documents. `channels` are the channel the question is in and, for a
+    `workspace` None is the deployment's own terminal (`moa-bot ask`, `chat`) or API: public knowledge of every
+    workspace and the deployment's local documents, and the channels of an API key's scope. `channels` are the channel the question is in and, for a
     thread that the platform keeps as a channel (Discord), its parent.
     """
 

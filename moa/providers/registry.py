@@ -8,13 +8,13 @@ from collections.abc import Callable, Mapping
 from moa.presets import DEMO, TOGETHER, ProviderConfig, split_model
 from moa.providers.base import Provider
 from moa.providers.demo import DemoProvider
-from moa.providers.together import TogetherProvider
+from moa.providers.openai_compatible import OpenAICompatibleProvider
 
 ProviderFactory = Callable[[ProviderConfig, str | None], Provider]
 
 
-def _together_factory(config: ProviderConfig, api_key: str | None) -> Provider:
-    return TogetherProvider(config.name, api_key=api_key, base_url=config.base_url)
+def _openai_compatible(config: ProviderConfig, api_key: str | None) -> Provider:
+    return OpenAICompatibleProvider(config.name, api_key=api_key, base_url=config.base_url)
 
 
 def _demo_factory(config: ProviderConfig, api_key: str | None) -> Provider:
@@ -35,7 +35,7 @@ class ProviderRegistry:
         together_api_key: str | None,
         together_base_url: str | None,
         environ: Mapping[str, str] | None = None,
-        factory: ProviderFactory = _together_factory,
+        factory: ProviderFactory = _openai_compatible,
     ) -> None:
         self._configs = dict(configs)
         self._configs.update({name: ProviderConfig(name) for name in BUILTIN_FACTORIES})

@@ -3,7 +3,8 @@
 -- SQLite (no vector extension is assumed here): `chunk_embeddings` exists so both schemas match, and stays empty.
 CREATE TABLE documents (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    source TEXT NOT NULL UNIQUE,
+    -- in byte order, as on SQLite: the same listing order, and a prefix is a range of the unique index
+    source TEXT COLLATE "C" NOT NULL UNIQUE,
     kind TEXT NOT NULL CHECK (kind IN ('message', 'file', 'local', 'verified')),
     platform TEXT NOT NULL,
     workspace TEXT NOT NULL,

@@ -17,11 +17,12 @@ import asyncpg
 from moa.conversation import ConversationKey
 from moa.errors import StorageError
 from moa.events import Message, Usage
-from moa.store import HistoryBudget, ProposalRecord, RunRecord
+from moa.persistence import HistoryBudget, ProposalRecord, RunRecord
 from storage.errors import describe_postgres
 from storage.interface import EVENTS_KEPT_DAYS, UNFINISHED, SchemaStatus
 from storage.postgres import migrations
 from storage.postgres.connection import RATES, TURNS, Connection, PostgresUrl, lock_key
+from storage.postgres.knowledge import KnowledgeTables
 from storage.shared import (
     PROPOSAL_COLUMNS,
     RUN_COLUMNS,
@@ -84,7 +85,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore:
+class PostgresStore(KnowledgeTables):
     """Opened with `start()` (or `async with`), closed with `aclose()`; nothing happens in `__init__`.
 
     Every statement is bounded by `timeout_s` (migrations by `migration_timeout_s`), and so is the wait for a

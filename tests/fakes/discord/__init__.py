@@ -21,7 +21,7 @@ For team knowledge and the AI-app experience (each through discord.py, see the t
 - Threads: `GET /channels/{id}/threads/archived/public` (before, limit, has_more), `GET /guilds/{id}/threads/
   active`; `user_thread`, `archive_thread`, `delete_thread` dispatch THREAD_CREATE / _UPDATE / _DELETE.
 - Privacy: `dc.add_channel(guild, name, private=True)` denies @everyone VIEW_CHANNEL in its overwrites
-  (`bot_can_view=False`: the bot gets 403 50001 too).
+  (`bot_can_view=False`: the bot gets 403 50001 too); `set_channel_private` changes it later (CHANNEL_UPDATE).
 - Changes: `user_edit` (MESSAGE_UPDATE), `user_delete` (MESSAGE_DELETE), `bulk_delete` (MESSAGE_DELETE_BULK).
 - Files: `user_message(..., attachments=[(name, bytes)])`; the CDN serves them at signed URLs (`cdn.py`).
 - Reactions: `PUT/DELETE .../reactions/{emoji}/@me` (10014 Unknown Emoji; `reaction_rate`), `user_react`

@@ -223,6 +223,9 @@ class Gateway:
     async def thread_updated(self, thread: JSON) -> None:
         await self.dispatch("THREAD_UPDATE", dict(thread), intent=p.INTENT_GUILDS)
 
+    async def channel_updated(self, channel: JSON) -> None:
+        await self.dispatch("CHANNEL_UPDATE", dict(channel), intent=p.INTENT_GUILDS)
+
     async def thread_deleted(self, thread: JSON) -> None:
         data = {k: thread[k] for k in ("id", "guild_id", "parent_id", "type")}
         await self.dispatch("THREAD_DELETE", data, intent=p.INTENT_GUILDS)

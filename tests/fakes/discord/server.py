@@ -8,6 +8,7 @@ that span them: each stores what someone did, then dispatches it as Discord woul
     await dc.user_react(msg.id, "✅")                                     # MESSAGE_REACTION_ADD (remove=True)
     thread = await dc.user_thread(channel, "topic"); await dc.archive_thread(thread)   # THREAD_CREATE/UPDATE
     await dc.delete_thread(thread)                                       # THREAD_DELETE
+    await dc.set_channel_private(channel)                                # CHANNEL_UPDATE (overwrites)
     click = await dc.click(answer.id, "moa:feedback:up")                 # INTERACTION_CREATE, type 3
 """
 
@@ -359,6 +360,14 @@ class FakeDiscord(DiscordState, LoopbackServer):
         metadata["archived"] = archived
         metadata["archive_timestamp"] = p.iso()
         await self.gateway.thread_updated(self.channels[thread_id])
+        self._changed.notify()
+
+    async def set_channel_private(self, channel_id: int, private: bool = True) -> None:
+        """An admin changes who may see a channel (@everyone denied VIEW_CHANNEL, or the overwrites cleared):
+        CHANNEL_UPDATE with the whole channel."""
+        channel = self.channels[channel_id]
+        channel["permission_overwrites"] = self.view_overwrites(int(channel["guild_id"]), private=private)
+        await self.gateway.channel_updated(channel)
         self._changed.notify()
 
     async def delete_thread(self, thread_id: int) -> None:

@@ -195,25 +195,28 @@ class DiscordState:
         """
         guild = self.guilds[guild_id]
         channel_id = p.snowflake()
-        overwrites = []
-        if private:
-            overwrites.append(
-                p.permission_overwrite(guild_id, p.OVERWRITE_ROLE, deny=p.PERMISSION_VIEW_CHANNEL)
-            )
-            if bot_can_view:
-                overwrites.append(
-                    p.permission_overwrite(self.bot_id, p.OVERWRITE_MEMBER, allow=p.PERMISSION_VIEW_CHANNEL)
-                )
         self.channels[channel_id] = p.text_channel(
             channel_id,
             guild_id,
             name,
             position=len(guild.channel_ids),
             channel_type=channel_type,
-            permission_overwrites=overwrites,
+            permission_overwrites=self.view_overwrites(guild_id, private=private, bot_can_view=bot_can_view),
         )
         guild.channel_ids.append(channel_id)
         return channel_id
+
+    def view_overwrites(self, guild_id: int, *, private: bool, bot_can_view: bool = True) -> list[JSON]:
+        """Permission overwrites of a channel @everyone may (or, `private`, may not) see; the bot is let into a
+        private one unless `bot_can_view=False`."""
+        if not private:
+            return []
+        overwrites = [p.permission_overwrite(guild_id, p.OVERWRITE_ROLE, deny=p.PERMISSION_VIEW_CHANNEL)]
+        if bot_can_view:
+            overwrites.append(
+                p.permission_overwrite(self.bot_id, p.OVERWRITE_MEMBER, allow=p.PERMISSION_VIEW_CHANNEL)
+            )
+        return overwrites
 
     def add_thread(
         self,

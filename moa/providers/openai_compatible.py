@@ -151,7 +151,7 @@ def _usage(raw: object) -> Usage | None:
     return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
 
 
-class TogetherProvider:
+class OpenAICompatibleProvider:
     """One configured backend. Retries are the orchestrator's job, so the SDK's own are switched off."""
 
     def __init__(self, name: str, *, api_key: str | None, base_url: str | None) -> None:

@@ -1,4 +1,5 @@
-"""What the core needs from storage. `storage.Store` implements it; the core never sees SQL."""
+"""What the core needs from persistence: the `ConversationStore` protocol and the records it keeps. `storage.Store`
+and `storage.PostgresStore` implement it; the core never sees SQL."""
 
 from __future__ import annotations
 
