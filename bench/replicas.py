@@ -5,8 +5,8 @@ OpenAI-compatible API as its adapter, so that the load is not paced by a chat pl
 runs in its own process, and the clients in this one; PostgreSQL is a throwaway server of Debian's binaries (as the
 tests start it: fsync off) or `MOA_TEST_POSTGRES_URL`.
 
-- Load: 100 clients, each streaming a new request as soon as its previous answer ended (100 in flight all the
-  time), spread round-robin over the replicas as a load balancer would; the answers started in the measuring
+- Load: 10, then 100 clients, each streaming a new request as soon as its previous answer ended (10 or 100 in
+  flight all the time), spread round-robin over the replicas as a load balancer would; the answers started in the measuring
   window are timed, and the ones that ended in it counted. Overhead = end-to-end time minus the critical path the
   script allows. CPU per answer: the replicas' user + system time over the window (from /proc), and the
   PostgreSQL server's (its postmaster and backends) when it is the throwaway one. Each replica's concurrency gate
@@ -44,6 +44,7 @@ from tests.postgres_server import PostgresServer, Throwaway, newest_binaries
 from tests.test_run_process import REPO, BotProcess, bot_env, free_port, thread_texts
 
 CLIENTS = 100
+LEVELS = (10, CLIENTS)  # answers in flight: 10, where the CPU is not yet the queue, and 100
 PROPOSERS = 4
 PROPOSER_LATENCY_S = 0.1
 PROPOSER_TOKENS = 60
@@ -135,14 +136,14 @@ def postgres_pids(data: Path | None) -> list[int]:
     return [postmaster, *children]
 
 
-async def load(urls: Sequence[str], replica_pids: Sequence[int], pg_data: Path | None, *, ramp_s: float,
-               window_s: float) -> dict[str, Any]:
+async def load(urls: Sequence[str], replica_pids: Sequence[int], pg_data: Path | None, *, clients: int,
+               ramp_s: float, window_s: float) -> dict[str, Any]:
     turn = itertools.count()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                      timeout=aiohttp.ClientTimeout(total=120)) as session:
         task = asyncio.ensure_future(closed_loop(
             lambda question: api_once(session, urls[next(turn) % len(urls)], question),
-            clients=CLIENTS, ramp_s=ramp_s, window_s=window_s,
+            clients=clients, ramp_s=ramp_s, window_s=window_s,
         ))
         await asyncio.sleep(ramp_s)
         db_pids = postgres_pids(pg_data)
@@ -159,21 +160,26 @@ async def load(urls: Sequence[str], replica_pids: Sequence[int], pg_data: Path |
 
 
 async def load_case(llm: FakeLLMProcess, folder: Path, config: Path, database: str, replicas: int,
-                    pg_data: Path | None, *, ramp_s: float, window_s: float) -> dict[str, Any]:
+                    pg_data: Path | None, *, ramp_s: float, window_s: float) -> list[dict[str, Any]]:
+    """Each level of `LEVELS` in turn, on the same processes."""
     env = api_env(llm, config, database)
+    path_ms = path_s(config) * 1000
+    results = []
     async with processes(env, folder, replicas) as bots:
         urls = [f"http://127.0.0.1:{bot.port}/v1/chat/completions" for bot in bots]
         async with aiohttp.ClientSession() as session:
             for url in urls:  # warm each replica's pools and code paths
                 await api_once(session, url, "warm-up")
         pids = [bot.process.pid for bot in bots if bot.process is not None]
-        result = await load(urls, pids, pg_data, ramp_s=ramp_s, window_s=window_s)
-        await llm.reset()
-    path_ms = path_s(config) * 1000
-    answer = result["answer_ms"]
-    result["critical_path_ms"] = round(path_ms, 1)
-    result["overhead_ms"] = {q: round(answer[q] - path_ms, 1) for q in ("p50", "p95", "p99")} if answer["n"] else {}
-    return result
+        for clients in LEVELS:
+            result = await load(urls, pids, pg_data, clients=clients, ramp_s=ramp_s, window_s=window_s)
+            await llm.reset()
+            answer = result["answer_ms"]
+            result["critical_path_ms"] = round(path_ms, 1)
+            result["overhead_ms"] = ({q: round(answer[q] - path_ms, 1) for q in ("p50", "p95", "p99")}
+                                     if answer["n"] else {})
+            results.append(result)
+    return results
 
 
 async def takeover(llm: FakeLLMProcess, folder: Path, database: str, trials: int) -> dict[str, Any]:
@@ -234,13 +240,13 @@ async def run(llm: FakeLLMProcess, *, quick: bool) -> dict[str, Any]:
             cases = [("sqlite", str(folder / "bench.sqlite3"), 1), ("postgresql", None, 1), ("postgresql", None, 2)]
             for backend, database, replicas in cases:
                 database = database or await server.new_database()
-                result = await load_case(llm, folder, config, database, replicas,
-                                         pg_data if backend == "postgresql" else None,
-                                         ramp_s=ramp_s, window_s=window_s)
-                rows.append({"backend": backend, "replicas": replicas, **result})
+                results = await load_case(llm, folder, config, database, replicas,
+                                          pg_data if backend == "postgresql" else None,
+                                          ramp_s=ramp_s, window_s=window_s)
+                rows.extend({"backend": backend, "replicas": replicas, **result} for result in results)
                 await script(llm)
             took = await takeover(llm, folder, await server.new_database(), 1 if quick else 3)
-    return {"benchmark": "replicas", "clients": CLIENTS, "rows": rows, "takeover": took}
+    return {"benchmark": "replicas", "rows": rows, "takeover": took}
 
 
 @asynccontextmanager

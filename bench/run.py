@@ -1,7 +1,7 @@
 """Run the benchmarks, print one table, write `bench/results/<name>.json` (`--quick`: `bench/results/quick/`).
 
-python3 -m bench            # everything, about 8 minutes
-python3 -m bench --quick    # fewer runs and levels, under 2 minutes
+python3 -m bench            # everything, about 11 minutes
+python3 -m bench --quick    # fewer runs and levels, about 3 minutes
 python3 -m bench --only overhead,storage,api
 """
 
@@ -211,7 +211,7 @@ def rows_replicas(r: dict[str, Any]) -> Iterator[Row]:
         o, db = row["overhead_ms"], row["database_cpu_ms_per_answer"]
         yield (
             "9 replicas",
-            f"{row['backend']}, {row['replicas']} replica{'s' if row['replicas'] > 1 else ''}, {r['clients']} in flight",
+            f"{row['backend']}, {row['replicas']} replica{'s' if row['replicas'] > 1 else ''}, {row['clients']} in flight",
             f"{row['answers_per_s']} answers/s; overhead p50 {o.get('p50')} / p99 {o.get('p99')} ms; CPU per answer "
             f"{row['replica_cpu_ms_per_answer']} ms (replicas)" + ("" if db is None else f" + {db} ms (PostgreSQL)")
             + f"; errors {row['errors']}",
@@ -253,7 +253,7 @@ def print_table(rows: list[Row]) -> None:
 
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs and levels (under 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer runs and levels (about 3 minutes)")
     parser.add_argument(
         "--only", default=",".join(NAMES), help=f"comma-separated subset of {', '.join(NAMES)}"
     )
