@@ -2,8 +2,9 @@
 
 Vectors: each chunk's float32 embedding is kept in `chunk_embeddings`; the sqlite-vec index `chunk_vectors`
 holds its binary quantization (one bit per dimension, 32 times smaller), scanned by Hamming distance for the
-nearest few hundred, which are then ranked by exact cosine distance on the float vectors. A scan of 100,000
-binary vectors costs a few milliseconds where float ones would cost over a hundred.
+nearest `COARSE` times as many as asked (an answer asks `RetrievalPolicy.vector_candidates`), which are then
+ranked by exact cosine distance on the float vectors. A scan of 100,000 binary vectors costs a few milliseconds
+where float ones would cost over a hundred.
 
 Implements `moa.knowledge.model.KnowledgeIndex` as part of `storage.Store` (one connection, one operation at a
 time; searches read on connections of their own, one for full text and one for vectors, which run at once). PostgreSQL's implementation (`storage.postgres.knowledge`) shares the row shapes and the privacy filter
