@@ -25,7 +25,7 @@ from storage import Storage, Store, open_store
 
 log = logging.getLogger("bot.wiring")
 
-# SQLite's page cache: team-knowledge searches read the same index pages every time (benchmark 7: at 100,000
+# SQLite's page cache: team-knowledge searches read the same index pages every time (benchmark 8: at 100,000
 # chunks a 64 MiB cache makes full-text search 40% faster and the vector scan six times faster)
 CACHE_MIB = 64
 

@@ -198,7 +198,9 @@ class ReplyView:
     phase: Phase
     status: str  # one line: "Asking 4 models…", "3/4 drafts in, synthesizing…", "Queued, 2 ahead…"
     text: str = ""  # the answer so far in standard Markdown; for FAILED/INTERRUPTED, the message to show
-    footer: str = ""  # DONE and STOPPED: "default · 4 models · 12.3 s", plain text; the adapter styles it
+    # DONE: "self · Qwen2.5-72B-Instruct-Turbo ×4 → Qwen2.5-72B-Instruct-Turbo · 12.3 s"; STOPPED: "default · stopped
+    # after 4.2 s". Plain text; the adapter styles it.
+    footer: str = ""
     run_id: str = ""  # the run this view belongs to (buttons on it name the run); "" for one-off replies
     models: tuple[ModelStatus, ...] = ()  # every model of the run so far, in the order they started
     report: RunReport | None = None  # DONE: usage, timings and drafts of the run

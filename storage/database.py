@@ -1,4 +1,5 @@
-"""The connection every part of the store shares, and the rule for using it: one operation at a time."""
+"""The connection every part of the store shares, and the rule for using it: one operation at a time; and the
+read-only connections that knowledge searches use instead, so that they need not wait for it."""
 
 from __future__ import annotations
 
@@ -43,6 +44,21 @@ def operation(
     return wrapped
 
 
+def reading(
+    method: Callable[Concatenate[D, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[D, P], Coroutine[Any, Any, T]]:
+    """A read on the store's read-only connections (`Database._read`): failures as `StorageError`."""
+
+    @functools.wraps(method)
+    async def wrapped(self: D, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(describe(exc, self.path)) from exc
+
+    return wrapped
+
+
 class Database:
     """The connection and its helpers; `storage.Store` opens and closes it."""
 
@@ -50,6 +66,10 @@ class Database:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
         self._turn = asyncio.Lock()
+        # Read-only connections by purpose. Each has a thread of its own, and SQLite lets go of Python's lock while
+        # it searches: a full-text and a vector search run at once on two cores, and neither waits behind the
+        # answers' writes on the shared connection. WAL gives each read a consistent snapshot.
+        self._readers: dict[str, aiosqlite.Connection] = {}
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -82,3 +102,30 @@ class Database:
     async def _rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         async with self.db.execute(sql, params) as cursor:
             return [tuple(row) for row in await cursor.fetchall()]
+
+    async def _read(self, reader: str, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows from the read-only connection named `reader`; without one (a database in memory cannot be opened
+        twice), from the shared connection, taking its turn."""
+        connection = self._readers.get(reader)
+        if connection is None:
+            async with self._turn:
+                return await self._rows(sql, params)
+        async with connection.execute(sql, params) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
+
+    async def _open_reader(self, name: str, *pragmas: str) -> aiosqlite.Connection:
+        connection = await aiosqlite.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            for pragma in ("PRAGMA busy_timeout=5000", *pragmas):
+                await connection.execute(pragma)
+        except BaseException:
+            await connection.close()
+            raise
+        self._readers[name] = connection
+        return connection
+
+    async def _close_readers(self) -> None:
+        readers, self._readers = self._readers, {}
+        for connection in readers.values():
+            with contextlib.suppress(sqlite3.Error):
+                await connection.close()

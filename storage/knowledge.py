@@ -2,11 +2,12 @@
 
 Vectors: each chunk's float32 embedding is kept in `chunk_embeddings`; the sqlite-vec index `chunk_vectors`
 holds its binary quantization (one bit per dimension, 32 times smaller), scanned by Hamming distance for the
-nearest few hundred, which are then ranked by exact cosine distance on the float vectors. A scan of 100,000
-binary vectors costs a few milliseconds where float ones would cost over a hundred.
+nearest `COARSE` times as many as asked (an answer asks `RetrievalPolicy.vector_candidates`), which are then
+ranked by exact cosine distance on the float vectors. A scan of 100,000 binary vectors costs a few milliseconds
+where float ones would cost over a hundred.
 
 Implements `moa.knowledge.model.KnowledgeIndex` as part of `storage.Store` (one connection, one operation at a
-time). PostgreSQL's implementation (`storage.postgres.knowledge`) shares the row shapes and the privacy filter
+time; searches read on connections of their own, one for full text and one for vectors, which run at once). PostgreSQL's implementation (`storage.postgres.knowledge`) shares the row shapes and the privacy filter
 (`storage.shared`), with a tsvector column and `ts_rank` standing in for FTS5 and bm25.
 """
 
@@ -27,7 +28,7 @@ from moa.knowledge.model import (
     Shelf,
     Upsert,
 )
-from storage.database import Database, operation
+from storage.database import Database, operation, reading
 from storage.shared import (
     CHAT_KINDS,
     CURSOR_COLUMNS,
@@ -46,6 +47,8 @@ from storage.shared import (
     shelf_filter,
 )
 from storage.vectors import MAX_K, VEC_TABLE, pack, pad
+
+TEXT_SEARCH, VECTOR_SEARCH = "text search", "vector search"  # the read-only connections (`Database._read`)
 
 TEXT_SHORTLIST = 4  # full-text matches ranked per passage asked, before the privacy filter
 COARSE = 4  # binary-quantized candidates per passage asked, ranked again by exact cosine distance
@@ -162,7 +165,7 @@ class KnowledgeTables(Database):
 
     # --- searching ------------------------------------------------------------------------------------------
 
-    @operation
+    @reading
     async def search_text(self, terms: Sequence[str], shelves: Sequence[Shelf], limit: int) -> list[Passage]:
         if not terms:
             return []
@@ -173,18 +176,21 @@ class KnowledgeTables(Database):
         # best matches were mostly unreadable, every match is ranked again with the filter applied. CROSS JOIN
         # fixes the join order: left to itself, SQLite's planner starts from the documents the privacy filter
         # selects (every public one) and takes seconds.
-        ranked = await self._rows(
+        ranked = await self._read(
+            TEXT_SEARCH,
             "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
             (query, limit * TEXT_SHORTLIST),
         )
         ranks = {int(chunk): float(rank) for chunk, rank in ranked}
-        rows = await self._rows(
+        rows = await self._read(
+            TEXT_SEARCH,
             f"SELECT {PASSAGE_COLUMNS} FROM chunks c CROSS JOIN documents d"
             f" WHERE c.id IN ({', '.join('?' * len(ranks))}) AND d.id = c.document_id AND ({visible})",
             (*ranks, *params),
         ) if ranks else []
         if len(rows) < limit and len(ranked) == limit * TEXT_SHORTLIST:
-            rows = await self._rows(
+            rows = await self._read(
+                TEXT_SEARCH,
                 f"SELECT {PASSAGE_COLUMNS}, bm25(chunks_fts) AS rank FROM chunks_fts"
                 " CROSS JOIN chunks c CROSS JOIN documents d"
                 f" WHERE chunks_fts MATCH ? AND c.id = chunks_fts.rowid AND d.id = c.document_id AND ({visible})"
@@ -196,13 +202,14 @@ class KnowledgeTables(Database):
         passages = [passage(row, -ranks[int(row[0])]) for row in rows]
         return sorted(passages, key=lambda p: -p.score)[:limit]
 
-    @operation
+    @reading
     async def search_vector(self, vector: Sequence[float], shelves: Sequence[Shelf], limit: int) -> list[Passage]:
         if self._vector_dim is None or len(vector) != self._vector_dim:
             return []
         visible, params = _shelf_filter(shelves)
         # the nearest first, then only what the audience may read: ask for more than needed
-        rows = await self._rows(
+        rows = await self._read(
+            VECTOR_SEARCH,
             f"WITH coarse AS (SELECT rowid FROM {VEC_TABLE} WHERE embedding MATCH vec_quantize_binary(?) AND k = ?)"
             f" SELECT {PASSAGE_COLUMNS}, vec_distance_cosine(e.vector, ?) AS distance FROM coarse"
             " CROSS JOIN chunk_embeddings e CROSS JOIN chunks c CROSS JOIN documents d"

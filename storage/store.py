@@ -21,7 +21,7 @@ from moa.persistence import HistoryBudget, ProposalRecord, RunRecord
 from storage import vectors
 from storage.database import operation
 from storage.errors import REPLACED, describe
-from storage.knowledge import KnowledgeTables
+from storage.knowledge import TEXT_SEARCH, VECTOR_SEARCH, KnowledgeTables
 from storage.interface import EVENTS_KEPT_DAYS, UNFINISHED, SchemaStatus
 from storage.lock import ServiceLock
 from storage.migrations import MIGRATIONS, migrate
@@ -93,8 +93,9 @@ class Store(KnowledgeTables):
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute("PRAGMA busy_timeout=5000")
-        if self.cache_mib:
-            await self._db.execute(f"PRAGMA cache_size=-{int(self.cache_mib) * 1024}")
+        cache = (f"PRAGMA cache_size=-{int(self.cache_mib) * 1024}",) if self.cache_mib else ()
+        for pragma in cache:
+            await self._db.execute(pragma)
         await migrate(self._db)
         if exclusive:
             # the lock proves that every service which wrote a heartbeat here is gone: their runs are orphans
@@ -104,6 +105,10 @@ class Store(KnowledgeTables):
             await vectors.load(self._db)
             await self._start_vectors()
         if not self.in_memory:
+            await self._open_reader(TEXT_SEARCH, *cache)
+            if self.vectors:
+                await vectors.load(await self._open_reader(VECTOR_SEARCH, *cache))
+        if not self.in_memory:
             path = self.path.absolute()
             opened = os.stat(path)
             self._file = (path, opened.st_dev, opened.st_ino)
@@ -111,6 +116,7 @@ class Store(KnowledgeTables):
 
     async def aclose(self) -> None:
         try:
+            await self._close_readers()
             if self._db is not None:
                 db, self._db = self._db, None
                 await db.close()

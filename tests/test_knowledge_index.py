@@ -315,6 +315,15 @@ async def test_a_scoped_local_document_is_seen_in_its_channel_only(librarian: Li
     assert len(await librarian.find("incident runbook", [], Audience("discord", "G", frozenset({"C9"})))) == 1
 
 
+async def test_a_search_does_not_wait_behind_an_operation_on_the_shared_connection(tmp_path: Path) -> None:
+    async with Store(tmp_path / "moa.sqlite3") as store:
+        librarian = Librarian(store)
+        await librarian.index_message(message("1", "kubernetes cluster upgrade"))
+        async with store._turn:  # what an answer's write holds while it runs
+            found = await asyncio.wait_for(librarian.find("cluster upgrade", [], CHANNEL), 5)
+        assert [p.source for p in found] == ["slack:T1:C1:1"]
+
+
 # --- vectors -------------------------------------------------------------------------------------------------
 
 

@@ -269,7 +269,8 @@ async def test_a_file_the_bot_may_not_download_is_skipped_and_logged(
         # unshared before the bot came to read it: Slack sends a token that may not read a file to its sign-in page
         slack.files[shared["event"]["files"][0]["id"]]["channels"].clear()
         await bot.indexed(slack.push_event(shared))
-        assert [d["status"] for d in slack.downloads] == [302], "the sign-in redirect is not followed"
+        # the backfill may read the message too and try again: every try ends at the redirect, none follows it
+        assert {d["status"] for d in slack.downloads} == {302}, "the sign-in redirect is not followed"
         assert "skipped file 'plans.md'" in caplog.text and "HTTP 302" in caplog.text
         assert "Traceback" not in caplog.text and await sources(bot) == set()
 

@@ -22,7 +22,7 @@ class DiscordPacing:
     interaction_ttl_s: float = 15 * 60  # an interaction token works this long after the interaction
     token_margin_s: float = 60.0  # hand over to channel messages this long before the token dies
     ack_within_s: float = 1.5  # a slash command is deferred by then at the latest (Discord allows 3 s)
-    final_attempts: int = 8  # 429s survived (beyond discord.py's own) when delivering a final text
+    final_attempts: int = 8  # tries of a final text that keeps meeting 429s (after discord.py's own retries)
     # Team-knowledge backfill: REST reads (history pages, thread lists) per second, all channels together. A few
     # percent of Discord's global 50/s, so the answers being written meanwhile never wait behind a backfill.
     backfill_per_s: float = 2.0

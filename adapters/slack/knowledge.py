@@ -33,7 +33,7 @@ from typing import Any
 from adapters.pacing import RateBudget, RetryLater
 from adapters.slack.addressing import is_human_message
 from adapters.slack.api import PLATFORM, SlackApi, SlackCallError
-from adapters.slack.documents import Documents, message_source, valid_ts
+from adapters.slack.documents import Documents, file_source, message_source, valid_ts
 from adapters.slack.outbox import SlackPacing
 from adapters.tasks import TaskOwner
 from moa.errors import StorageError
@@ -199,6 +199,9 @@ class SlackKnowledge:
                 log.info("knowledge: %s deleted in Slack, removed from the index", source)
 
     async def _index_file(self, message: Document, file: Json) -> None:
+        source = file_source(message.source, str(file.get("id") or ""))
+        if any(d.source == source for d in await self._librarian.documents(source)):
+            return  # a shared file does not change: one indexed is never downloaded again (a backfill page, a retry)
         shared = await self._documents.file(message, file)
         if isinstance(shared, Skipped):
             log.info("knowledge: skipped a file shared in %s: %s", message.channel, shared.reason)

@@ -14,11 +14,13 @@ The numbers (Slack's limits are per method, per app, per workspace):
   `chat.appendStream`, `chat.postEphemeral` and `assistant.threads.*` are Tier 4 (100 or more: we spend 90, bursts
   of 5).
 - Reading a knowledge channel's history (`conversations.history` and `.replies`, Tier 3 each) spends one budget per
-  workspace of 30 reads a minute (`adapters.slack.knowledge`), so that answers reading a thread still find room. The streaming sink takes a start only when one is free right now (else that answer takes the paced path),
-  and coalesces appends as edits are.
-- A 429 (or a 5xx, which Slack answers before doing anything) becomes `RetryLater`: `adapters.delivery` pauses the
-  budget for its Retry-After and tries again (up to `attempts` times). A post that got no answer at all is not
-  tried again, since it may have landed.
+  workspace of 30 reads a minute with bursts of 3 (`adapters.slack.knowledge`), so that answers reading a thread
+  still find room.
+- The streaming sink takes a start only when one is free right now (else that answer takes the paced path), and
+  coalesces appends as edits are.
+- A 429 (or a 5xx, which Slack answers before doing anything) becomes `RetryLater`: `adapters.pacing.send_within`
+  pauses the budget for its Retry-After and tries again (up to `attempts` tries in all). A post that got no answer
+  at all is not tried again, since it may have landed.
 `SlackPacing.scaled(window_s)` keeps the same shape on a shorter "minute", for tests against a faster fake.
 
 Every message leaves through `SlackMessage.payload()` / `.ephemeral()`, which seal it (nothing pings but the

@@ -34,6 +34,7 @@ from moa.knowledge.model import (
     Kind,
     KnowledgeIndex,
     Passage,
+    Shelf,
     Upsert,
     Visibility,
     short_title,
@@ -317,17 +318,28 @@ class Librarian:
         if query.empty:
             return []
         allowed = shelves(audience)
-        text_hits = await self.index.search_text(query.terms, allowed, policy.candidates)
-        vector_hits: list[Passage] = []
-        if self.embedder is not None:
-            try:
-                vector = await self.embedder.embed_query(query.text)
-                vector_hits = await self.index.search_vector(vector, allowed, policy.vector_candidates)
-            except ProviderError as exc:
-                log.warning("knowledge: semantic search unavailable, full-text only: %s", exc)
-        ranked = rank(query, text_hits, vector_hits, policy)
+        # the two searches at once: the full-text one runs while the question is embedded and its vector searched
+        nearest = asyncio.create_task(self._nearest(query.text, allowed, policy.vector_candidates))
+        try:
+            text_hits = await self.index.search_text(query.terms, allowed, policy.candidates)
+        except BaseException:
+            nearest.cancel()
+            await asyncio.gather(nearest, return_exceptions=True)
+            raise
+        ranked = rank(query, text_hits, await nearest, policy)
         # the shelves already filtered the search; checking again costs nothing and guards the rule
         return [p for p in ranked if can_see(audience, p)]
+
+    async def _nearest(self, text: str, allowed: Sequence[Shelf], limit: int) -> list[Passage]:
+        """The passages nearest `text` in meaning; none without an embedding model or when it fails."""
+        if self.embedder is None:
+            return []
+        try:
+            vector = await self.embedder.embed_query(text)
+            return await self.index.search_vector(vector, allowed, limit)
+        except ProviderError as exc:
+            log.warning("knowledge: semantic search unavailable, full-text only: %s", exc)
+            return []
 
     async def record_given(self, run_id: str, passages: Sequence[Passage]) -> None:
         given = [GivenSource(n, p) for n, p in enumerate(passages, start=1)]
