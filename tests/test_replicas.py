@@ -34,7 +34,7 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
 from tests.postgres_server import PostgresServer
-from tests.slack_harness import markdown_of, script_models
+from tests.slack_harness import markdown_of, script_models, slack_bot
 from tests.test_answering import RecordingSink
 from tests.test_run_process import LONG_ANSWER, BotProcess, bot_env, eventually, free_port, thread_texts
 
@@ -86,6 +86,20 @@ async def test_a_stopping_replica_hands_a_new_question_over_with_its_placeholder
         assert (run.id, run.owner, run.placeholder) == (run_id, "", {"where": "test"}), \
             "the run is left, with its placeholder, to whichever replica claims it"
         assert fake_llm.requests == [], "the stopping replica asks no model"
+
+
+async def test_a_question_that_reaches_a_stopping_replica_as_it_closes_is_handed_over(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    async with slack_bot(fake_llm, tmp_path) as bot:
+        bot.answerer.stop_intake(hand_over=True)  # SIGTERM on a replica; its answers in flight are drained
+        event = sp.event_callback(sp.app_mention("asked as the replica closed"))
+        await asyncio.wait_for(bot.slack.push_event(event), 10)  # acknowledged: Slack will not send it again
+        await bot.adapter.aclose()
+        [run] = await bot.store.unfinished_runs()
+        assert (run.question, run.owner) == ("asked as the replica closed", ""), \
+            "the acknowledged question is stored and left to another replica, not dropped with the connection"
+        assert run.placeholder.get("ts"), "...with its placeholder, for the other replica to answer into"
 
 
 async def test_a_stopping_replica_leaves_an_answer_late_for_the_grace_to_another(

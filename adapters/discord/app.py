@@ -23,7 +23,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from adapters.base import ApiObserver, NullObserver
+from adapters.base import SETTLE_S, ApiObserver, NullObserver
 from adapters.discord.api import (
     DEFAULT_API_BASE,
     PLATFORM,
@@ -298,6 +298,8 @@ class DiscordAdapter:
 
     async def aclose(self) -> None:
         # answers first, while the client can still mark them interrupted
+        if not self._answerer.accepting:  # stopping: what was taken last is handed over, not dropped
+            await self._tasks.settle(SETTLE_S)
         await self._tasks.cancel_all()
         await self._background.cancel_all()
         self.knowledge = None
