@@ -74,6 +74,7 @@ MATCH = "c.platform = $1 AND c.workspace = $2 AND c.channel = $3 AND c.thread = 
 NOW = "extract(epoch FROM clock_timestamp())::double precision"
 # how long an answer may wait for the one before it in its conversation, written by another replica
 TURN_WAIT_S = 3600.0
+CLAIM_ATTEMPTS = 5  # a claim that meets another replica's is tried again on a fresh snapshot
 
 
 def _key(key: ConversationKey) -> tuple[str, str, str, str]:
@@ -493,24 +494,33 @@ class PostgresStore(KnowledgeTables):
         """The unfinished runs of `platforms` handed over or left by a replica gone quiet, now `replica`'s.
 
         The claim is a heartbeat too, in the same transaction: a run is never claimed by a replica that looks
-        gone. SKIP LOCKED: of replicas claiming at once, each passes over the runs another is claiming, and once
-        that one commits they are its own, and it is alive: no run is claimed twice.
+        gone. SKIP LOCKED: of replicas claiming at once, each passes over the runs another is claiming. REPEATABLE
+        READ: a run another replica claimed and committed since this claim's snapshot fails this claim (READ
+        COMMITTED would check the run again, but that replica's heartbeat as of the stale snapshot, and claim it a
+        second time); the claim is then tried again on a fresh snapshot, where that run is alive and its own.
         """
-        async with conn.transaction():
-            await self._beat(conn, replica)
-            rows = await conn.fetch(
-                "WITH orphans AS (SELECT r.id FROM runs r JOIN conversations c ON c.id = r.conversation_id"
-                " WHERE r.status = ANY($2::text[]) AND r.owner <> $1 AND c.platform = ANY($3::text[])"
-                f" AND NOT EXISTS (SELECT 1 FROM replicas p WHERE p.id = r.owner AND p.seen_at > {NOW} - $4)"
-                " FOR UPDATE OF r SKIP LOCKED)"
-                " UPDATE runs r SET owner = $1 FROM orphans, conversations c"
-                f" WHERE r.id = orphans.id AND c.id = r.conversation_id RETURNING {RUN_COLUMNS}",
-                replica,
-                UNFINISHED,
-                list(platforms),
-                stale_after_s,
-            )
-        return sorted((run_record(row) for row in rows), key=lambda run: run.created_at)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with conn.transaction(isolation="repeatable_read"):
+                    await self._beat(conn, replica)
+                    rows = await conn.fetch(
+                        "WITH orphans AS (SELECT r.id FROM runs r JOIN conversations c ON c.id = r.conversation_id"
+                        " WHERE r.status = ANY($2::text[]) AND r.owner <> $1 AND c.platform = ANY($3::text[])"
+                        f" AND NOT EXISTS (SELECT 1 FROM replicas p WHERE p.id = r.owner AND p.seen_at > {NOW} - $4)"
+                        " FOR UPDATE OF r SKIP LOCKED)"
+                        " UPDATE runs r SET owner = $1 FROM orphans, conversations c"
+                        f" WHERE r.id = orphans.id AND c.id = r.conversation_id RETURNING {RUN_COLUMNS}",
+                        replica,
+                        UNFINISHED,
+                        list(platforms),
+                        stale_after_s,
+                    )
+                return sorted((run_record(row) for row in rows), key=lambda run: run.created_at)
+            except asyncpg.SerializationError:
+                if attempt == CLAIM_ATTEMPTS:
+                    raise
 
     async def maintain(self) -> None:
         """Nothing to do: PostgreSQL's autovacuum reclaims space and refreshes the planner's statistics."""
