@@ -20,6 +20,12 @@ class NullObserver:
         return None
 
 
+# How long a stopping adapter lets the events it took last finish before cancelling them: answers in flight were
+# drained before, so these are questions being handed over to another replica, or refused for the restart; each
+# is a few writes and one post.
+SETTLE_S = 5.0
+
+
 class Adapter(Protocol):
     name: str  # "slack" | "discord"
 

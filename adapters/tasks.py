@@ -36,6 +36,11 @@ class TaskOwner:
         """Take work again after `cancel_all` (an adapter started anew by its supervisor)."""
         self._closed = False
 
+    async def settle(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for the tasks running now to end by themselves (new work is still taken)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
     async def cancel_all(self) -> None:
         """Cancel every task still running and wait until each has ended (their cleanup included)."""
         self._closed = True

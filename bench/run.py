@@ -1,7 +1,7 @@
 """Run the benchmarks, print one table, write `bench/results/<name>.json` (`--quick`: `bench/results/quick/`).
 
-python3 -m bench            # everything, about 8 minutes
-python3 -m bench --quick    # fewer runs and levels, under 2 minutes
+python3 -m bench            # everything, about 11 minutes
+python3 -m bench --quick    # fewer runs and levels, about 3 minutes
 python3 -m bench --only overhead,storage,api
 """
 
@@ -15,10 +15,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from bench import api, concurrency, knowledge, overhead, platforms, storage_growth, stragglers
+from bench import api, concurrency, knowledge, overhead, platforms, replicas, storage_growth, stragglers
 from bench.common import FakeLLMProcess, machine, write_result
 
-NAMES = ("overhead", "stragglers", "concurrency", "storage", "platforms", "api", "knowledge")
+NAMES = ("overhead", "stragglers", "concurrency", "storage", "platforms", "api", "knowledge", "replicas")
 
 Row = tuple[str, str, str, str, str]  # benchmark, case, measured, target, verdict
 
@@ -206,6 +206,29 @@ def rows_knowledge(r: dict[str, Any]) -> Iterator[Row]:
            f"{r['recall_at_5_hybrid']}", ">= 0.9 (bm25)", _ok(met["recall_at_5_bm25_at_least_0.9"]))
 
 
+def rows_replicas(r: dict[str, Any]) -> Iterator[Row]:
+    for row in r["rows"]:
+        o, db = row["overhead_ms"], row["database_cpu_ms_per_answer"]
+        yield (
+            "9 replicas",
+            f"{row['backend']}, {row['replicas']} replica{'s' if row['replicas'] > 1 else ''}, {row['clients']} in flight",
+            f"{row['answers_per_s']} answers/s; overhead p50 {o.get('p50')} / p99 {o.get('p99')} ms; CPU per answer "
+            f"{row['replica_cpu_ms_per_answer']} ms (replicas)" + ("" if db is None else f" + {db} ms (PostgreSQL)")
+            + f"; errors {row['errors']}",
+            "",
+            "-",
+        )
+    t = r["takeover"]
+    yield (
+        "9 replicas",
+        f"takeover after SIGKILL (heartbeat {t['heartbeat_s']:g} s, takeover after {t['takeover_after_s']:g} s)",
+        f"first write in the placeholder mean {t['first_write_s'].get('mean')} / max {t['first_write_s'].get('max')} "
+        f"s; answer complete mean {t['complete_s'].get('mean')} s ({t['trials']} trials)",
+        "",
+        "-",
+    )
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "overhead": rows_overhead,
     "stragglers": rows_stragglers,
@@ -214,6 +237,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "platforms": rows_platforms,
     "api": rows_api,
     "knowledge": rows_knowledge,
+    "replicas": rows_replicas,
 }
 
 
@@ -229,7 +253,7 @@ def print_table(rows: list[Row]) -> None:
 
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs and levels (under 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer runs and levels (about 3 minutes)")
     parser.add_argument(
         "--only", default=",".join(NAMES), help=f"comma-separated subset of {', '.join(NAMES)}"
     )
@@ -252,6 +276,7 @@ async def main(argv: list[str] | None = None) -> int:
         "platforms": lambda llm: platforms.run(llm, quick=args.quick),
         "api": lambda llm: api.run(llm, quick=args.quick),
         "knowledge": lambda llm: knowledge.run(quick=args.quick),
+        "replicas": lambda llm: replicas.run(llm, quick=args.quick),
     }
     table: list[Row] = []
     started = time.monotonic()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,12 @@ from storage.postgres.connection import PostgresUrl, is_postgres_url
 DEFAULT_DB = Path("data/moa.sqlite3")
 
 MIN_API_KEY_CHARS = 16
+
+
+def new_replica_id() -> str:
+    """This process's id among the replicas serving one database: its host (a container's id, a pod's name) and a
+    random part, new at every start, so that a restarted process never mistakes a dead one's runs for its own."""
+    return f"{socket.gethostname()}-{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,9 @@ class Settings:
     max_concurrent: int = 8
     recover_max_age_s: float = 600.0
     shutdown_grace_s: float = 30.0
+    heartbeat_s: float = 5.0  # MOA_HEARTBEAT_S: how often a replica says it is alive
+    takeover_after_s: float = 30.0  # MOA_TAKEOVER_AFTER_S: silence after which others answer its runs again
+    replica_id: str = field(default_factory=new_replica_id)
     slack_bot_token: str | None = None
     slack_app_token: str | None = None
     slack_signing_secret: str | None = None
@@ -59,6 +70,8 @@ class Settings:
     discord_api_base_set: bool = False
     discord_gateway_url: str | None = None
     discord_guild_ids: tuple[int, ...] = ()
+    discord_shard_count: int | None = None  # DISCORD_SHARD_COUNT; None: as many as Discord recommends
+    discord_shard_ids: tuple[int, ...] | None = None  # DISCORD_SHARD_IDS: this replica's shards; None: all
     api_keys: tuple[ApiKey, ...] = ()  # the OpenAI-compatible API is served when there is at least one
 
     @property
@@ -122,6 +135,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         max_concurrent=reader.integer("MOA_MAX_CONCURRENT", 8, low=1),
         recover_max_age_s=reader.number("MOA_RECOVER_MAX_AGE_S", 600.0, low=0.0),
         shutdown_grace_s=reader.number("MOA_SHUTDOWN_GRACE_S", 30.0, low=0.0),
+        heartbeat_s=reader.number("MOA_HEARTBEAT_S", 5.0, low=0.1),
+        takeover_after_s=reader.number("MOA_TAKEOVER_AFTER_S", 30.0, low=0.3),
         slack_bot_token=env.get("SLACK_BOT_TOKEN"),
         slack_app_token=env.get("SLACK_APP_TOKEN"),
         slack_signing_secret=env.get("SLACK_SIGNING_SECRET"),
@@ -132,6 +147,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         discord_api_base_set="DISCORD_API_BASE" in env,
         discord_gateway_url=reader.url("DISCORD_GATEWAY_URL", schemes=("ws://", "wss://")),
         discord_guild_ids=reader.guild_ids("DISCORD_GUILD_IDS"),
+        discord_shard_count=reader.integer("DISCORD_SHARD_COUNT", 0, low=1) or None,
+        discord_shard_ids=reader.shard_ids("DISCORD_SHARD_IDS"),
         api_keys=_api_keys(env, config_path),
     )
     if settings.slack_bot_token and not settings.slack_app_token and not settings.slack_signing_secret:
@@ -141,7 +158,32 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         )
     if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
         raise ConfigError("SLACK_APP_TOKEN: an app-level token starts with 'xapp-'; create one with connections:write")
+    _check_replicas(settings)
     return settings
+
+
+def _check_replicas(settings: Settings) -> None:
+    if settings.takeover_after_s < 3 * settings.heartbeat_s:
+        # a replica a beat or two late (a busy loop, a slow write) must not look dead
+        raise ConfigError(
+            f"MOA_TAKEOVER_AFTER_S: {settings.takeover_after_s:g} s is too short for a heartbeat every "
+            f"{settings.heartbeat_s:g} s (MOA_HEARTBEAT_S); make it at least three heartbeats, "
+            f"{3 * settings.heartbeat_s:g} s"
+        )
+    shards = settings.discord_shard_ids
+    if shards is None:
+        return
+    if settings.discord_shard_count is None:
+        raise ConfigError(
+            "DISCORD_SHARD_IDS: needs DISCORD_SHARD_COUNT, the number of shards all replicas together run "
+            "(DISCORD_SHARD_COUNT=4 with DISCORD_SHARD_IDS=0,1 on one replica and 2,3 on the other)"
+        )
+    beyond = [i for i in shards if i >= settings.discord_shard_count]
+    if beyond:
+        raise ConfigError(
+            f"DISCORD_SHARD_IDS: shard {beyond[0]} does not exist with DISCORD_SHARD_COUNT="
+            f"{settings.discord_shard_count} (shards are numbered from 0 to {settings.discord_shard_count - 1})"
+        )
 
 
 def _api_keys(env: Mapping[str, str], config_path: Path | None) -> tuple[ApiKey, ...]:
@@ -215,6 +257,14 @@ class _Reader:
         ids = self.ids(name)
         if not all(i.isdigit() for i in ids):
             raise ConfigError(f"{name}: guild ids are numbers, comma-separated, like 123456789012345678")
+        return tuple(sorted(int(i) for i in ids))
+
+    def shard_ids(self, name: str) -> tuple[int, ...] | None:
+        ids = self.ids(name)
+        if not ids:
+            return None
+        if not all(i.isdigit() for i in ids):
+            raise ConfigError(f"{name}: shard ids are numbers from 0, comma-separated, like 0,1")
         return tuple(sorted(int(i) for i in ids))
 
     def url(self, name: str, *, schemes: tuple[str, ...] = ("http://", "https://")) -> str | None:

@@ -1,5 +1,6 @@
-"""Background jobs on APScheduler's AsyncIOScheduler: retention, database upkeep, the recovery sweep, and the
-purge of knowledge channels no longer configured."""
+"""Background jobs on APScheduler's AsyncIOScheduler: retention, database upkeep, a recovery sweep, and the
+purge of knowledge channels no longer configured. (The service's heartbeat and takeover of runs run in a loop of
+their own, every few seconds: see `bot.service`.)"""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def build_scheduler(
     store: Storage,
     *,
     retention_days: float,
-    sweep: Callable[[], Awaitable[object]],
+    sweep: Callable[[], Awaitable[object]] | None = None,
     knowledge_purge: Callable[[], Awaitable[object]] | None = None,
     purge_every_s: float = 86400.0,
     maintain_every_s: float = 3600.0,
@@ -49,7 +50,8 @@ def build_scheduler(
                       id="retention")
     scheduler.add_job(_guarded("database-maintenance", store.maintain), "interval", seconds=maintain_every_s,
                       id="database-maintenance")
-    scheduler.add_job(_guarded("recovery-sweep", sweep), "interval", seconds=sweep_every_s, id="recovery-sweep")
+    if sweep is not None:
+        scheduler.add_job(_guarded("recovery-sweep", sweep), "interval", seconds=sweep_every_s, id="recovery-sweep")
     if knowledge_purge is not None:
         scheduler.add_job(_guarded("knowledge-purge", knowledge_purge), "interval", seconds=purge_every_s,
                           next_run_time=soon, id="knowledge-purge")

@@ -1,9 +1,13 @@
 """`moa-bot run`: every configured adapter, the HTTP endpoint, the scheduler and storage in one asyncio loop.
 
-Lifecycle: start the HTTP server, start each adapter under a supervisor that restarts it with backoff when it
-fails or stays disconnected, recover runs a crash left in flight, then wait for SIGTERM/SIGINT. On a signal: stop
-taking questions, let answers in flight finish (up to MOA_SHUTDOWN_GRACE_S), edit the rest into "interrupted",
-close adapters, the scheduler, the server and the database, and exit 0.
+Lifecycle: write this replica's first heartbeat, start the HTTP server, start each adapter under a supervisor that
+restarts it with backoff when it fails or stays disconnected, then wait for SIGTERM/SIGINT. All along, a heartbeat
+every MOA_HEARTBEAT_S, and (once the adapters are up) a claim of the runs left by replicas silent for
+MOA_TAKEOVER_AFTER_S, a crash of this process's predecessor included: young ones are answered again in their
+placeholders, older ones marked interrupted. On a signal: stop taking questions, let answers in flight finish (up
+to MOA_SHUTDOWN_GRACE_S), and edit the rest into "interrupted" (SQLite), or, where other replicas serve the
+database (PostgreSQL), leave them and the questions still arriving to those; close adapters, the scheduler and the
+server, retire the replica (what it leaves is taken at once) and exit 0.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from bot.http import build_app, start_site
 from bot.jobs import build_scheduler
 from bot.metrics import Metrics
 from bot.wiring import Core, knowledge_channels, open_core
+from moa.errors import StorageError
 
 log = logging.getLogger("bot.service")
 
@@ -31,6 +36,7 @@ NO_ADAPTER = (
     "SLACK_SIGNING_SECRET for HTTP mode), DISCORD_BOT_TOKEN, and/or MOA_API_KEYS for the OpenAI-compatible API"
 )
 DOWN_BEFORE_RESTART_S = 30.0  # the client libraries reconnect by themselves; this is the last resort
+ADAPTERS_UP_WITHIN_S = 60.0  # runs are taken over once every adapter is up (to reopen their placeholders), or after this
 
 
 def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Adapter]:
@@ -67,6 +73,8 @@ def build_adapters(settings: Settings, core: Core, metrics: Metrics) -> list[Ada
                 knowledge_channels=knowledge_channels(settings, core.catalog, "discord"),
                 librarian=core.librarian,
                 backfill_days=settings.knowledge_backfill_days,
+                shard_count=settings.discord_shard_count,
+                shard_ids=settings.discord_shard_ids,
             )
         )
     if settings.api_keys:
@@ -81,7 +89,7 @@ async def run_service(settings: Settings) -> int:
         print(NO_ADAPTER, file=sys.stderr)
         return 2
     metrics = Metrics()
-    # exclusive: a second service on this database would answer the first one's runs again as a crash's leftovers
+    # exclusive: on SQLite, one service per database (replicas need PostgreSQL)
     async with open_core(
         settings,
         on_event=metrics.on_event,
@@ -101,52 +109,60 @@ class Service:
         self.metrics = metrics
         self.stopping = asyncio.Event()
         self.port: int | None = None
+        self.replica = settings.replica_id
         self._tasks = TaskOwner(log)
         self._by_name = {adapter.name: adapter for adapter in self.adapters}
 
     async def run(self) -> int:
+        store = self.core.store
+        # before any question is taken: a run this replica owns must never look like a dead one's
+        await store.heartbeat(self.replica)
+        log.info("replica %s: heartbeat every %g s; runs of replicas silent for %g s are taken over",
+                 self.replica, self.settings.heartbeat_s, self.settings.takeover_after_s)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         answerer = self.core.answerer
         app = build_app(
-            store=self.core.store,
+            store=store,
             adapters=self.adapters,
             metrics=self.metrics,
             in_flight=lambda: answerer.in_flight,
             accepting=lambda: answerer.accepting,
+            replica=self.replica,
         )
         runner, self.port = await start_site(app, self.settings.http_host, self.settings.http_port)
         log.info("listening on http://%s:%d (healthz, metrics%s)", self.settings.http_host, self.port,
                  ", the OpenAI-compatible API under /v1" if self.settings.api_keys else "")
+        self._tasks.spawn(self._beat(), "heartbeat")
         for adapter in self.adapters:
             self._tasks.spawn(self._supervise(adapter), f"supervise-{adapter.name}")
         scheduler = build_scheduler(
-            self.core.store,
-            retention_days=self.settings.retention_days,
-            sweep=lambda: self.recover(resume=False),
-            knowledge_purge=self.purge_knowledge,
+            store, retention_days=self.settings.retention_days, knowledge_purge=self.purge_knowledge
         )
         scheduler.start()
         if self.core.embedding is not None:
             self._tasks.spawn(self.core.embedding.run(), "knowledge-embedder")
-        self._tasks.spawn(self._recover_at_start(), "recover-at-start")
+        self._tasks.spawn(self._take_over(), "take-over")
         try:
             await self.stopping.wait()
             log.info(
-                "stopping: no new questions; waiting up to %g s for %d answers in flight",
+                "stopping: %s; waiting up to %g s for %d answers in flight",
+                "questions go to other replicas" if store.shared else "no new questions",
                 self.settings.shutdown_grace_s,
                 answerer.in_flight,
             )
-            interrupted = await answerer.drain(self.settings.shutdown_grace_s)
-            if interrupted:
-                log.warning("%d answers did not finish in time and were marked interrupted", interrupted)
+            late = await answerer.drain(self.settings.shutdown_grace_s, hand_over=store.shared)
+            if late:
+                log.warning("%d answers did not finish in time and were %s", late,
+                            "left to other replicas" if store.shared else "marked interrupted")
         finally:
             scheduler.shutdown(wait=False)
-            await self._tasks.cancel_all()
+            await self._tasks.cancel_all()  # the heartbeat included: from here on, nothing is answered here
             await runner.cleanup()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            await self._retire()
         log.info("stopped")
         return 0
 
@@ -159,7 +175,7 @@ class Service:
         return f"{removed} documents of channels no longer in MOA_KNOWLEDGE_CHANNELS removed"
 
     def stop(self) -> None:
-        self.core.answerer.stop_intake()
+        self.core.answerer.stop_intake(hand_over=self.core.store.shared)
         self.stopping.set()
 
     async def _supervise(self, adapter: Adapter) -> None:
@@ -195,31 +211,66 @@ class Service:
         except Exception:
             log.warning("closing the %s adapter failed", adapter.name, exc_info=True)
 
-    async def _recover_at_start(self) -> None:
-        deadline = time.monotonic() + 60.0
+    async def _beat(self) -> None:
+        """This replica is alive: every MOA_HEARTBEAT_S for as long as it runs, draining included (what it still
+        answers stays its own). A database it cannot reach is logged once, and again when it comes back."""
+        failing = False
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                await self.core.store.heartbeat(self.replica)
+            except StorageError as exc:
+                if not failing:
+                    log.warning("heartbeat failed (%s); after %g s without one, other replicas take over the "
+                                "answers this one is writing", exc, self.settings.takeover_after_s)
+                failing = True
+                continue
+            if failing:
+                log.info("heartbeat written again")
+            failing = False
+
+    async def _take_over(self) -> None:
+        """Every MOA_HEARTBEAT_S until stopping, once the adapters are up (they reopen placeholders): claim what
+        dead or stopped replicas left."""
+        deadline = time.monotonic() + ADAPTERS_UP_WITHIN_S
         # adapters report connection as a property, not an event: poll it briefly
         while not all(a.connected for a in self.adapters) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
-        await self.recover(resume=True)
+        while not self.stopping.is_set():
+            try:
+                await self.recover()
+            except StorageError as exc:
+                log.warning("could not look for answers to take over: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_s)
 
-    async def recover(self, *, resume: bool) -> str:
-        """Runs left in flight by a crash: answered again if young (and `resume`), else marked interrupted."""
+    async def _retire(self) -> None:
+        try:
+            await self.core.store.retire(self.replica)
+        except StorageError as exc:
+            log.warning("could not retire replica %s (%s); others take over what it left after %g s", self.replica,
+                        exc, self.settings.takeover_after_s)
+
+    async def recover(self) -> str:
+        """Runs left in flight by a crashed or stopped replica (this process's predecessor on SQLite): claimed,
+        then answered again if young, else marked interrupted."""
         store, answerer = self.core.store, self.core.answerer
         resumed = interrupted = 0
-        for run in await store.unfinished_runs():
-            adapter = self._by_name.get(run.key.platform)
-            if adapter is None or answerer.is_active(run.id):
-                continue  # another front end's run (a terminal `ask`), or one this process is answering
+        claimed = await store.claim_orphans(self.replica, self.settings.takeover_after_s, list(self._by_name))
+        for run in claimed:
+            if self.stopping.is_set():
+                break  # claimed as the stop came: still owned by this replica, they are orphans once it retires
+            adapter = self._by_name[run.key.platform]
             sink = await adapter.reopen(run.placeholder) if run.placeholder else None
             if sink is None:
                 await store.finish_run(run.id, status="interrupted", error="interrupted before a reply was posted")
                 interrupted += 1
-            elif resume and time.time() - run.created_at <= self.settings.recover_max_age_s:
+            elif time.time() - run.created_at <= self.settings.recover_max_age_s:
                 self._tasks.spawn(answerer.resume(run, sink), f"resume-{run.id}")
                 resumed += 1
             else:
                 await answerer.interrupt(run, sink)
                 interrupted += 1
-        if resumed or interrupted:
-            log.info("recovery: %d runs answered again, %d marked interrupted", resumed, interrupted)
+        if claimed:
+            log.info("took over %d runs: %d answered again, %d marked interrupted", len(claimed), resumed,
+                     interrupted)
         return f"{resumed} resumed, {interrupted} interrupted"

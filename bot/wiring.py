@@ -114,7 +114,12 @@ async def open_core(
             "models use your own providers; to try moa-bot without a key: moa-bot ask --demo QUESTION"
         )
     registry = _registry(settings, catalog)
-    store = open_store(settings.database, vectors=bool(settings.embedding_model), cache_mib=CACHE_MIB)
+    store = open_store(
+        settings.database,
+        vectors=bool(settings.embedding_model),
+        cache_mib=CACHE_MIB,
+        concurrent_answers=settings.max_concurrent,
+    )
     await store.start(exclusive=exclusive)
     try:
         librarian = await _librarian(settings, store, registry)
@@ -137,6 +142,7 @@ async def open_core(
             redact=Redactor(settings.secrets),
             librarian=librarian,
             no_sources=settings.knowledge_no_sources,
+            replica=settings.replica_id,
         )
         yield Core(settings, catalog, store, registry, answerer, librarian, librarian.worker)
     finally:

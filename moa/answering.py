@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -45,7 +45,7 @@ from moa.knowledge.citations import prompt_sources, with_sources
 from moa.knowledge.librarian import Librarian
 from moa.knowledge.model import NoSources, Passage
 from moa.knowledge.privacy import audience_of
-from moa.policy import AccessPolicy, ConcurrencyGate, TurnLocks
+from moa.policy import AccessPolicy, ConcurrencyGate, TurnLocks, rate_refusal
 from moa.presets import Catalog, Preset
 from moa.prompts import NO_SOURCES_NOTE
 from moa.persistence import ConversationStore, HistoryBudget, ProposalRecord, RunRecord
@@ -110,11 +110,13 @@ class Answerer:
         redact: Callable[[str], str] = str,
         librarian: Librarian | None = None,
         no_sources: NoSources = NoSources.ANSWER,
+        replica: str = "",
     ) -> None:
         """`redact` masks secrets in every text that is stored or shown (errors from providers may echo keys).
 
         `librarian`: team knowledge, searched before every run (None: answers from the models alone);
-        `no_sources`: what an unprompted question in a knowledge channel gets when nothing matches.
+        `no_sources`: what an unprompted question in a knowledge channel gets when nothing matches;
+        `replica`: this process's id, the owner of the runs it answers (see `storage.interface.Storage`).
         """
         catalog.get(default_preset)  # fail at start, not at the first question
         self.catalog = catalog
@@ -130,19 +132,16 @@ class Answerer:
         self._redact = redact
         self._librarian = librarian
         self._silent = no_sources is NoSources.SILENT
+        self._replica = replica
         self._accepting = True
+        self._hand_over = False  # once not accepting: questions and late answers are left to other replicas
         self._in_flight: set[asyncio.Task[object]] = set()
-        self._active_runs: set[str] = set()
         self._running: dict[str, _Run] = {}
         self._turns = TurnLocks()
 
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
-
-    def is_active(self, run_id: str) -> bool:
-        """True while this process is answering `run_id` (the recovery sweep leaves such runs alone)."""
-        return run_id in self._active_runs
 
     @property
     def accepting(self) -> bool:
@@ -154,10 +153,11 @@ class Answerer:
         Returns the run id of an answered question; None when nothing was answered (a refusal, a `forget`, an
         event seen before). From the moment it is called until it returns, the message counts as in flight, so
         a shutdown waits for it (or marks it interrupted at the end of the grace), even while its placeholder
-        still waits for the platform's rate limit.
+        still waits for the platform's rate limit. While stopping with `hand_over`, a question is stored and
+        its placeholder posted, and another replica answers it.
         """
         async with self._tracked():
-            if not self._accepting:
+            if not self._accepting and not self._hand_over:
                 await sink.refuse(Refusal(RESTARTING_TEXT, RefusalReason.RESTARTING))
                 return None
             if not await self._first_delivery(question):
@@ -181,7 +181,7 @@ class Answerer:
             text = str(exc).replace("unknown preset", "I don't know the preset")
             await sink.refuse(Refusal(text, RefusalReason.UNKNOWN_PRESET))
             return None
-        refusal = self.policy.refusal(question)
+        refusal = self.policy.refusal(question) or await self._rate_refusal(question)
         if refusal is not None:
             await sink.refuse(refusal)
             return None
@@ -195,19 +195,17 @@ class Answerer:
         # the question is on disk before anything is posted or any model is asked
         try:
             run_id = await self._store.create_run(
-                question.key, question.user, question.text, preset.name, question.event_id
+                question.key, question.user, question.text, preset.name, question.event_id, owner=self._replica
             )
         except StorageError as exc:
             log.error("could not store a question from %s: %s", question.key, exc)
             await sink.refuse(Refusal(CANNOT_STORE_TEXT, RefusalReason.UNAVAILABLE))
             return None
-        self._active_runs.add(run_id)
         sink = _Stamped(sink, run_id)
         try:
             placeholder = await sink.open(ReplyView(Phase.WORKING, _asking(preset)))
         except BaseException as exc:
             # nowhere to answer: record why, and let the adapter tell the user another way if it can
-            self._active_runs.discard(run_id)
             interrupted = isinstance(exc, asyncio.CancelledError)
             await self._record(
                 self._store.finish_run(
@@ -227,8 +225,25 @@ class Answerer:
             question = replace(question, key=replace(question.key, thread=thread))
             await self._record(self._store.move_run(run_id, question.key))
         await self._record(self._store.set_placeholder(run_id, placeholder))
+        if self._hand_over:  # stopping: the placeholder is on record, and another replica answers into it
+            await self._record(self._store.release_run(run_id))
+            log.info("run %s handed over to another replica", run_id)
+            return run_id
         await self._run(run_id, question, preset, sink, passages)
         return run_id
+
+    async def _rate_refusal(self, question: Question) -> Refusal | None:
+        """The question counted against its asker's rate, in every process serving the database; a refusal
+        when over it. A database that cannot count does not stop the question (the store refuses it next)."""
+        bucket = self.policy.bucket(question)
+        if bucket is None:
+            return None
+        try:
+            wait = await self._store.admit(bucket.name, bucket.rate.count, bucket.rate.per_s)
+        except StorageError as exc:
+            log.warning("could not count a question against %s's rate: %s", question.user, exc)
+            return None
+        return None if wait is None else rate_refusal(bucket.rate, wait)
 
     def _uses_knowledge(self, question: Question) -> bool:
         return self._librarian is not None and question.knowledge
@@ -249,13 +264,11 @@ class Answerer:
     async def _first_delivery(self, question: Question) -> bool:
         """False when any id of this delivery was seen before. A database that cannot record it does not stop
         the question: the store refuses it a moment later with a message the user sees."""
-        fresh = True
-        for delivery in question.delivery_ids:
-            try:
-                fresh = await self._store.first_time(question.key.platform, delivery) and fresh
-            except StorageError as exc:
-                log.warning("could not record event %s: %s", delivery, exc)
-        return fresh
+        try:
+            return await self._store.first_time(question.key.platform, *question.delivery_ids)
+        except StorageError as exc:
+            log.warning("could not record event %s: %s", question.event_id, exc)
+            return True
 
     async def _forget(self, question: Question, sink: ReplySink) -> None:
         refusal = self.policy.access_refusal(question)
@@ -296,20 +309,30 @@ class Answerer:
         finally:
             await self._store.finish_run(run.id, status="interrupted", error="interrupted by a restart")
 
-    def stop_intake(self) -> None:
+    def stop_intake(self, *, hand_over: bool = False) -> None:
+        """Take no more questions; with `hand_over` (other replicas serve the database), questions still come
+        in, are stored with their placeholders, and are left for another replica to answer."""
         self._accepting = False
+        self._hand_over = hand_over
 
-    async def drain(self, timeout_s: float) -> int:
-        """Wait up to `timeout_s` for answers in flight; interrupt the rest. Returns how many were interrupted."""
-        self.stop_intake()
-        pending = set(self._in_flight)
-        if not pending:
+    async def drain(self, timeout_s: float, *, hand_over: bool = False) -> int:
+        """Wait up to `timeout_s` for answers in flight; interrupt the rest, or with `hand_over` stop them and
+        leave them unfinished for another replica to answer again. Returns how many did not finish."""
+        self.stop_intake(hand_over=hand_over)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        late: set[asyncio.Task[object]] = set()
+        # again and again: questions handed over while the others finish are in flight too
+        while pending := set(self._in_flight):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                late = pending
+                break
+            await asyncio.wait(pending, timeout=remaining)
+        if not late:
             return 0
-        _, late = await asyncio.wait(pending, timeout=timeout_s)
         for task in late:
             task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=INTERRUPT_TIMEOUT_S)
+        await asyncio.wait(late, timeout=INTERRUPT_TIMEOUT_S)
         return len(late)
 
     @asynccontextmanager
@@ -369,12 +392,10 @@ class Answerer:
         self, run_id: str, question: Question, preset: Preset, sink: ReplySink, passages: list[Passage] | None
     ) -> None:
         run = _Run(run_id, question, preset, sink, time.monotonic(), passages)
-        self._active_runs.add(run_id)
         self._running[run_id] = run
         try:
             await self._run_tracked(run)
         finally:
-            self._active_runs.discard(run_id)
             self._running.pop(run_id, None)
 
     async def _run_tracked(self, run: _Run) -> None:
@@ -389,8 +410,9 @@ class Answerer:
 
         async def after_previous() -> None:
             nonlocal waited
-            waited = True
-            await sink.show(ReplyView(Phase.QUEUED, "Waiting for the answer before this one to finish…"))
+            if not waited:  # told once, whether the answer before runs here or in another replica
+                waited = True
+                await sink.show(ReplyView(Phase.QUEUED, "Waiting for the answer before this one to finish…"))
 
         summary: RunSummary | None = None
         acquired = False
@@ -398,11 +420,23 @@ class Answerer:
             async with self._turns.turn(question.key, after_previous):
                 await self.gate.acquire(queued)
                 acquired = True
-                await self._record(self._store.mark_running(run.id))
-                if waited:
-                    await sink.show(ReplyView(Phase.WORKING, _asking(preset)))
-                summary = await self._answer(run)
+                async with AsyncExitStack() as turn:
+                    # after the gate: only answers that run hold a turn in the database (and a connection)
+                    await self._claim_turn(turn, question, after_previous)
+                    await self._record(self._store.mark_running(run.id))
+                    if waited:
+                        await sink.show(ReplyView(Phase.WORKING, _asking(preset)))
+                    summary = await self._answer(run)
         except asyncio.CancelledError:
+            if run.delivered is not None:  # stopped after the answer was shown: it is recorded as given
+                status, text = run.delivered
+                summary = run.summary(status)
+                await self._record(self._store.finish_run(run.id, status=status, answer=text,
+                                                          elapsed_s=summary.seconds))
+                raise
+            if run.stopped_as is None and self._hand_over:  # a shutdown, and another replica answers again
+                summary = run.summary("handed_over", "left to another replica at shutdown")
+                raise
             if run.stopped_as is None:  # a shutdown, not a person
                 summary = run.summary("interrupted", "interrupted by shutdown")
                 view = ReplyView(Phase.INTERRUPTED, "Interrupted", INTERRUPTED_TEXT)
@@ -425,6 +459,16 @@ class Answerer:
                 await self.gate.release()
             if summary is not None:
                 self._report(summary)
+
+    async def _claim_turn(
+        self, turn: AsyncExitStack, question: Question, on_wait: Callable[[], Awaitable[None]]
+    ) -> None:
+        """The conversation's turn across processes, held until `turn` closes; without it when the database
+        cannot give it (the order of two answers is worth less than the answer)."""
+        try:
+            await turn.enter_async_context(self._store.claim_turn(question.key, on_wait))
+        except StorageError as exc:
+            log.warning("answering in %s without its turn in the database: %s", question.key, exc)
 
     async def _stopped(self, run: _Run) -> RunSummary:
         """The asker stopped the run: keep what was written, say it was stopped, and end normally."""
@@ -478,6 +522,7 @@ class Answerer:
                     models=progress.models, report=ledger.report(event), sources=cited,
                 )
                 await sink.show(done)
+                run.delivered = (status, text)
                 # the answer is delivered: a database failing from here on costs the record, not the answer
                 if question.history is None:
                     await self._record(self._store.append_turn(key, question.text, text, run_id))
@@ -556,6 +601,7 @@ class _Run:
     # the team sources the models are given, numbered from 1 (None: not searched yet)
     passages: list[Passage] | None = None
     stopped_as: str | None = None  # "stopped" / "cancelled" once someone stopped it
+    delivered: tuple[str, str] | None = None  # (status, text) once the final answer is shown
     progress: _Progress = field(init=False)
 
     def __post_init__(self) -> None:

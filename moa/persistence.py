@@ -3,7 +3,8 @@ and `storage.PostgresStore` implement it; the core never sees SQL."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -53,6 +54,7 @@ class RunRecord:
     placeholder: dict[str, str]
     created_at: float  # unix time
     event_id: str = ""
+    owner: str = ""  # the replica answering it; "" once handed over to whichever takes it
 
 
 class ConversationStore(Protocol):
@@ -67,8 +69,26 @@ class ConversationStore(Protocol):
     async def forget(self, key: ConversationKey) -> int: ...
 
     async def create_run(
-        self, key: ConversationKey, user: str, question: str, preset: str, event_id: str
-    ) -> str: ...
+        self, key: ConversationKey, user: str, question: str, preset: str, event_id: str, *, owner: str = ""
+    ) -> str:
+        """A new pending run, answered by the replica `owner`; its id."""
+        ...
+
+    async def release_run(self, run_id: str) -> None:
+        """Hand the run over: no replica owns it now, and the first to look for orphans takes it."""
+        ...
+
+    def claim_turn(
+        self, key: ConversationKey, on_wait: Callable[[], Awaitable[None]]
+    ) -> AbstractAsyncContextManager[None]:
+        """Held while an answer in `key` is written, so that answers in one conversation come one at a time in
+        every process serving the database; `on_wait()` first when another holds it."""
+        ...
+
+    async def admit(self, bucket: str, limit: int, per_s: float) -> float | None:
+        """Count one question against `bucket` if fewer than `limit` were counted in the last `per_s` seconds
+        (None), in every process serving the database; otherwise the seconds until one may be asked."""
+        ...
 
     async def set_placeholder(self, run_id: str, placeholder: dict[str, str]) -> None: ...
 
@@ -101,4 +121,8 @@ class ConversationStore(Protocol):
         """A person's 👍 ("up") or 👎 ("down") on a run, replacing their earlier one; False for an unknown run."""
         ...
 
-    async def first_time(self, platform: str, event_id: str) -> bool: ...
+    async def first_time(self, platform: str, *delivery_ids: str) -> bool:
+        """Record every id one delivery goes by (its event id, its message id, a slash command's trigger id), all
+        at once; False when any was recorded before: a retry, or the same message delivered again under another
+        id. Of deliveries offered at once, to one process or several, at most one is told it is new."""
+        ...

@@ -1,11 +1,15 @@
-"""Who may ask what, how often, and how many answers run at once: one place, shared by every adapter."""
+"""Who may ask what, how often, and how many answers run at once: one place, shared by every adapter.
+
+How often is counted by the store (`moa.persistence.ConversationStore.admit`), so that every process serving one
+database counts the same questions.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
@@ -37,20 +41,24 @@ _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute":
           "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
 
 
+@dataclass(frozen=True)
+class RateBucket:
+    """Whose questions count together, against which rate."""
+
+    name: str  # "platform/scope/user", as the store counts it
+    rate: UserRate
+
+
 @dataclass
 class AccessPolicy:
     max_question_chars: int = 16_000
     allowed_channels: frozenset[str] = frozenset()  # empty: every channel
     allowed_users: frozenset[str] = frozenset()  # empty: everyone
     user_rate: UserRate = field(default_factory=UserRate)
-    clock: Callable[[], float] = time.monotonic
-    _asked: dict[tuple[str, str, str], deque[float]] = field(default_factory=dict, init=False, repr=False)
 
     def refusal(self, question: Question) -> Refusal | None:
-        """Why the question is not answered, in words for the user; None when it is accepted.
-
-        An accepted question counts against the user's rate (the question's own rate when it names one).
-        """
+        """Why the question is not answered, in words for the user; None when it is accepted (rates apart: the
+        store counts those, see `bucket`)."""
         refusal = self.access_refusal(question)
         if refusal is not None:
             return refusal
@@ -65,11 +73,18 @@ class AccessPolicy:
                 f"{self.max_question_chars:,}. Please shorten it (or attach the essentials only) and ask again.",
                 RefusalReason.TOO_LONG,
             )
+        return None
+
+    def bucket(self, question: Question) -> RateBucket | None:
+        """The rate an accepted question counts against (the question's own when it names one); None when
+        unlimited."""
+        rate = self.user_rate if question.rate is None else question.rate
+        if rate.count <= 0:
+            return None
         # One bucket per person (per Slack workspace, per Discord application), whatever the place: a DM or
         # another channel is no way around the limit.
         scope = question.key.workspace if question.user_scope is None else question.user_scope
-        rate = self.user_rate if question.rate is None else question.rate
-        return self._rate_refusal((question.key.platform, scope, question.user), rate)
+        return RateBucket(json.dumps([question.key.platform, scope, question.user]), rate)
 
     def access_refusal(self, question: Question) -> Refusal | None:
         """The allow-lists alone, for every action (asking, forgetting); None when the user may act here."""
@@ -89,23 +104,15 @@ class AccessPolicy:
             )
         return None
 
-    def _rate_refusal(self, user: tuple[str, str, str], rate: UserRate) -> Refusal | None:
-        if rate.count <= 0:
-            return None
-        now = self.clock()
-        asked = self._asked.setdefault(user, deque())
-        while asked and asked[0] <= now - rate.per_s:
-            asked.popleft()
-        if len(asked) >= rate.count:
-            wait = asked[0] + rate.per_s - now
-            return Refusal(
-                f"You've reached the limit of {rate.count} questions per {_duration(rate.per_s)}. "
-                f"You can ask again in {_duration(wait)}.",
-                RefusalReason.RATE_LIMITED,
-                retry_after_s=wait,
-            )
-        asked.append(now)
-        return None
+
+def rate_refusal(rate: UserRate, wait_s: float) -> Refusal:
+    """What someone over their rate is told: the limit, and when they may ask again."""
+    return Refusal(
+        f"You've reached the limit of {rate.count} questions per {_duration(rate.per_s)}. "
+        f"You can ask again in {_duration(wait_s)}.",
+        RefusalReason.RATE_LIMITED,
+        retry_after_s=wait_s,
+    )
 
 
 def _duration(seconds: float) -> str:

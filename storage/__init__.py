@@ -15,9 +15,12 @@ from storage.store import Store
 __all__ = ["PostgresStore", "SchemaStatus", "Storage", "Store", "is_postgres_url", "open_store"]
 
 
-def open_store(database: str | Path, *, vectors: bool = False, cache_mib: int | None = None) -> Storage:
+def open_store(
+    database: str | Path, *, vectors: bool = False, cache_mib: int | None = None, concurrent_answers: int = 0
+) -> Storage:
     """The store for `database` (a PostgreSQL URL or a SQLite path), not yet started. `vectors` and `cache_mib`
-    tune SQLite's team-knowledge index (see `storage.store.Store`)."""
+    tune SQLite's team-knowledge index (see `storage.store.Store`); `concurrent_answers` sizes PostgreSQL's
+    pool (see `storage.postgres.store.PostgresStore`)."""
     if isinstance(database, str) and is_postgres_url(database):
-        return PostgresStore(database)
+        return PostgresStore(database, concurrent_answers=concurrent_answers)
     return Store(database, vectors=vectors, cache_mib=cache_mib)

@@ -10,12 +10,13 @@ alone (sqlite-vec): on PostgreSQL `search_vector` finds nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
 from moa.knowledge.model import KnowledgeIndex
-from moa.persistence import ConversationStore
+from moa.persistence import ConversationStore, RunRecord
 
 # Runs in these states were in flight when the process stopped.
 UNFINISHED = ("pending", "running")
@@ -62,13 +63,20 @@ class Storage(ConversationStore, KnowledgeIndex, Protocol):
     """Opened with `start()` (or `async with`), closed with `aclose()`; nothing happens in `__init__`.
 
     Every failure is a `moa.errors.StorageError` whose message says what is wrong in plain words.
+
+    Several `moa-bot run` processes (replicas) may serve one database where `shared` is true (PostgreSQL). Each
+    writes a heartbeat under its own id and owns the runs it answers; a run whose owner's heartbeat is older
+    than the takeover timeout, or that was handed over, is an orphan, and exactly one replica claims it.
     """
+
+    shared: bool  # several replicas may serve this database at once (what a stopping one leaves, others take)
 
     async def start(self, *, exclusive: bool = False) -> Self:
         """Connect, migrate, and check that the database takes a write.
 
-        `exclusive` (for `moa-bot run`): this process serves the database; `storage.lock.DatabaseInUse` when
-        another one does.
+        `exclusive` (for `moa-bot run`): this process serves the database. SQLite takes one such process:
+        `storage.lock.DatabaseInUse` when another one does, and the heartbeats of earlier ones are void (they
+        are gone). PostgreSQL takes any number.
         """
         ...
 
@@ -99,3 +107,19 @@ class Storage(ConversationStore, KnowledgeIndex, Protocol):
     async def writable(self) -> bool: ...
 
     async def schema_status(self) -> SchemaStatus: ...
+
+    async def heartbeat(self, replica: str) -> None:
+        """`replica` is alive now (by the database's clock, which every replica shares)."""
+        ...
+
+    async def retire(self, replica: str) -> None:
+        """`replica` stops: its heartbeat goes, and the runs it still owns are orphans at once."""
+        ...
+
+    async def claim_orphans(
+        self, replica: str, stale_after_s: float, platforms: Collection[str]
+    ) -> list[RunRecord]:
+        """Make `replica` the owner of every unfinished run of `platforms` that is handed over or whose owner
+        has not beaten for `stale_after_s` seconds; those runs, oldest first. Claiming is a heartbeat of
+        `replica` too. Of replicas claiming at once, each run goes to one."""
+        ...

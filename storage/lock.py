@@ -1,7 +1,7 @@
-"""One `moa-bot run` per SQLite file.
+"""One `moa-bot run` per SQLite file; several replicas need PostgreSQL, where they coordinate in the database.
 
-A second service on the same file would take the first one's answers in flight for a crash's leftovers and answer
-them again. The service holds an exclusive `flock` on `<db>.lock` for its whole life; the kernel drops it when the
+A SQLite file is local to one machine and takes one writer at a time, so replicas on it would gain nothing, and
+a second service would take the first one's answers in flight for a crash's leftovers. The service holds an exclusive `flock` on `<db>.lock` for its whole life; the kernel drops it when the
 process ends in any way, SIGKILL included, so a crash never leaves a stale lock behind. Terminal commands (`ask`,
 `chat`, `doctor`) do not take it: SQLite's WAL lets them work beside the service.
 """
@@ -34,7 +34,7 @@ class ServiceLock:
             os.close(fd)
             raise DatabaseInUse(
                 f"MOA_DB: {self.database} is in use by another `moa-bot run`; one SQLite database "
-                "serves one process (several replicas need PostgreSQL and the coordination a later release brings)"
+                "serves one process (for several replicas, set MOA_DB to a PostgreSQL URL)"
             ) from None
         except OSError:
             os.close(fd)

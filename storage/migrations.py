@@ -188,7 +188,29 @@ async def m004_feedback(db: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_health, m003_knowledge, m004_feedback]
+async def m005_replicas(db: aiosqlite.Connection) -> None:
+    """Several processes on one database (PostgreSQL's reason to have this; SQLite keeps the same schema): who
+    answers each run, who is alive, and the questions each person asked lately."""
+    await db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+
+        CREATE TABLE replicas (
+            id TEXT PRIMARY KEY,
+            started_at REAL NOT NULL,
+            seen_at REAL NOT NULL
+        );
+
+        CREATE TABLE rates (
+            bucket TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX rates_bucket ON rates (bucket, at);
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_health, m003_knowledge, m004_feedback, m005_replicas]
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

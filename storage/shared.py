@@ -15,7 +15,7 @@ from moa.persistence import HistoryBudget, ProposalRecord, RunRecord
 # the columns `run_record` reads, in its order (with the conversation's as `c`, the run's as `r`)
 RUN_COLUMNS = (
     "r.id, c.platform, c.workspace, c.channel, c.thread, r.user_id, r.question, r.preset, r.status,"
-    " r.placeholder, r.created_at, r.event_id"
+    " r.placeholder, r.created_at, r.event_id, r.owner"
 )
 # the columns `proposal_record` reads, in its order
 PROPOSAL_COLUMNS = "layer, model, text, latency_s, prompt_tokens, completion_tokens, error, straggler"
@@ -60,6 +60,7 @@ def run_record(row: Row) -> RunRecord:
         placeholder=json.loads(row[9] or "{}"),
         created_at=row[10],
         event_id=row[11],
+        owner=row[12],
     )
 
 
@@ -96,6 +97,14 @@ def proposal_rows(run_id: str, proposals: Iterable[ProposalRecord]) -> list[tupl
         )
         for p in proposals
     ]
+
+
+def rate_wait(counted: int, oldest: float | None, limit: int, per_s: float, now: float) -> float | None:
+    """`admit`'s answer, from how many of a bucket's questions are within the window and when the oldest was:
+    None when one more fits, else the seconds until the oldest leaves the window."""
+    if counted < limit or oldest is None:
+        return None
+    return max(0.0, oldest + per_s - now)
 
 
 # --- team knowledge --------------------------------------------------------------------------------------------

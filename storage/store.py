@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -30,6 +31,7 @@ from storage.shared import (
     newest_within,
     proposal_record,
     proposal_rows,
+    rate_wait,
     run_dict,
     run_record,
 )
@@ -39,8 +41,10 @@ class Store(KnowledgeTables):
     """Opened with `start()` (or `async with`), closed with `aclose()`; nothing happens in `__init__`.
 
     One connection for everything: conversations, runs and proposals here, the team-knowledge index in
-    `storage.knowledge`.
+    `storage.knowledge`. One `moa-bot run` per file (`storage.lock`): replicas need PostgreSQL.
     """
+
+    shared = False
 
     def __init__(self, path: Path | str, *, vectors: bool = False, cache_mib: int | None = None) -> None:
         """`vectors`: load sqlite-vec for semantic search (only with MOA_EMBEDDING_MODEL set). `cache_mib`:
@@ -93,6 +97,10 @@ class Store(KnowledgeTables):
         for pragma in cache:
             await self._db.execute(pragma)
         await migrate(self._db)
+        if exclusive:
+            # the lock proves that every service which wrote a heartbeat here is gone: their runs are orphans
+            await self._execute("DELETE FROM replicas")
+            await self.db.commit()
         if self.vectors:
             await vectors.load(self._db)
             await self._start_vectors()
@@ -224,17 +232,31 @@ class Store(KnowledgeTables):
     # runs ----------------------------------------------------------------------------------------------
 
     @operation
-    async def create_run(self, key: ConversationKey, user: str, question: str, preset: str, event_id: str) -> str:
+    async def create_run(
+        self, key: ConversationKey, user: str, question: str, preset: str, event_id: str, *, owner: str = ""
+    ) -> str:
         self._check_file()  # refuse a question rather than keep it in a file that is gone
         conversation = await self._conversation_id(key, create=True)
         run_id = uuid.uuid4().hex
         await self._execute(
-            "INSERT INTO runs (id, conversation_id, user_id, event_id, question, preset, status, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
-            (run_id, conversation, user, event_id, question, preset, time.time()),
+            "INSERT INTO runs (id, conversation_id, user_id, event_id, question, preset, status, created_at, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (run_id, conversation, user, event_id, question, preset, time.time(), owner),
         )
         await self.db.commit()
         return run_id
+
+    @operation
+    async def release_run(self, run_id: str) -> None:
+        await self._execute("UPDATE runs SET owner = '' WHERE id = ?", (run_id,))
+        await self.db.commit()
+
+    @contextlib.asynccontextmanager
+    async def claim_turn(
+        self, key: ConversationKey, on_wait: Callable[[], Awaitable[None]]
+    ) -> AsyncIterator[None]:
+        """Nothing to hold: one process serves a SQLite database, and it orders its own answers."""
+        yield
 
     @operation
     async def set_placeholder(self, run_id: str, placeholder: dict[str, str]) -> None:
@@ -349,27 +371,101 @@ class Store(KnowledgeTables):
     # dedup and housekeeping ------------------------------------------------------------------------------
 
     @operation
-    async def first_time(self, platform: str, event_id: str) -> bool:
-        """Record an event id; False when it was recorded before (a retry or a duplicate delivery)."""
+    async def first_time(self, platform: str, *delivery_ids: str) -> bool:
+        """Record every id one delivery goes by (event id, message id, a slash command's trigger id) in one
+        statement; False when any was recorded before."""
+        ids = list(dict.fromkeys(delivery_ids))
+        if not ids:
+            return True
+        now = time.time()
         rowcount = await self._execute(
-            "INSERT OR IGNORE INTO processed_events (platform, event_id, seen_at) VALUES (?, ?, ?)",
-            (platform, event_id, time.time()),
+            "INSERT OR IGNORE INTO processed_events (platform, event_id, seen_at) VALUES "
+            + ", ".join("(?, ?, ?)" for _ in ids),
+            [value for event_id in ids for value in (platform, event_id, now)],
         )
         await self.db.commit()
-        return rowcount == 1
+        return rowcount == len(ids)
 
     @operation
     async def purge(self, *, older_than_days: float, events_older_than_days: float = EVENTS_KEPT_DAYS) -> int:
-        """Delete conversations untouched for `older_than_days` (with their runs); returns how many."""
+        """Delete conversations untouched for `older_than_days` (with their runs); returns how many.
+
+        The heartbeats of replicas gone for as long as event ids are kept go too, and questions counted for
+        rates as old as the conversations.
+        """
         now = time.time()
         rowcount = await self._execute(
             "DELETE FROM conversations WHERE updated_at < ?", (now - older_than_days * 86400,)
         )
-        await self._execute(
-            "DELETE FROM processed_events WHERE seen_at < ?", (now - events_older_than_days * 86400,)
-        )
+        events_before = now - events_older_than_days * 86400
+        await self._execute("DELETE FROM processed_events WHERE seen_at < ?", (events_before,))
+        await self._execute("DELETE FROM replicas WHERE seen_at < ?", (events_before,))
+        await self._execute("DELETE FROM rates WHERE at < ?", (now - older_than_days * 86400,))
         await self.db.commit()
         return rowcount
+
+    # rates and replicas ------------------------------------------------------------------------------------
+
+    @operation
+    async def admit(self, bucket: str, limit: int, per_s: float) -> float | None:
+        """Count a question against `bucket` if it fits the rate; else the seconds until one does."""
+        now = time.time()
+        # the DELETE opens the write transaction first: another process cannot count in between
+        await self._execute("DELETE FROM rates WHERE bucket = ? AND at <= ?", (bucket, now - per_s))
+        async with self.db.execute("SELECT count(*), min(at) FROM rates WHERE bucket = ?", (bucket,)) as cursor:
+            row = await cursor.fetchone()
+        counted, oldest = (0, None) if row is None else (int(row[0]), row[1])
+        wait = rate_wait(counted, oldest, limit, per_s, now)
+        if wait is None:
+            await self._execute("INSERT INTO rates (bucket, at) VALUES (?, ?)", (bucket, now))
+        await self.db.commit()
+        return wait
+
+    @operation
+    async def heartbeat(self, replica: str) -> None:
+        await self._beat(replica)
+        await self.db.commit()
+
+    async def _beat(self, replica: str) -> None:
+        now = time.time()
+        await self._execute(
+            "INSERT INTO replicas (id, started_at, seen_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+            (replica, now, now),
+        )
+
+    @operation
+    async def retire(self, replica: str) -> None:
+        await self._execute("DELETE FROM replicas WHERE id = ?", (replica,))
+        await self.db.commit()
+
+    @operation
+    async def claim_orphans(
+        self, replica: str, stale_after_s: float, platforms: Collection[str]
+    ) -> list[RunRecord]:
+        """The unfinished runs of `platforms` handed over or left by a replica gone quiet, now `replica`'s; the
+        claim is a heartbeat too."""
+        await self._beat(replica)
+        places = ", ".join("?" * len(platforms))
+        # one transaction, and the look and the write one statement: nobody claims in between
+        async with self.db.execute(
+            f"UPDATE runs SET owner = ? WHERE id IN (SELECT r.id FROM runs r"
+            f" JOIN conversations c ON c.id = r.conversation_id"
+            f" WHERE r.status IN {UNFINISHED} AND r.owner <> ? AND c.platform IN ({places})"
+            f" AND NOT EXISTS (SELECT 1 FROM replicas p WHERE p.id = r.owner AND p.seen_at > ?)) RETURNING id",
+            (replica, replica, *platforms, time.time() - stale_after_s),
+        ) as cursor:
+            claimed = [str(row[0]) for row in await cursor.fetchall()]
+        await self.db.commit()
+        if not claimed:
+            return []
+        async with self.db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs r JOIN conversations c ON c.id = r.conversation_id"
+            f" WHERE r.id IN ({', '.join('?' * len(claimed))}) ORDER BY r.created_at",
+            claimed,
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [run_record(row) for row in rows]
 
     @operation
     async def maintain(self) -> None:

@@ -113,8 +113,9 @@ def free_port() -> int:
 class Throwaway:
     """initdb + pg_ctl start in a temporary folder; `stop()` removes it all."""
 
-    def __init__(self, binaries: Path) -> None:
+    def __init__(self, binaries: Path, *, max_connections: int = 100) -> None:
         self.binaries = binaries
+        self.max_connections = max_connections  # PostgreSQL's default; the replicas benchmark needs more
         self.user = self._run_as()
         self.folder = Path(tempfile.mkdtemp(prefix="moa-test-pg-"))
         self.data = self.folder / "data"
@@ -156,7 +157,8 @@ class Throwaway:
         )
         settings = (
             f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.folder} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            f"-c max_connections={self.max_connections}"
         )
         self._check("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w",
                     "-t", str(START_TIMEOUT_S), "-o", settings, "start")

@@ -98,7 +98,7 @@ async def test_connected_follows_the_gateway(
 ) -> None:
     async with discord_bot(fake_llm, tmp_path) as bot:
         seen: list[bool] = []
-        bot.adapter._gateway_changed = lambda up, f=bot.adapter._gateway_changed: (seen.append(up), f(up))[1]
+        bot.adapter._shard_changed = lambda shard, up, f=bot.adapter._shard_changed: (seen.append(up), f(shard, up))[1]
         await bot.dc.drop_connections()  # resumable: discord.py reconnects and resumes at once
         await eventually(lambda: len(bot.dc.resumes) == 1 and bot.adapter.connected, 5, "resumed")
         assert seen == [False, True]

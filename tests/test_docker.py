@@ -1,4 +1,4 @@
-"""The Dockerfile, checked the way the image would run it (no Docker engine here)."""
+"""The Dockerfile and docker-compose.yml, checked the way the image would run them (no Docker engine here)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import yaml
 
 from bot.metrics import Metrics
 from tests.core import open_test_core
@@ -135,3 +137,23 @@ async def test_healthcheck_command_follows_healthz(settings) -> None:  # type: i
         assert await probe() != 0
         running.service.stop()
         assert await running.task == 0
+
+
+def test_the_replicas_profile_runs_two_replicas_on_its_own_postgresql() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services, volumes = compose["services"], compose["volumes"]
+    assert "profiles" not in services["moa-bot"], "plain `docker compose up` still runs the one SQLite service"
+    postgres = services["postgres"]
+    assert postgres["profiles"] == ["replicas"] and "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    volume = postgres["volumes"][0].split(":")[0]
+    assert volume in volumes, "the database lives on a named volume"
+    replicas = [services[name] for name in services if name.startswith("replica-")]
+    assert len(replicas) == 2
+    env = postgres["environment"]
+    url = f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/{env['POSTGRES_DB']}"
+    for replica in replicas:
+        assert replica["profiles"] == ["replicas"]
+        assert replica["environment"]["MOA_DB"] == url, "each replica is on the profile's PostgreSQL"
+        assert replica["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+        assert "/healthz" in " ".join(replica["healthcheck"]["test"])
+    assert len({replica["ports"][0] for replica in replicas}) == 2, "each replica's /healthz on a port of its own"

@@ -42,7 +42,7 @@ async def test_migrations_create_the_schema_from_an_empty_file(tmp_path: Path) -
     assert tables == [
         "backfill_cursors", "chunk_embeddings", "chunks", "chunks_fts", "chunks_fts_config", "chunks_fts_data", "chunks_fts_docsize",
         "chunks_fts_idx", "conversations", "documents", "feedback", "health", "knowledge_meta", "messages", "migrations",
-        "processed_events", "proposals", "run_sources", "runs", "sqlite_sequence",
+        "processed_events", "proposals", "rates", "replicas", "run_sources", "runs", "sqlite_sequence",
     ]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 

@@ -24,7 +24,6 @@ from moa.errors import StorageError
 from moa.events import Usage
 from moa.persistence import HistoryBudget, ProposalRecord
 from storage import Storage, open_store
-from storage.lock import DatabaseInUse
 from storage.migrations import MIGRATIONS
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
@@ -280,6 +279,16 @@ async def test_an_event_offered_many_times_at_once_is_new_once(store: Storage) -
     assert sorted(answers) == [False] * 9 + [True]
 
 
+async def test_a_message_delivered_again_and_again_to_two_processes_is_new_once(target: str | Path) -> None:
+    # Slack sends a mention as `app_mention` and as `message` (two event ids, one message), and retries each
+    async with open_store(target) as one, open_store(target) as two:
+        answers = await asyncio.gather(
+            *(store.first_time("slack", event, "message:C1:1.2") for store in (one, two) for event in ("Ev1", "Ev2")
+              for _ in range(3))
+        )
+    assert sorted(answers) == [False] * 11 + [True]
+
+
 async def test_many_answers_at_once_share_the_store_safely(store: Storage) -> None:
     async def answer(i: int) -> None:
         key = ConversationKey("slack", "T1", "C1", str(i))
@@ -346,17 +355,6 @@ async def test_health_commits_a_real_write(store: Storage, target: str | Path) -
     assert second > first
 
 
-async def test_a_second_service_is_refused_until_the_first_closes(target: str | Path) -> None:
-    first = await open_store(target).start(exclusive=True)
-    try:
-        with pytest.raises(DatabaseInUse, match=r"^MOA_DB: .+ is in use by another `moa-bot run`; "):
-            await open_store(target).start(exclusive=True)
-    finally:
-        await first.aclose()
-    second = await open_store(target).start(exclusive=True)
-    await second.aclose()
-
-
 async def test_terminal_commands_open_the_database_beside_the_service(target: str | Path) -> None:
     service = await open_store(target).start(exclusive=True)
     try:
@@ -364,3 +362,95 @@ async def test_terminal_commands_open_the_database_beside_the_service(target: st
             assert await beside.first_time("console", "Ev1")
     finally:
         await service.aclose()
+
+
+# replicas: owners, takeovers, shared rates --------------------------------------------------------------
+
+
+async def age_heartbeat(target: str | Path, replica: str, seconds: float) -> None:
+    await query(target, "UPDATE replicas SET seen_at = seen_at - $1 WHERE id = $2", seconds, replica)
+
+
+async def test_a_run_carries_its_owner_until_handed_over(store: Storage) -> None:
+    run = await store.create_run(KEY, "U1", "q", "default", "E1", owner="replica-a")
+    [owned] = await store.unfinished_runs()
+    assert owned.owner == "replica-a"
+    await store.release_run(run)
+    [released] = await store.unfinished_runs()
+    assert released.owner == ""
+
+
+async def test_orphans_are_runs_handed_over_or_left_by_a_silent_replica(store: Storage, target: str | Path) -> None:
+    await store.heartbeat("alive")
+    await store.heartbeat("silent")
+    await age_heartbeat(target, "silent", 31)
+    alive = await store.create_run(KEY, "U1", "alive's", "default", "E1", owner="alive")
+    silent = await store.create_run(KEY, "U1", "silent's", "default", "E2", owner="silent")
+    never_beat = await store.create_run(KEY, "U1", "a crash before its first beat", "default", "E3", owner="gone")
+    handed = await store.create_run(KEY, "U1", "handed over", "default", "E4", owner="alive")
+    await store.release_run(handed)
+    await store.create_run(ConversationKey("console", "local", "cli"), "U1", "not a service's", "default", "E5")
+    finished = await store.create_run(KEY, "U1", "done", "default", "E6", owner="silent")
+    await store.finish_run(finished, status="done", answer="a")
+    claimed = await store.claim_orphans("taker", 30.0, ["slack", "discord"])
+    assert [r.id for r in claimed] == [silent, never_beat, handed]  # oldest first
+    assert {r.owner for r in claimed} == {"taker"}
+    assert await store.claim_orphans("another", 30.0, ["slack", "discord"]) == []  # the taker beats: not orphans
+    owners = {r.id: r.owner for r in await store.unfinished_runs()}
+    assert owners[alive] == "alive"
+
+
+async def test_a_replica_never_claims_its_own_runs(store: Storage) -> None:
+    await store.create_run(KEY, "U1", "q", "default", "E1", owner="me")
+    assert await store.claim_orphans("me", 30.0, ["slack"]) == []
+
+
+async def test_a_retired_replica_leaves_its_runs_to_the_next_at_once(store: Storage) -> None:
+    await store.heartbeat("leaving")
+    run = await store.create_run(KEY, "U1", "q", "default", "E1", owner="leaving")
+    assert await store.claim_orphans("taker", 30.0, ["slack"]) == []
+    await store.retire("leaving")
+    assert [r.id for r in await store.claim_orphans("taker", 30.0, ["slack"])] == [run]
+
+
+async def test_replicas_claiming_at_once_never_claim_a_run_twice(target: str | Path) -> None:
+    async with open_store(target) as one, open_store(target) as two:
+        runs = {await one.create_run(KEY, "U1", f"q{i}", "default", f"E{i}", owner="crashed") for i in range(30)}
+        claims = await asyncio.gather(
+            *(store.claim_orphans(name, 30.0, ["slack"]) for store, name in [(one, "a"), (two, "b")] * 3)
+        )
+    claimed = [run.id for claim in claims for run in claim]
+    assert sorted(claimed) == sorted(runs), "every orphan is claimed, and none twice"
+
+
+async def test_a_rate_is_counted_across_processes(target: str | Path) -> None:
+    async with open_store(target) as one, open_store(target) as two:
+        assert await one.admit("slack/T1/U1", 3, 60.0) is None
+        assert await two.admit("slack/T1/U1", 3, 60.0) is None
+        assert await one.admit("slack/T1/U1", 3, 60.0) is None
+        wait = await two.admit("slack/T1/U1", 3, 60.0)
+        assert wait is not None and 59 < wait <= 60
+        assert await two.admit("slack/T1/U2", 3, 60.0) is None  # another person's bucket
+
+
+async def test_questions_asked_at_once_take_a_rate_s_last_places_once(target: str | Path) -> None:
+    async with open_store(target) as one, open_store(target) as two:
+        answers = await asyncio.gather(*(store.admit("api/key/u", 5, 60.0) for store in [one, two] * 6))
+    assert sum(answer is None for answer in answers) == 5
+
+
+async def test_a_rate_s_window_slides(store: Storage, target: str | Path) -> None:
+    for _ in range(2):
+        assert await store.admit("slack/T1/U1", 2, 60.0) is None
+    assert await store.admit("slack/T1/U1", 2, 60.0) is not None
+    await query(target, "UPDATE rates SET at = at - 61")
+    assert await store.admit("slack/T1/U1", 2, 60.0) is None, "questions older than the window no longer count"
+    assert len(await query(target, "SELECT at FROM rates")) == 1, "the bucket's expired questions are deleted"
+
+
+async def test_purge_forgets_silent_replicas_after_three_days(store: Storage, target: str | Path) -> None:
+    for replica in ("old", "young"):
+        await store.heartbeat(replica)
+    await age_heartbeat(target, "old", 3.1 * DAY)
+    await store.purge(older_than_days=90)
+    assert await query(target, "SELECT id FROM replicas") == [("young",)]

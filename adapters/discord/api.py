@@ -141,8 +141,11 @@ async def _get_json(
         raise ConnectionError(f"{url}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
 
-async def discover_gateway(api_base: str, bot_token: str, timeout_s: float, observer: ApiObserver) -> str:
-    """The gateway URL from `GET {api_base}/gateway/bot`, as Discord (or a proxy in front of it) announces it."""
+async def discover_gateway(
+    api_base: str, bot_token: str, timeout_s: float, observer: ApiObserver
+) -> tuple[str, int]:
+    """The gateway URL from `GET {api_base}/gateway/bot`, as Discord (or a proxy in front of it) announces it,
+    with the number of shards it recommends."""
     try:
         status, body = await _get_json(
             f"{api_base}/gateway/bot", bot_token, timeout_s, observer, "GET /gateway/bot"
@@ -163,7 +166,8 @@ async def discover_gateway(api_base: str, bot_token: str, timeout_s: float, obse
             f"DISCORD_API_BASE: GET {api_base}/gateway/bot answered {status} without a gateway URL; check the URL, "
             "or set DISCORD_GATEWAY_URL"
         )
-    return url
+    shards = body.get("shards") if isinstance(body, dict) else None
+    return url, shards if isinstance(shards, int) and shards >= 1 else 1
 
 
 async def check_token(

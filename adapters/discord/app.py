@@ -2,6 +2,10 @@
 
 Everything an event starts runs in a task this adapter owns (discord.py's own handler tasks are not cancelled
 on close), so `aclose` stops answers cleanly and no task outlives the adapter.
+
+The client is discord.py's AutoShardedClient: one gateway session per shard, each guild's events on shard
+`(guild_id >> 22) % shard_count`, DMs on shard 0. DISCORD_SHARD_COUNT and DISCORD_SHARD_IDS split the shards
+between replicas; without them, one process runs as many as Discord recommends.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import discord
@@ -19,7 +23,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from adapters.base import ApiObserver, NullObserver
+from adapters.base import SETTLE_S, ApiObserver, NullObserver
 from adapters.discord.api import (
     DEFAULT_API_BASE,
     PLATFORM,
@@ -58,8 +62,9 @@ class _NoVoiceWarnings(logging.Filter):
 _NO_VOICE_WARNINGS = _NoVoiceWarnings()
 
 
-class _Client(discord.Client):
-    """A discord.Client with the command tree and the answers' buttons; it hands every event to the adapter."""
+class _Client(discord.AutoShardedClient):
+    """A sharded discord.py client with the command tree and the answers' buttons; it hands every event to the
+    adapter."""
 
     def __init__(self, adapter: DiscordAdapter, intents: discord.Intents, **options: Any) -> None:
         super().__init__(intents=intents, allowed_mentions=NO_PINGS, **options)
@@ -72,14 +77,14 @@ class _Client(discord.Client):
         # here, not in on_ready: on_ready runs again after every reconnect
         await sync_commands(self.tree, self.adapter.guild_ids)
 
-    async def on_ready(self) -> None:
-        self.adapter._gateway_changed(True)
+    async def on_shard_ready(self, shard_id: int) -> None:
+        self.adapter._shard_changed(shard_id, True)
 
-    async def on_resumed(self) -> None:
-        self.adapter._gateway_changed(True)
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self.adapter._shard_changed(shard_id, True)
 
-    async def on_disconnect(self) -> None:
-        self.adapter._gateway_changed(False)
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self.adapter._shard_changed(shard_id, False)
 
     async def on_message(self, message: discord.Message) -> None:
         self.adapter._tasks.spawn(self.adapter._on_message(message), f"discord-message-{message.id}")
@@ -146,6 +151,8 @@ class DiscordAdapter:
         guild_ready_timeout: float = 2.0,
         start_timeout_s: float = 60.0,
         http_timeout_s: float = 10.0,
+        shard_count: int | None = None,
+        shard_ids: Sequence[int] | None = None,
     ) -> None:
         """
         Args:
@@ -159,6 +166,9 @@ class DiscordAdapter:
             message_content: ask for the privileged Message Content intent; default: when knowledge channels are
                 set (mentions and DMs carry their content without it).
             guild_ready_timeout: discord.py's wait for GUILD_CREATEs after READY (tests shrink it).
+            shard_count: DISCORD_SHARD_COUNT, the shards of all replicas together; default: what GET /gateway/bot
+                recommends (one with a gateway named by `gateway_url`).
+            shard_ids: DISCORD_SHARD_IDS, this process's shards (needs `shard_count`); default: all of them.
         """
         self._token = bot_token
         self._answerer = answerer
@@ -178,9 +188,11 @@ class DiscordAdapter:
         self._http_timeout_s = http_timeout_s
         self._budgets = ChannelBudgets(pacing)
         self._clicks = Clicks(answerer)
+        self._shard_count = shard_count
+        self._shard_ids = tuple(shard_ids) if shard_ids is not None else None
         self._client: _Client | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._gateway_up = False
+        self._shards_up: dict[int, bool] = {}  # READY or RESUMED seen, no disconnect since
         self._tasks = TaskOwner(log)
         self._background = TaskOwner(log)  # backfills: not events, so not counted in `in_progress`
         self._saved_settings: tuple[str, yarl.URL] | None = None
@@ -203,11 +215,13 @@ class DiscordAdapter:
             raise RuntimeError("the Discord adapter is already started")
         self._tasks.reopen()  # a supervisor starts the adapter again after closing it
         self._background.reopen()
-        gateway = self._gateway_url
+        gateway, recommended = self._gateway_url, None
         if gateway is None and self._api_base is not None:
-            gateway = await discover_gateway(
+            gateway, recommended = await discover_gateway(
                 self._api_base, self._token, self._http_timeout_s, self._observer
             )
+        # None: discord.py asks Discord (GET /gateway/bot), and takes the gateway it names too
+        shard_count = self._shard_count or recommended or (1 if gateway is not None else None)
         # The only two library settings the adapter touches; restored by aclose.
         self._saved_settings = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
         if self._api_base is not None:
@@ -222,6 +236,8 @@ class DiscordAdapter:
             self.intents,
             guild_ready_timeout=self._guild_ready_timeout,
             http_trace=observing_trace(self._observer, self._api_base or DEFAULT_API_BASE),
+            shard_count=shard_count,
+            shard_ids=list(self._shard_ids) if self._shard_ids is not None else None,
         )
         install_commands(client.tree, self._answerer.catalog.presets, self._on_moa, self._on_forget)
         self._client = client
@@ -260,10 +276,12 @@ class DiscordAdapter:
         )
         if ready in done:
             log.info(
-                "Discord: connected as %s (%s), %d guilds",
+                "Discord: connected as %s (%s), %d guilds, shards %s of %s",
                 client.user,
                 client.application_id,
                 len(client.guilds),
+                ",".join(str(i) for i in self.shards),
+                client.shard_count,
             )
             return
         ready.cancel()
@@ -280,12 +298,14 @@ class DiscordAdapter:
 
     async def aclose(self) -> None:
         # answers first, while the client can still mark them interrupted
+        if not self._answerer.accepting:  # stopping: what was taken last is handed over, not dropped
+            await self._tasks.settle(SETTLE_S)
         await self._tasks.cancel_all()
         await self._background.cancel_all()
         self.knowledge = None
         client, self._client = self._client, None
         runner, self._runner = self._runner, None
-        self._gateway_up = False
+        self._shards_up = {}
         if client is not None:
             await client.close()
         if runner is not None:
@@ -306,15 +326,28 @@ class DiscordAdapter:
 
     @property
     def connected(self) -> bool:
-        """True while the gateway session is up: READY or RESUMED seen, no disconnect since."""
+        """True while every shard's gateway session is up: READY or RESUMED seen, no disconnect since."""
         client, runner = self._client, self._runner
+        shards = self.shards
         return (
-            self._gateway_up
+            bool(shards)
+            and all(state == "ready" for state in shards.values())
             and client is not None
             and not client.is_closed()
             and runner is not None
             and not runner.done()
         )
+
+    @property
+    def shards(self) -> Mapping[int, str]:
+        """This process's shards and their states ("connecting", "ready", "disconnected"), for /healthz; none
+        before the client knows how many there are."""
+        client = self._client
+        if client is None or client.shard_count is None:
+            return {}
+        ids = self._shard_ids if self._shard_ids is not None else range(client.shard_count)
+        states = {True: "ready", False: "disconnected"}
+        return {i: states[self._shards_up[i]] if i in self._shards_up else "connecting" for i in ids}
 
     def mount(self, app: web.Application) -> None:
         return None  # everything arrives over the gateway
@@ -330,10 +363,11 @@ class DiscordAdapter:
 
     # --- events ---------------------------------------------------------------------------------------
 
-    def _gateway_changed(self, up: bool) -> None:
-        if up != self._gateway_up:
-            log.log(logging.INFO if up else logging.WARNING, "Discord gateway %s", "up" if up else "lost")
-        self._gateway_up = up
+    def _shard_changed(self, shard_id: int, up: bool) -> None:
+        if up != self._shards_up.get(shard_id, False):
+            log.log(logging.INFO if up else logging.WARNING, "Discord gateway %s (shard %d)",
+                    "up" if up else "lost", shard_id)
+        self._shards_up[shard_id] = up
 
     def _context(self) -> SinkContext:
         assert self._client is not None

@@ -32,7 +32,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
-from adapters.base import ApiObserver, NullObserver
+from adapters.base import SETTLE_S, ApiObserver, NullObserver
 from adapters.pacing import RetryLater
 from adapters.slack import inbound
 from adapters.slack.api import CANNOT_POST, SlackApi, SlackCallError, web_client
@@ -281,6 +281,8 @@ class SlackAdapter:
         handler, self._handler = self._handler, None
         if handler is not None:
             await handler.close_async()  # type: ignore[no-untyped-call]  # no new events from here on
+        if not self._answerer.accepting:  # stopping: what was acknowledged last is handed over, not dropped
+            await self._tasks.settle(SETTLE_S)
         await self._tasks.cancel_all()  # answers in flight show "interrupted" on their way out
         if self._knowledge is not None:
             await self._knowledge.aclose()  # backfills resume from their cursors next time

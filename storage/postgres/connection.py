@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -18,8 +19,16 @@ DEFAULT_PORT = 5432
 # pg_advisory_lock's two-key form: (this application, what for); "moab" in ASCII
 LOCK_SPACE = 0x6D6F6162
 MIGRATING = 1  # held while migrations are applied
-SERVING = 2  # held by the one `moa-bot run` (see PostgresStore.start)
 COPYING = 3  # held by `moa-bot db migrate-to`
+# ...and (what for, `lock_key` of whose): "moat", a conversation's turn; "moar", a person's rate
+TURNS = 0x6D6F6174
+RATES = 0x6D6F6172
+
+
+def lock_key(name: str) -> int:
+    """A 32-bit advisory lock key for `name`, the same in every process (Python's `hash` is not). Two names
+    may share one: then their holders wait for each other, which is slower, never wrong."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True)
 
 
 def is_postgres_url(value: str) -> bool:

@@ -38,7 +38,7 @@ BATCH = 2000  # rows read from SQLite and sent to PostgreSQL at a time
 
 RUN_COLUMNS = (
     "id, user_id, event_id, question, preset, status, placeholder, answer, error, created_at, finished_at,"
-    " elapsed_s, prompt_tokens, completion_tokens"
+    " elapsed_s, prompt_tokens, completion_tokens, owner"
 )
 MESSAGE_COLUMNS = ("conversation_id", "role", "content", "run_id", "created_at")
 PROPOSAL_COLUMNS = (

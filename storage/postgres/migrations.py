@@ -13,7 +13,7 @@ from importlib import resources
 
 from storage.postgres.connection import LOCK_SPACE, MIGRATING, Connection
 
-MIGRATIONS: tuple[str, ...] = ("m001_initial", "m002_health", "m003_knowledge", "m004_feedback")
+MIGRATIONS: tuple[str, ...] = ("m001_initial", "m002_health", "m003_knowledge", "m004_feedback", "m005_replicas")
 
 
 def sql(name: str) -> str:

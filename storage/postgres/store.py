@@ -8,7 +8,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -20,9 +20,8 @@ from moa.events import Message, Usage
 from moa.persistence import HistoryBudget, ProposalRecord, RunRecord
 from storage.errors import describe_postgres
 from storage.interface import EVENTS_KEPT_DAYS, UNFINISHED, SchemaStatus
-from storage.lock import DatabaseInUse
 from storage.postgres import migrations
-from storage.postgres.connection import LOCK_SPACE, SERVING, Connection, PostgresUrl
+from storage.postgres.connection import RATES, TURNS, Connection, PostgresUrl, lock_key
 from storage.postgres.knowledge import KnowledgeTables
 from storage.shared import (
     PROPOSAL_COLUMNS,
@@ -30,6 +29,7 @@ from storage.shared import (
     newest_within,
     proposal_record,
     proposal_rows,
+    rate_wait,
     run_dict,
     run_record,
 )
@@ -70,6 +70,11 @@ TOUCH = (
 )
 # the conversation `key` ($1-$4) as `c`
 MATCH = "c.platform = $1 AND c.workspace = $2 AND c.channel = $3 AND c.thread = $4"
+# the database's clock in unix seconds: heartbeats are written and judged by it, never by a replica's own
+NOW = "extract(epoch FROM clock_timestamp())::double precision"
+# how long an answer may wait for the one before it in its conversation, written by another replica
+TURN_WAIT_S = 3600.0
+CLAIM_ATTEMPTS = 5  # a claim that meets another replica's is tried again on a fresh snapshot
 
 
 def _key(key: ConversationKey) -> tuple[str, str, str, str]:
@@ -85,8 +90,11 @@ class PostgresStore(KnowledgeTables):
     """Opened with `start()` (or `async with`), closed with `aclose()`; nothing happens in `__init__`.
 
     Every statement is bounded by `timeout_s` (migrations by `migration_timeout_s`), and so is the wait for a
-    connection of the pool.
+    connection of the pool. Any number of replicas may serve one database: they coordinate through it (advisory
+    locks for conversations' turns and rates, heartbeats and runs' owners for takeovers).
     """
+
+    shared = True
 
     def __init__(
         self,
@@ -96,26 +104,26 @@ class PostgresStore(KnowledgeTables):
         timeout_s: float = 10.0,
         migration_timeout_s: float = 300.0,
         max_connections: int = 10,
+        concurrent_answers: int = 0,
     ) -> None:
+        """`concurrent_answers`: how many answers may hold their conversation's turn at once (MOA_MAX_CONCURRENT);
+        each holds a connection of the pool for as long, on top of `max_connections` for everything else."""
         self.url = PostgresUrl(url)
         self.setting = setting  # what named the database, for the message when it cannot be opened
         self.location = f"PostgreSQL at {self.url.location}"
         self.timeout_s = timeout_s
         self.migration_timeout_s = migration_timeout_s
-        self.max_connections = max_connections
+        self.max_connections = max_connections + concurrent_answers
         self._pool: asyncpg.Pool | None = None
-        self._serving: asyncpg.Connection | None = None  # holds the one-service lock while open
 
     async def start(self, *, exclusive: bool = False) -> PostgresStore:
         """Connect, migrate (under an advisory lock) and check that the database takes a write.
 
-        `exclusive` (for `moa-bot run`): this process serves the database, as on SQLite; `DatabaseInUse` when
-        another does. Until replicas coordinate through the database, two services would each answer the
-        other's runs again as a crash's leftovers.
+        `exclusive` (for `moa-bot run`) changes nothing here: any number of replicas may serve the database.
         """
         try:
             try:
-                await self._open(exclusive=exclusive)
+                await self._open()
             except DRIVER_ERRORS as exc:
                 reason = describe_postgres(exc, self.timeout_s)
                 raise StorageError(f"{self.setting}: cannot open {self.location}: {reason}") from exc
@@ -124,7 +132,7 @@ class PostgresStore(KnowledgeTables):
             raise
         return self
 
-    async def _open(self, *, exclusive: bool) -> None:
+    async def _open(self) -> None:
         self._pool = await asyncpg.create_pool(
             self.url.url,
             min_size=1,
@@ -132,35 +140,17 @@ class PostgresStore(KnowledgeTables):
             timeout=self.timeout_s,  # to connect
             command_timeout=self.timeout_s,
         )
-        if exclusive:
-            await self._serve()
         async with self.pool.acquire(timeout=self.timeout_s) as conn:
             await migrations.migrate(conn, timeout_s=self.migration_timeout_s)
             await self._stamp(conn)  # a database that cannot take a write is of no use to any command
 
-    async def _serve(self) -> None:
-        # on a connection of its own: the lock is the session's, and goes when the process does
-        self._serving = await asyncpg.connect(self.url.url, timeout=self.timeout_s, command_timeout=self.timeout_s)
-        if not await self._serving.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_SPACE, SERVING):
-            raise DatabaseInUse(
-                f"{self.setting}: {self.location} is in use by another `moa-bot run`; until replicas coordinate "
-                "through the database (a later release), one database serves one process"
-            )
-
     async def aclose(self) -> None:
-        try:
-            if self._pool is not None:
-                pool, self._pool = self._pool, None
-                try:
-                    await asyncio.wait_for(pool.close(), self.timeout_s)
-                except (TimeoutError, *DRIVER_ERRORS):
-                    pool.terminate()
-        finally:
-            # after the pool: the next service must not start while this one still writes
-            if self._serving is not None:
-                serving, self._serving = self._serving, None
-                with contextlib.suppress(*DRIVER_ERRORS):
-                    await serving.close(timeout=self.timeout_s)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), self.timeout_s)
+            except (TimeoutError, *DRIVER_ERRORS):
+                pool.terminate()
 
     async def __aenter__(self) -> PostgresStore:
         return await self.start()
@@ -251,12 +241,21 @@ class PostgresStore(KnowledgeTables):
 
     @_operation
     async def create_run(
-        self, conn: Connection, key: ConversationKey, user: str, question: str, preset: str, event_id: str
+        self,
+        conn: Connection,
+        key: ConversationKey,
+        user: str,
+        question: str,
+        preset: str,
+        event_id: str,
+        *,
+        owner: str = "",
     ) -> str:
         run_id = uuid.uuid4().hex
         await conn.execute(
-            f"{TOUCH}INSERT INTO runs (id, conversation_id, user_id, event_id, question, preset, status, created_at)"
-            " SELECT $6, id, $7, $8, $9, $10, 'pending', $5 FROM conversation",
+            f"{TOUCH}INSERT INTO runs"
+            " (id, conversation_id, user_id, event_id, question, preset, status, created_at, owner)"
+            " SELECT $6, id, $7, $8, $9, $10, 'pending', $5, $11 FROM conversation",
             *_key(key),
             time.time(),
             run_id,
@@ -264,8 +263,40 @@ class PostgresStore(KnowledgeTables):
             event_id,
             question,
             preset,
+            owner,
         )
         return run_id
+
+    @_operation
+    async def release_run(self, conn: Connection, run_id: str) -> None:
+        await conn.execute("UPDATE runs SET owner = '' WHERE id = $1", run_id)
+
+    @contextlib.asynccontextmanager
+    async def claim_turn(
+        self, key: ConversationKey, on_wait: Callable[[], Awaitable[None]]
+    ) -> AsyncIterator[None]:
+        """The conversation's advisory lock, held by a connection of the pool until the answer is written.
+
+        A session lock, not a transaction's: an answer takes minutes, and a transaction open that long would
+        hold back vacuum. The pool's reset on release unlocks it, and PostgreSQL drops it when the connection
+        does, so a replica that dies mid-answer never leaves its conversation locked.
+        """
+        lock = (TURNS, lock_key(str(key)))
+        try:
+            conn = await self.pool.acquire(timeout=self.timeout_s)
+        except DRIVER_ERRORS as exc:
+            raise StorageError(describe_postgres(exc, self.timeout_s)) from exc
+        try:
+            try:
+                if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *lock):
+                    await on_wait()
+                    await conn.execute("SELECT pg_advisory_lock($1, $2)", *lock, timeout=TURN_WAIT_S)
+            except DRIVER_ERRORS as exc:
+                raise StorageError(describe_postgres(exc, self.timeout_s)) from exc
+            yield
+        finally:
+            with contextlib.suppress(*DRIVER_ERRORS):  # a connection that cannot be reset is closed, lock and all
+                await self.pool.release(conn, timeout=self.timeout_s)
 
     @_operation
     async def set_placeholder(self, conn: Connection, run_id: str, placeholder: dict[str, str]) -> None:
@@ -377,34 +408,119 @@ class PostgresStore(KnowledgeTables):
     # dedup and housekeeping ------------------------------------------------------------------------------
 
     @_operation
-    async def first_time(self, conn: Connection, platform: str, event_id: str) -> bool:
-        """Record an event id; False when it was recorded before (a retry or a duplicate delivery).
+    async def first_time(self, conn: Connection, platform: str, *delivery_ids: str) -> bool:
+        """Record every id one delivery goes by (event id, message id, a slash command's trigger id); False when
+        any was recorded before.
 
-        One unique insert: of several processes offered the same event, exactly one is told it is new.
+        One unique insert of them all: of several processes offered the same event, or the same message under
+        two event ids, at most one inserts every id, and only that one is told it is new.
         """
+        ids = list(dict.fromkeys(delivery_ids))
+        if not ids:
+            return True
         status = await conn.execute(
-            "INSERT INTO processed_events (platform, event_id, seen_at) VALUES ($1, $2, $3)"
+            "INSERT INTO processed_events (platform, event_id, seen_at) SELECT $1, id, $3 FROM unnest($2::text[]) id"
             " ON CONFLICT (platform, event_id) DO NOTHING",
             platform,
-            event_id,
+            ids,
             time.time(),
         )
-        return _count(status) == 1
+        return _count(status) == len(ids)
 
     @_operation
     async def purge(
         self, conn: Connection, *, older_than_days: float, events_older_than_days: float = EVENTS_KEPT_DAYS
     ) -> int:
-        """Delete conversations untouched for `older_than_days` (with their runs); returns how many."""
+        """Delete conversations untouched for `older_than_days` (with their runs); returns how many.
+
+        The heartbeats of replicas gone for as long as event ids are kept go too, and questions counted for
+        rates as old as the conversations.
+        """
         now = time.time()
         async with conn.transaction():
             removed = await conn.execute(
                 "DELETE FROM conversations WHERE updated_at < $1", now - older_than_days * 86400
             )
-            await conn.execute(
-                "DELETE FROM processed_events WHERE seen_at < $1", now - events_older_than_days * 86400
-            )
+            events_before = now - events_older_than_days * 86400
+            await conn.execute("DELETE FROM processed_events WHERE seen_at < $1", events_before)
+            await conn.execute("DELETE FROM replicas WHERE seen_at < $1", events_before)
+            await conn.execute("DELETE FROM rates WHERE at < $1", now - older_than_days * 86400)
         return _count(removed)
+
+    # rates and replicas ------------------------------------------------------------------------------------
+
+    @_operation
+    async def admit(self, conn: Connection, bucket: str, limit: int, per_s: float) -> float | None:
+        """Count a question against `bucket` if it fits the rate; else the seconds until one does.
+
+        The bucket's advisory lock makes look-and-count one step: two replicas asked at once by the same person
+        never both take the last question of the window.
+        """
+        now = time.time()
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", RATES, lock_key(bucket))
+            window = await conn.fetchrow(
+                "WITH expired AS (DELETE FROM rates WHERE bucket = $1 AND at <= $2)"
+                " SELECT count(*), min(at) FROM rates WHERE bucket = $1 AND at > $2",
+                bucket,
+                now - per_s,
+            )
+            counted, oldest = (0, None) if window is None else (int(window[0]), window[1])
+            wait = rate_wait(counted, oldest, limit, per_s, now)
+            if wait is None:
+                await conn.execute("INSERT INTO rates (bucket, at) VALUES ($1, $2)", bucket, now)
+        return wait
+
+    @_operation
+    async def heartbeat(self, conn: Connection, replica: str) -> None:
+        await self._beat(conn, replica)
+
+    @staticmethod
+    async def _beat(conn: Connection, replica: str) -> None:
+        await conn.execute(
+            f"INSERT INTO replicas (id, started_at, seen_at) VALUES ($1, {NOW}, {NOW})"
+            " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+            replica,
+        )
+
+    @_operation
+    async def retire(self, conn: Connection, replica: str) -> None:
+        await conn.execute("DELETE FROM replicas WHERE id = $1", replica)
+
+    @_operation
+    async def claim_orphans(
+        self, conn: Connection, replica: str, stale_after_s: float, platforms: Collection[str]
+    ) -> list[RunRecord]:
+        """The unfinished runs of `platforms` handed over or left by a replica gone quiet, now `replica`'s.
+
+        The claim is a heartbeat too, in the same transaction: a run is never claimed by a replica that looks
+        gone. SKIP LOCKED: of replicas claiming at once, each passes over the runs another is claiming. REPEATABLE
+        READ: a run another replica claimed and committed since this claim's snapshot fails this claim (READ
+        COMMITTED would check the run again, but that replica's heartbeat as of the stale snapshot, and claim it a
+        second time); the claim is then tried again on a fresh snapshot, where that run is alive and its own.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with conn.transaction(isolation="repeatable_read"):
+                    await self._beat(conn, replica)
+                    rows = await conn.fetch(
+                        "WITH orphans AS (SELECT r.id FROM runs r JOIN conversations c ON c.id = r.conversation_id"
+                        " WHERE r.status = ANY($2::text[]) AND r.owner <> $1 AND c.platform = ANY($3::text[])"
+                        f" AND NOT EXISTS (SELECT 1 FROM replicas p WHERE p.id = r.owner AND p.seen_at > {NOW} - $4)"
+                        " FOR UPDATE OF r SKIP LOCKED)"
+                        " UPDATE runs r SET owner = $1 FROM orphans, conversations c"
+                        f" WHERE r.id = orphans.id AND c.id = r.conversation_id RETURNING {RUN_COLUMNS}",
+                        replica,
+                        UNFINISHED,
+                        list(platforms),
+                        stale_after_s,
+                    )
+                return sorted((run_record(row) for row in rows), key=lambda run: run.created_at)
+            except asyncpg.SerializationError:
+                if attempt == CLAIM_ATTEMPTS:
+                    raise
 
     async def maintain(self) -> None:
         """Nothing to do: PostgreSQL's autovacuum reclaims space and refreshes the planner's statistics."""

@@ -369,11 +369,11 @@ def application(app_id: int, name: str, *, owner: JSON, bot: JSON, flags: int) -
     }
 
 
-def gateway_bot(url: str) -> JSON:
-    """`GET /gateway/bot`."""
+def gateway_bot(url: str, shards: int = 1) -> JSON:
+    """`GET /gateway/bot`: the gateway, and how many shards Discord recommends."""
     return {
         "url": url,
-        "shards": 1,
+        "shards": shards,
         "session_start_limit": {
             "total": 1000,
             "remaining": 999,
@@ -401,9 +401,13 @@ def ready(
     resume_gateway_url: str,
     application_id: int,
     application_flags: int,
+    shard: tuple[int, int] | None = None,
 ) -> JSON:
-    """The READY dispatch's `d`: guilds are unavailable stubs, filled in by the GUILD_CREATEs that follow."""
+    """The READY dispatch's `d`: guilds are unavailable stubs, filled in by the GUILD_CREATEs that follow;
+    `shard` ([id, count]) when the IDENTIFY named one."""
+    extra: JSON = {} if shard is None else {"shard": list(shard)}
     return {
+        **extra,
         "v": API_VERSION,
         "user": {**bot_user, "verified": True, "mfa_enabled": False, "email": None},
         "user_settings": {},

@@ -10,7 +10,10 @@ arrive with empty content (and no embeds, attachments or components) unless they
 What other people do arrives the same way: MESSAGE_CREATE / _UPDATE (the full message, as Discord now sends
 it) / _DELETE / _DELETE_BULK (ids only) under GUILD_MESSAGES or DIRECT_MESSAGES, reactions under
 GUILD_MESSAGE_REACTIONS or DIRECT_MESSAGE_REACTIONS, THREAD_CREATE / _UPDATE / _DELETE under GUILDS.
-GUILD_CREATE lists only active threads, as Discord does.
+GUILD_CREATE lists only active threads, as Discord does. Sharding: an IDENTIFY with `shard: [id, count]` gets
+READY (naming the shard) and GUILD_CREATEs for its own guilds only, `(guild_id >> 22) % count == id`, and every
+dispatch goes to the sessions whose shard holds its guild (events of no guild, DMs among them, to shard 0); a
+shard id not below the count closes 4010.
 
 To send a new event: call `dispatch(name, data, intent=...)` with a payload built in `discord_payloads.py`, or
 add a method here next to `message_created` when REST actions should echo it.
@@ -41,6 +44,12 @@ class _Session:
     seq: int = 0
     frames: list[JSON] = field(default_factory=list)  # every dispatch, for RESUME replay
     conn: _Connection | None = None
+    shard: tuple[int, int] = (0, 1)  # (id, count) from IDENTIFY
+
+    def holds(self, guild_id: int | None) -> bool:
+        """Whether this session's shard gets the events of `guild_id` (None: events of no guild, DMs)."""
+        shard, count = self.shard
+        return shard == 0 if guild_id is None else (guild_id >> 22) % count == shard
 
 
 @dataclass(eq=False)  # kept in a set, by identity
@@ -120,8 +129,11 @@ class Gateway:
         keep the event for replay on RESUME, as Discord does.
         """
         delivered = 0
+        guild_id = data.get("guild_id") if isinstance(data, dict) else None
         for session in list(self._sessions.values()):
             if intent is not None and not session.intents & intent:
+                continue
+            if not session.holds(None if guild_id is None else int(guild_id)):
                 continue
             delivered += await self._send_dispatch(session, event, data)
         return delivered
@@ -147,7 +159,7 @@ class Gateway:
             return
         intent = _message_intent(message)
         for session in list(self._sessions.values()):
-            if not session.intents & intent:
+            if not session.intents & intent or not session.holds(message.guild_id):
                 continue
             content = self._visible_content(session, message)
             payload = self.state.message_payload(message, gateway=True, content=content)
@@ -159,7 +171,7 @@ class Gateway:
             return
         intent = _message_intent(message)
         for session in list(self._sessions.values()):
-            if session.intents & intent:
+            if session.intents & intent and session.holds(message.guild_id):
                 content = self._visible_content(session, message)
                 payload = self.state.message_payload(message, gateway=True, content=content)
                 await self._send_dispatch(session, "MESSAGE_UPDATE", payload)
@@ -303,21 +315,29 @@ class Gateway:
         if not self.privileged_intents and intents & p.PRIVILEGED_INTENTS:
             await conn.close(4014, b"Disallowed intent(s).")
             return
+        shard = d.get("shard")
+        if shard is not None and not _valid_shard(shard):
+            await conn.close(4010, b"Invalid shard.")
+            return
         session = _Session(id=secrets.token_hex(16), intents=intents, conn=conn)
+        if shard is not None:
+            session.shard = (shard[0], shard[1])
         conn.session = session
         self._sessions[session.id] = session
         state = self.state
+        guilds = [guild for guild in state.guilds.values() if session.holds(guild.id)]
         ready = p.ready(
             bot_user=state.bot_user,
-            guild_ids=list(state.guilds),
+            guild_ids=[guild.id for guild in guilds],
             session_id=session.id,
             resume_gateway_url=self._url(),
             application_id=state.application_id,
             application_flags=state.application_flags,
+            shard=None if shard is None else session.shard,
         )
         await self._send_dispatch(session, "READY", ready)
         if intents & p.INTENT_GUILDS:
-            for guild in state.guilds.values():
+            for guild in guilds:
                 await self._send_dispatch(session, "GUILD_CREATE", self._guild_create(guild))
         self.ready_count += 1
         self._notify()
@@ -380,6 +400,16 @@ class Gateway:
             members=[self._member(uid, guild) for uid in guild.member_ids],
             joined_at=guild.joined_at,
         )
+
+
+def _valid_shard(shard: Any) -> bool:
+    """`[shard_id, num_shards]`, with 0 <= shard_id < num_shards."""
+    return (
+        isinstance(shard, list)
+        and len(shard) == 2
+        and all(isinstance(n, int) for n in shard)
+        and 0 <= shard[0] < shard[1]
+    )
 
 
 def _message_intent(message: StoredMessage) -> int:

@@ -80,8 +80,10 @@ class DiscordRoutes:
         interaction_token_ttl: float,
         interaction_ack_deadline: float,
         gateway_url: Callable[[], str],
+        recommended_shards: int = 1,
     ) -> None:
         self.state = state
+        self.recommended_shards = recommended_shards  # what GET /gateway/bot says
         self.gateway = gateway
         self.interaction_token_ttl = interaction_token_ttl
         self.interaction_ack_deadline = interaction_ack_deadline
@@ -282,7 +284,7 @@ class DiscordRoutes:
         return 200, {"url": self._gateway_url()}
 
     async def get_gateway_bot(self, request: web.Request, body: Any) -> tuple[int, Any]:
-        return 200, p.gateway_bot(self._gateway_url())
+        return 200, p.gateway_bot(self._gateway_url(), self.recommended_shards)
 
     async def get_me(self, request: web.Request, body: Any) -> tuple[int, Any]:
         return 200, p.current_user(self.state.bot_id, self.state.bot_user["username"])

@@ -65,6 +65,7 @@ class FakeDiscord(DiscordState, LoopbackServer):
     interaction_token_ttl = Forward("routes")
     interaction_ack_deadline = Forward("routes")
     max_content = Forward("routes")
+    recommended_shards = Forward("routes")
     # Gateway (gateway.py).
     identifies = Forward("gateway")
     resumes = Forward("gateway")
@@ -99,6 +100,7 @@ class FakeDiscord(DiscordState, LoopbackServer):
         privileged_intents: bool = True,
         echo_bot_events: bool = True,
         attachment_url_ttl_s: float = 86400.0,
+        recommended_shards: int = 1,
         port: int = 0,
     ) -> None:
         """
@@ -120,6 +122,9 @@ class FakeDiscord(DiscordState, LoopbackServer):
                 close with 4014, as for an app whose toggles are off in the developer portal.
             echo_bot_events: dispatch gateway events for the bot's own REST actions, as Discord does.
             attachment_url_ttl_s: how long a signed attachment URL works (Discord: about a day).
+            recommended_shards: the shard count GET /gateway/bot recommends. Sessions that IDENTIFY with
+                `shard: [id, count]` get only their shard's guilds, `(guild_id >> 22) % count == id`, and DMs
+                and other events of no guild on shard 0, as on Discord.
             port: 0 for any free port; a fixed one lets a test restart "the same" Discord.
         """
         DiscordState.__init__(self, bot_name=bot_name, privileged_intents=privileged_intents)
@@ -140,6 +145,7 @@ class FakeDiscord(DiscordState, LoopbackServer):
             interaction_token_ttl=interaction_token_ttl,
             interaction_ack_deadline=interaction_ack_deadline,
             gateway_url=lambda: self.gateway_url,
+            recommended_shards=recommended_shards,
         )
         if channel_message_rate is _SAME_AS_MESSAGE_RATE:
             channel_message_rate = message_rate

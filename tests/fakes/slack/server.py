@@ -183,15 +183,17 @@ class FakeSlack(SlackState, LoopbackServer):
         retry_reason: str | None = None,
         *,
         store: bool = True,
+        connection: int | None = None,
     ) -> Envelope:
         """Deliver an `event_callback` body as an `events_api` envelope; `await` it for the ack.
 
         A retry (`retry_attempt` > 0) defaults to reason "timeout", like Slack's redelivery of an un-acked
-        envelope. `store` first records the message the event refers to (see `store_event`).
+        envelope. `store` first records the message the event refers to (see `store_event`). `connection`: the
+        id of the Socket Mode connection to send it on (default: the newest).
         """
         if store:
             self.store_event(payload)
-        return self.socket.push_event(payload, retry_attempt, retry_reason)
+        return self.socket.push_event(payload, retry_attempt, retry_reason, connection)
 
     def push_slash_command(self, form: Mapping[str, str]) -> Envelope:
         """Deliver slash command fields as a `slash_commands` envelope; `await` it for the ack.

@@ -1,7 +1,9 @@
 """The fake Slack's Socket Mode server: `/socket?ticket=...` WebSockets, envelopes out, acks in.
 
 `hello` on connect; tickets are single-use, as the URLs `apps.connections.open` returns are; envelopes go to
-the newest live connection (waiting `connect_wait_s` for one) and `await envelope` gives the client's ack.
+the newest live connection (waiting `connect_wait_s` for one), or to the one a test names (Slack spreads events
+over an app's connections, up to 10: several processes each hold one), and `await envelope` gives the client's
+ack.
 Slack's `{"type": "disconnect"}` and abrupt drops are test controls. With `echo_bot_events`, the bot's own
 messages come back as events, as they do for an app subscribed to `message.*`.
 
@@ -235,8 +237,10 @@ class SocketMode:
         accepts_response_payload: bool = False,
         retry_attempt: int | None = None,
         retry_reason: str | None = None,
+        connection: int | None = None,
     ) -> Envelope:
-        """Send any envelope to the newest live connection (waiting up to `connect_wait_s` for one)."""
+        """Send any envelope to the newest live connection (waiting up to `connect_wait_s` for one), or to the
+        connection whose id is `connection`."""
         loop = asyncio.get_running_loop()
         env = Envelope(
             envelope_id=str(uuid.uuid4()),
@@ -252,17 +256,22 @@ class SocketMode:
         env.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.envelopes.append(env)
         self._pending[env.envelope_id] = env
-        self._spawn(self._deliver(env))
+        self._spawn(self._deliver(env, connection))
         return env
 
     def push_event(
-        self, payload: Mapping[str, Any], retry_attempt: int = 0, retry_reason: str | None = None
+        self,
+        payload: Mapping[str, Any],
+        retry_attempt: int = 0,
+        retry_reason: str | None = None,
+        connection: int | None = None,
     ) -> Envelope:
         """An `event_callback` body as an `events_api` envelope; a retry defaults to reason "timeout"."""
         if retry_attempt and retry_reason is None:
             retry_reason = "timeout"
         return self.push_envelope(
-            "events_api", payload, retry_attempt=retry_attempt, retry_reason=retry_reason or ""
+            "events_api", payload, retry_attempt=retry_attempt, retry_reason=retry_reason or "",
+            connection=connection,
         )
 
     def echo(self, event: Json) -> None:
@@ -270,9 +279,14 @@ class SocketMode:
         if self.echo_bot_events and self.live_connections:
             self.push_event(sp.event_callback(event))
 
-    async def _deliver(self, env: Envelope) -> None:
+    async def _deliver(self, env: Envelope, connection: int | None) -> None:
         try:
             conn = await self.wait_connected(timeout=self.connect_wait_s)
+            if connection is not None:
+                named = [c for c in self.live_connections if c.id == connection]
+                if not named:
+                    raise ConnectionError(f"connection {connection} is not live")
+                conn = named[0]
             await conn.ws.send_str(json.dumps(env.to_wire()))
             env.sent_at = self.clock()
             env.connection_id = conn.id
