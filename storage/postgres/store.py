@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 
@@ -23,6 +21,7 @@ from storage.interface import EVENTS_KEPT_DAYS, UNFINISHED, SchemaStatus
 from storage.postgres import migrations
 from storage.postgres.connection import RATES, TURNS, Connection, PostgresUrl, lock_key
 from storage.postgres.knowledge import KnowledgeTables
+from storage.postgres.operation import DRIVER_ERRORS, count, operation
 from storage.shared import (
     PROPOSAL_COLUMNS,
     RUN_COLUMNS,
@@ -33,33 +32,6 @@ from storage.shared import (
     run_dict,
     run_record,
 )
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-# what the driver raises for the database's or the network's faults (TimeoutError is an OSError)
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-
-
-def _operation(
-    method: Callable[Concatenate[PostgresStore, Connection, P], Coroutine[Any, Any, T]],
-) -> Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]]:
-    """One database operation on a connection of the pool, failures as `StorageError`.
-
-    A statement is all or nothing by itself; an operation of several writes runs them in a transaction it opens
-    (every transaction costs two more round trips, so single statements do without).
-    """
-
-    @functools.wraps(method)
-    async def operation(self: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            async with self.pool.acquire(timeout=self.timeout_s) as conn:
-                return await method(self, conn, *args, **kwargs)
-        except DRIVER_ERRORS as exc:
-            raise StorageError(describe_postgres(exc, self.timeout_s)) from exc
-
-    return operation
-
 
 # The conversation `key` ($1-$4), created or touched at $5, as `conversation (id)`: statements that write to a
 # conversation start with it, so they touch it and write in one statement.
@@ -79,11 +51,6 @@ CLAIM_ATTEMPTS = 5  # a claim that meets another replica's is tried again on a f
 
 def _key(key: ConversationKey) -> tuple[str, str, str, str]:
     return key.platform, key.workspace, key.channel, key.thread
-
-
-def _count(status: str) -> int:
-    """The rows a command changed, from its status ("DELETE 3", "INSERT 0 1")."""
-    return int(status.rsplit(" ", 1)[-1])
 
 
 class PostgresStore(KnowledgeTables):
@@ -168,7 +135,7 @@ class PostgresStore(KnowledgeTables):
 
     # conversations -------------------------------------------------------------------------------------
 
-    @_operation
+    @operation
     async def load_history(self, conn: Connection, key: ConversationKey, budget: HistoryBudget) -> list[Message]:
         """The newest messages that fit the budget, oldest first; older ones are dropped first."""
         async with conn.transaction():  # a cursor lives in one
@@ -179,7 +146,7 @@ class PostgresStore(KnowledgeTables):
             )
             return await newest_within(rows, budget)
 
-    @_operation
+    @operation
     async def has_history(self, conn: Connection, key: ConversationKey) -> bool:
         return bool(
             await conn.fetchval(
@@ -189,7 +156,7 @@ class PostgresStore(KnowledgeTables):
             )
         )
 
-    @_operation
+    @operation
     async def append_turn(
         self, conn: Connection, key: ConversationKey, question: str, answer: str, run_id: str
     ) -> None:
@@ -204,7 +171,7 @@ class PostgresStore(KnowledgeTables):
             run_id,
         )
 
-    @_operation
+    @operation
     async def seed_history(self, conn: Connection, key: ConversationKey, messages: Sequence[Message]) -> None:
         """Store context read from the platform once, so it never has to be read again."""
         kept = [m for m in messages if m["role"] in ("user", "assistant")]
@@ -218,7 +185,7 @@ class PostgresStore(KnowledgeTables):
             [m["content"] for m in kept],
         )
 
-    @_operation
+    @operation
     async def forget(self, conn: Connection, key: ConversationKey) -> int:
         """Delete a conversation's messages and finished runs; returns how many messages there were.
 
@@ -235,11 +202,11 @@ class PostgresStore(KnowledgeTables):
                 *_key(key),
                 UNFINISHED,
             )
-        return _count(deleted)
+        return count(deleted)
 
     # runs ----------------------------------------------------------------------------------------------
 
-    @_operation
+    @operation
     async def create_run(
         self,
         conn: Connection,
@@ -267,7 +234,7 @@ class PostgresStore(KnowledgeTables):
         )
         return run_id
 
-    @_operation
+    @operation
     async def release_run(self, conn: Connection, run_id: str) -> None:
         await conn.execute("UPDATE runs SET owner = '' WHERE id = $1", run_id)
 
@@ -298,11 +265,11 @@ class PostgresStore(KnowledgeTables):
             with contextlib.suppress(*DRIVER_ERRORS):  # a connection that cannot be reset is closed, lock and all
                 await self.pool.release(conn, timeout=self.timeout_s)
 
-    @_operation
+    @operation
     async def set_placeholder(self, conn: Connection, run_id: str, placeholder: dict[str, str]) -> None:
         await conn.execute("UPDATE runs SET placeholder = $1 WHERE id = $2", json.dumps(placeholder), run_id)
 
-    @_operation
+    @operation
     async def move_run(self, conn: Connection, run_id: str, key: ConversationKey) -> None:
         """Attach the run to `key`'s conversation; the one it leaves is deleted if nothing else is in it."""
         async with conn.transaction():
@@ -317,18 +284,18 @@ class PostgresStore(KnowledgeTables):
                     left,
                 )
 
-    @_operation
+    @operation
     async def mark_running(self, conn: Connection, run_id: str) -> None:
         await conn.execute("UPDATE runs SET status = 'running' WHERE id = $1", run_id)
 
-    @_operation
+    @operation
     async def add_proposals(self, conn: Connection, run_id: str, proposals: Sequence[ProposalRecord]) -> None:
         await conn.executemany(
             f"INSERT INTO proposals (run_id, {PROPOSAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             proposal_rows(run_id, proposals),
         )
 
-    @_operation
+    @operation
     async def finish_run(
         self,
         conn: Connection,
@@ -353,7 +320,7 @@ class PostgresStore(KnowledgeTables):
             run_id,
         )
 
-    @_operation
+    @operation
     async def unfinished_runs(self, conn: Connection) -> list[RunRecord]:
         rows = await conn.fetch(
             f"SELECT {RUN_COLUMNS} FROM runs r JOIN conversations c ON c.id = r.conversation_id"
@@ -362,7 +329,7 @@ class PostgresStore(KnowledgeTables):
         )
         return [run_record(row) for row in rows]
 
-    @_operation
+    @operation
     async def get_run(self, conn: Connection, run_id: str) -> dict[str, object] | None:
         """The whole run record with its proposals, as plain data (for `ask --json` and operators)."""
         run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1", run_id)
@@ -383,7 +350,7 @@ class PostgresStore(KnowledgeTables):
         record["sources"] = [dict(source) for source in sources]
         return record
 
-    @_operation
+    @operation
     async def drafts(self, conn: Connection, run_id: str) -> tuple[str, list[ProposalRecord]] | None:
         """A run's question and its proposals in the order they came in; None for an unknown (or purged) run."""
         question = await conn.fetchval("SELECT question FROM runs WHERE id = $1", run_id)
@@ -392,7 +359,7 @@ class PostgresStore(KnowledgeTables):
         rows = await conn.fetch(f"SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE run_id = $1 ORDER BY id", run_id)
         return str(question), [proposal_record(row) for row in rows]
 
-    @_operation
+    @operation
     async def record_feedback(self, conn: Connection, run_id: str, user: str, value: str) -> bool:
         """Store a person's 👍/👎 on a run (replacing their earlier one); False for an unknown run."""
         status = await conn.execute(
@@ -403,11 +370,11 @@ class PostgresStore(KnowledgeTables):
             value,
             time.time(),
         )
-        return _count(status) == 1
+        return count(status) == 1
 
     # dedup and housekeeping ------------------------------------------------------------------------------
 
-    @_operation
+    @operation
     async def first_time(self, conn: Connection, platform: str, *delivery_ids: str) -> bool:
         """Record every id one delivery goes by (event id, message id, a slash command's trigger id); False when
         any was recorded before.
@@ -425,9 +392,9 @@ class PostgresStore(KnowledgeTables):
             ids,
             time.time(),
         )
-        return _count(status) == len(ids)
+        return count(status) == len(ids)
 
-    @_operation
+    @operation
     async def purge(
         self, conn: Connection, *, older_than_days: float, events_older_than_days: float = EVENTS_KEPT_DAYS
     ) -> int:
@@ -445,11 +412,11 @@ class PostgresStore(KnowledgeTables):
             await conn.execute("DELETE FROM processed_events WHERE seen_at < $1", events_before)
             await conn.execute("DELETE FROM replicas WHERE seen_at < $1", events_before)
             await conn.execute("DELETE FROM rates WHERE at < $1", now - older_than_days * 86400)
-        return _count(removed)
+        return count(removed)
 
     # rates and replicas ------------------------------------------------------------------------------------
 
-    @_operation
+    @operation
     async def admit(self, conn: Connection, bucket: str, limit: int, per_s: float) -> float | None:
         """Count a question against `bucket` if it fits the rate; else the seconds until one does.
 
@@ -471,7 +438,7 @@ class PostgresStore(KnowledgeTables):
                 await conn.execute("INSERT INTO rates (bucket, at) VALUES ($1, $2)", bucket, now)
         return wait
 
-    @_operation
+    @operation
     async def heartbeat(self, conn: Connection, replica: str) -> None:
         await self._beat(conn, replica)
 
@@ -483,11 +450,11 @@ class PostgresStore(KnowledgeTables):
             replica,
         )
 
-    @_operation
+    @operation
     async def retire(self, conn: Connection, replica: str) -> None:
         await conn.execute("DELETE FROM replicas WHERE id = $1", replica)
 
-    @_operation
+    @operation
     async def claim_orphans(
         self, conn: Connection, replica: str, stale_after_s: float, platforms: Collection[str]
     ) -> list[RunRecord]:
@@ -546,9 +513,9 @@ class PostgresStore(KnowledgeTables):
             time.time(),
         )
 
-    _probe = _operation(_stamp)
+    _probe = operation(_stamp)
 
-    @_operation
+    @operation
     async def schema_status(self, conn: Connection) -> SchemaStatus:
         version = conn.get_server_version()
         return SchemaStatus(
