@@ -2,8 +2,8 @@
 tested in test_storage and test_run_process).
 
 The first tests check the parts in this process: conversations' turns across processes, a stopping replica's
-hand-over, SQLite's takeover after a restart, Discord's shards, the settings. The last ones run real processes
-against the fake Slack, Discord and LLM on one PostgreSQL, with a heartbeat every 0.3 s and a takeover after
+hand-over, SQLite's takeover after a restart, Discord's shards, the settings. The last ones run two and three real
+processes against the fake Slack, Discord and LLM on one PostgreSQL, with a heartbeat every 0.3 s and a takeover after
 1.5 s. A process takes seconds to start, so each of those walks through several behaviours with the same
 processes; every assertion names the behaviour it checks.
 """
@@ -289,7 +289,7 @@ async def unfinished(url: str) -> list[str]:
 
 
 @pytest.mark.postgres
-async def test_two_replicas_answer_every_delivery_once_and_finish_a_killed_one_s_answer(
+async def test_replicas_answer_every_delivery_once_and_one_survivor_finishes_a_killed_one_s_answer(
     fake_llm: FakeLLM, tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
     script_models(fake_llm)
@@ -330,6 +330,8 @@ async def test_two_replicas_answer_every_delivery_once_and_finish_a_killed_one_s
             await asyncio.wait_for(slack.push_event(long, connection=one.socket), 10)
             long_ts = long["event"]["ts"]
             await eventually(lambda: any("word3" in t for t in thread_texts(slack, long_ts)), what="streaming")
+            # a third replica (Slack only: each Discord shard has its replica), so that two survive the kill
+            three = await group.start(DISCORD_BOT_TOKEN="")
             asked = len(fake_llm.requests_for("p/a"))
             fake_llm.script("agg/x", reply=LONG_ANSWER)  # the survivor's aggregator is quick
             await one.bot.kill()
@@ -338,7 +340,9 @@ async def test_two_replicas_answer_every_delivery_once_and_finish_a_killed_one_s
             took = time.monotonic() - killed
             await eventually(lambda: any(t.rstrip().endswith("word59") for t in thread_texts(slack, long_ts)),
                              what="the answer completed by the survivor")
+            await asyncio.sleep(3 * HEARTBEAT_S)  # time for a second survivor to claim it too, if it could
             assert await two.bot.signal(signal.SIGTERM) == 0
+            assert await three.bot.signal(signal.SIGTERM) == 0
         assert TAKEOVER_AFTER_S - 2 * HEARTBEAT_S <= took <= TAKEOVER_AFTER_S + 6, \
             f"the survivor takes over once the heartbeat is {TAKEOVER_AFTER_S} s old, not before (took {took:.1f} s)"
         assert thread_texts(slack, ts) == ["[agg/x] answer to: asked of both"], \
@@ -347,6 +351,8 @@ async def test_two_replicas_answer_every_delivery_once_and_finish_a_killed_one_s
             "...and its answer is written once"
         assert len([r for r in fake_llm.requests_for("agg/x") if "discord" in str(r.messages)]) == 2, \
             "each Discord command is answered once, by the replica of its guild's shard"
+        assert len([r for r in fake_llm.requests_for("agg/x") if "survives a replica" in str(r.messages)]) == 2, \
+            "of two survivors, one takes the killed replica's answer over (the killed one wrote it first)"
         texts = thread_texts(slack, long_ts)
         assert len(texts) == 1 and texts[0].strip() == LONG_ANSWER, \
             "the survivor answers the killed replica's question in full, in its placeholder"
