@@ -443,8 +443,9 @@ async def test_chat_ctrl_c_at_the_prompt_leaves_at_once(tmp_path: Path) -> None:
     await chat.wait_for("Ctrl-C stops an answer")
     started = time.monotonic()
     chat.process.send_signal(signal.SIGINT)
-    code = await asyncio.wait_for(chat.process.wait(), 5)
-    assert code in (0, 130) and time.monotonic() - started < 5
+    # at once: no second Ctrl-C, no input awaited; the bound leaves room for closing on a loaded machine
+    code = await asyncio.wait_for(chat.process.wait(), 10)
+    assert code in (0, 130) and time.monotonic() - started < 10
     _, _, err = await chat.finish()
     assert "Traceback" not in err
 
