@@ -9,6 +9,7 @@ from dataclasses import dataclass
 # opener's info string has no backtick, so "```x```" is inline code, not a fence.
 FENCE = re.compile(r"^([ \t]*)(`{3,}(?=[^`]*$)|~{3,})(.*)$")
 STILL_WRITING = "_…still writing…_"
+DRAFTS_QUESTION_CHARS = 200  # how much of the question heads "Show drafts"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ def preview(text: str, limit: int) -> str:
     if len(closed) <= limit:
         return closed
     return split_markdown(text, limit - len(STILL_WRITING) - 2)[0] + "\n\n" + STILL_WRITING
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters: cut, the last of them an ellipsis, when it is longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def close_fences(text: str) -> str:

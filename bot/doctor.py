@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
+from adapters.openai_api.keys import ApiKey
 from bot.config import Settings
 from bot.wiring import catalog_for
 from moa.errors import MoaError, ProviderError
@@ -29,6 +31,7 @@ async def doctor(settings: Settings) -> int:
     report(True, "system prompt", f"{len(standing):,} characters" if standing else "none")
     for channel in sorted(catalog.channels.values(), key=lambda c: (c.platform, c.channel)):
         report(True, f"channel {channel.label}", describe_channel(channel, settings.preset, standing))
+    report(True, "api", describe_api_keys(settings.api_keys))
     try:
         async with open_store(settings.database) as store:
             schema, health = await store.schema_status(), await store.health()
@@ -75,6 +78,17 @@ async def doctor(settings: Settings) -> int:
     for ok, what, detail in await check_platforms(settings, TIMEOUT_S):
         report(ok, what, detail)
     return 1 if failures else 0
+
+
+def describe_api_keys(keys: Sequence[ApiKey]) -> str:
+    """The OpenAI-compatible API's keys by name (never the keys), with what sets each apart."""
+    if not keys:
+        return "off (MOA_API_KEYS or [api.keys.NAME] in the MOA_CONFIG file turns it on)"
+    described = []
+    for key in keys:
+        marks = (["its own rate"] if key.rate else []) + ([f"also {key.scope}'s team knowledge"] if key.scope else [])
+        described.append(f"{key.name} ({', '.join(marks)})" if marks else key.name)
+    return f"/v1 with {len(keys)} key{'s' if len(keys) > 1 else ''}: {', '.join(described)}"
 
 
 def _used_by(presets: set[str]) -> str:

@@ -244,6 +244,22 @@ async def test_doctor_lists_each_channels_effective_settings(fake_llm: FakeLLM, 
         "ok   channel discord:123456789012: preset default (the default); its own system prompt (13 characters); "
         "answers when asked"
     ) in out
+    assert "ok   api: off (MOA_API_KEYS or [api.keys.NAME] in the MOA_CONFIG file turns it on)" in out
+
+
+async def test_doctor_names_the_api_keys_never_the_keys_and_what_sets_each_apart(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    config = tmp_path / "moa.toml"
+    config.write_text(
+        '[api.keys.webui]\nkey_env = "KEY_WEBUI"\nrate = "200/hour"\n'
+        '[api.keys.ops]\nkey_env = "KEY_OPS"\nscope = "C0OPS"\n'
+    )
+    secrets = {"KEY_WEBUI": "webui-0123456789abcdef", "KEY_OPS": "ops-0123456789abcdef"}
+    env = env_for(fake_llm, tmp_path, MOA_CONFIG=str(config), **secrets)
+    _, out, _ = await moa_bot("doctor", env=env, cwd=tmp_path)
+    assert "ok   api: /v1 with 2 keys: webui (its own rate), ops (also C0OPS's team knowledge)" in out
+    assert not any(secret in out for secret in secrets.values())
 
 
 async def test_missing_together_key_is_one_clear_line(tmp_path: Path) -> None:

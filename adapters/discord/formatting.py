@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from discord.utils import escape_markdown
 
-from adapters.render import close_fences, preview, split_markdown
+from adapters.render import DRAFTS_QUESTION_CHARS, clipped, close_fences, preview, split_markdown
 from moa.answering import Drafts, short_model
 from moa.conversation import ModelStatus, Phase, ReplyView
 from moa.persistence import ProposalRecord
@@ -145,7 +145,7 @@ def draft_pieces(drafts: Drafts, limit: int = MAX_CONTENT, most: int = MAX_DRAFT
     """What "Show drafts" replies: each proposer's draft with its model, time and tokens (or why it is missing),
     in at most `most` messages of `limit` characters."""
     question = _SPACES.sub(" ", drafts.question).strip()
-    question = question if len(question) <= 200 else question[:199] + "…"
+    question = clipped(question, DRAFTS_QUESTION_CHARS)
     sections = [f"**Drafts for:** {escape_markdown(question)}"]
     if not drafts.proposals:
         sections.append("_No drafts: this answer came from one model alone._")

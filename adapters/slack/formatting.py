@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
-from adapters.render import Fence, close_fences, fence_of, preview, split_markdown
+from adapters.render import DRAFTS_QUESTION_CHARS, Fence, clipped, close_fences, fence_of, preview, split_markdown
 from moa.answering import short_model
 from moa.conversation import ModelStatus, SourceRef
 from moa.knowledge.citations import SOURCES_HEADING
@@ -569,7 +569,7 @@ def drafts_messages(question: str, proposals: Sequence[ProposalRecord]) -> list[
     """"Show drafts": each proposer's draft with its model, time and tokens, and which were cut off or failed, in
     as many ephemeral messages as Slack's limits need."""
     rounds = any(p.layer > 1 for p in proposals)
-    heading = f"Drafts for: {escape(neutralize(question[:200]))}{'…' if len(question) > 200 else ''}"
+    heading = f"Drafts for: {escape(neutralize(clipped(question, DRAFTS_QUESTION_CHARS)))}"
     blocks: list[Block] = [_context_block(heading)]
     for proposal in proposals:
         blocks.append(_context_block(_draft_line(proposal, rounds)))
