@@ -55,12 +55,12 @@ class PostgresServer:
             netloc = f"{user}:{password}@{netloc.rpartition('@')[2]}"
         return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, ""))
 
-    async def new_database(self) -> str:
-        """A new empty database; its URL."""
+    async def new_database(self, options: str = "") -> str:
+        """A new empty database (`options`: what CREATE DATABASE takes after its name); its URL."""
         name = f"moa_test_{secrets.token_hex(6)}"
         admin = await asyncpg.connect(self.admin_url, timeout=10)
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}" {options}')
         finally:
             await admin.close()
         self.created.append(name)

@@ -11,7 +11,6 @@ import errno
 import logging
 import os
 import re
-import secrets
 import socket
 import sys
 from pathlib import Path
@@ -117,15 +116,9 @@ async def test_the_core_on_postgresql_answers_from_team_knowledge_by_full_text_a
 @pytest.mark.postgres
 async def test_sources_keep_byte_order_in_a_database_that_sorts_like_a_language(postgres_server: PostgresServer) -> None:
     # as on SQLite: in en-US "a" comes before "B", in bytes after; a prefix must be a range either way
-    name = f"moa_test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(postgres_server.admin_url, timeout=10)
-    try:
-        await admin.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
-    finally:
-        await admin.close()
-    postgres_server.created.append(name)
+    url = await postgres_server.new_database("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
     sources = ["local:/docs/a.md", "local:/docs/B.md", "local:/docs/sub/c.md", "local:/docs-old/d.md"]
-    async with PostgresStore(postgres_server.url(name)) as store:
+    async with PostgresStore(url) as store:
         await store.upsert_documents([(Document(s, Kind.LOCAL, "local", "", "", s), [s], s) for s in sources])
         assert [d.source for d in await store.documents("local:/docs/")] == sorted(sources[:3])
         assert await store.remove_sources("local:/docs/") == 3
