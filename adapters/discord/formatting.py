@@ -110,7 +110,7 @@ def model_line(model: ModelStatus) -> str:
 def notice(text: str, limit: int = MAX_CONTENT) -> str:
     """A failure, an interruption or a refusal: plain words, cut to one message."""
     text = text.strip() or "Something went wrong."
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clipped(text, limit)
 
 
 def answer_pieces(view: ReplyView, limit: int = MAX_CONTENT) -> list[str]:
@@ -168,8 +168,7 @@ def _draft_heading(number: int, proposal: ProposalRecord, rounds: bool) -> str:
     if proposal.straggler:
         parts.append(f"✂ cut off after {proposal.latency_s:.1f} s (too slow)")
     elif proposal.error:
-        error = _SPACES.sub(" ", proposal.error).strip()
-        error = error if len(error) <= MAX_DRAFT_ERROR else error[: MAX_DRAFT_ERROR - 1] + "…"
+        error = clipped(_SPACES.sub(" ", proposal.error).strip(), MAX_DRAFT_ERROR)
         parts.append(f"✗ failed after {proposal.latency_s:.1f} s: {escape_markdown(error)}")
     else:
         parts.append(f"{proposal.latency_s:.1f} s")
