@@ -168,7 +168,7 @@ def _presets(settings: Settings) -> int:
 
 
 def _console_key(thread: str) -> ConversationKey:
-    return ConversationKey("console", "local", "cli", thread)
+    return ConversationKey(TERMINAL, "local", "cli", thread)
 
 
 def _new_thread() -> str:

@@ -23,10 +23,11 @@ from adapters.openai_api.schema import Completion, model_body, models_body, pars
 from adapters.openai_api.sink import KEEPALIVE_S, CompletionSink, JsonSink, StreamSink
 from moa.answering import Answerer, StopResult
 from moa.conversation import ConversationKey, Overrides, Question
+from moa.knowledge.privacy import API
 
 log = logging.getLogger("adapters.openai_api")
 
-PLATFORM = "api"
+PLATFORM = API  # the privacy rule reads this platform as the deployment's own, like the terminal
 CALLER = web.RequestKey("caller", Caller)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -40,7 +40,7 @@ from moa.knowledge.model import (
     short_title,
 )
 from moa.knowledge.privacy import can_see, shelves
-from moa.knowledge.retrieval import RetrievalPolicy, build_query, rank
+from moa.knowledge.retrieval import Query, RetrievalPolicy, build_query, rank
 
 log = logging.getLogger("moa.knowledge")
 
@@ -317,25 +317,31 @@ class Librarian:
         query = build_query(question, window, policy)
         if query.empty:
             return []
-        allowed = shelves(audience)
-        # the two searches at once: the full-text one runs while the question is embedded and its vector searched
-        nearest = asyncio.create_task(self._nearest(query.text, allowed, policy.vector_candidates))
+        text_hits, vector_hits = await self._search(query, shelves(audience), policy)
+        ranked = rank(query, text_hits, vector_hits, policy)
+        # the shelves already filtered the search; checking again costs nothing and guards the rule
+        return [p for p in ranked if can_see(audience, p)]
+
+    async def _search(
+        self, query: Query, allowed: Sequence[Shelf], policy: RetrievalPolicy
+    ) -> tuple[list[Passage], list[Passage]]:
+        """Full-text and (with an embedding model) vector hits. The two run at once: the full-text search while
+        the question is embedded and its vector searched."""
+        if self.embedder is None:
+            return await self.index.search_text(query.terms, allowed, policy.candidates), []
+        nearest = asyncio.create_task(self._nearest(self.embedder, query.text, allowed, policy.vector_candidates))
         try:
             text_hits = await self.index.search_text(query.terms, allowed, policy.candidates)
         except BaseException:
             nearest.cancel()
             await asyncio.gather(nearest, return_exceptions=True)
             raise
-        ranked = rank(query, text_hits, await nearest, policy)
-        # the shelves already filtered the search; checking again costs nothing and guards the rule
-        return [p for p in ranked if can_see(audience, p)]
+        return text_hits, await nearest
 
-    async def _nearest(self, text: str, allowed: Sequence[Shelf], limit: int) -> list[Passage]:
-        """The passages nearest `text` in meaning; none without an embedding model or when it fails."""
-        if self.embedder is None:
-            return []
+    async def _nearest(self, embedder: Embedder, text: str, allowed: Sequence[Shelf], limit: int) -> list[Passage]:
+        """The passages nearest `text` in meaning; none when the embedding model fails."""
         try:
-            vector = await self.embedder.embed_query(text)
+            vector = await embedder.embed_query(text)
             return await self.index.search_vector(vector, allowed, limit)
         except ProviderError as exc:
             log.warning("knowledge: semantic search unavailable, full-text only: %s", exc)
